@@ -1,0 +1,258 @@
+//! [`ObservabilityBuilder`]: every setting, validated once by `build()`.
+
+use crate::error::BuildError;
+use crate::exclude::PathFilter;
+use crate::metrics::{
+    open_backend, HttpMetrics, MetricsBackend, ServiceInfo, DEFAULT_DURATION_BUCKETS,
+    DEFAULT_SIZE_BUCKETS,
+};
+use crate::observability::{Observability, Readiness, Shared};
+use crate::route::{RequestHead, RouteFn, RouteResolver};
+
+/// The admin endpoints, kept out of the request metrics unless asked.
+pub(crate) const ADMIN_PATHS: [&str; 3] = ["/metrics", "/healthz", "/readyz"];
+
+/// The default cap on distinct routes.
+pub const DEFAULT_ROUTE_LIMIT: usize = 1000;
+
+/// Configuration of an [`Observability`]; made by [`Observability::builder`] or
+/// [`Observability::from_env`], finished by [`build`](Self::build).
+///
+/// ```
+/// use tower_observability::{MetricsBackend, Observability};
+///
+/// let obs = Observability::builder("checkout")
+///     .service_version(env!("CARGO_PKG_VERSION"))
+///     .environment("production")
+///     .route_limit(500)
+///     .exclude_prefix("/internal/")
+///     .metrics_backend(MetricsBackend::IsolatedPrometheus)
+///     .build()?;
+/// assert_eq!(obs.service_name(), "checkout");
+/// # Ok::<(), tower_observability::BuildError>(())
+/// ```
+#[must_use]
+#[derive(Debug, Clone)]
+pub struct ObservabilityBuilder {
+    pub(crate) service_name: String,
+    pub(crate) service_version: Option<String>,
+    pub(crate) environment: Option<String>,
+    pub(crate) duration_buckets: Vec<f64>,
+    pub(crate) size_buckets: Vec<f64>,
+    pub(crate) route_limit: usize,
+    pub(crate) excluded: Vec<String>,
+    pub(crate) excluded_prefixes: Vec<String>,
+    pub(crate) observe_admin_paths: bool,
+    pub(crate) route_fn: Option<RouteFn>,
+    pub(crate) backend: MetricsBackend,
+    pub(crate) catch_panics: bool,
+}
+
+impl ObservabilityBuilder {
+    pub(crate) fn new(service_name: String) -> Self {
+        ObservabilityBuilder {
+            service_name,
+            service_version: None,
+            environment: None,
+            duration_buckets: DEFAULT_DURATION_BUCKETS.to_vec(),
+            size_buckets: DEFAULT_SIZE_BUCKETS.to_vec(),
+            route_limit: DEFAULT_ROUTE_LIMIT,
+            excluded: Vec::new(),
+            excluded_prefixes: Vec::new(),
+            observe_admin_paths: false,
+            route_fn: None,
+            backend: MetricsBackend::default(),
+            catch_panics: true,
+        }
+    }
+
+    /// The service's version (`service_version` on `target_info`); default `unknown`.
+    pub fn service_version(mut self, version: impl Into<String>) -> Self {
+        self.service_version = Some(version.into());
+        self
+    }
+
+    /// The deployment environment (`deployment_environment` on `target_info`); default
+    /// `unknown`.
+    pub fn environment(mut self, environment: impl Into<String>) -> Self {
+        self.environment = Some(environment.into());
+        self
+    }
+
+    /// Buckets of the duration histograms, in seconds, strictly increasing.
+    pub fn duration_buckets(mut self, buckets: impl IntoIterator<Item = f64>) -> Self {
+        self.duration_buckets = buckets.into_iter().collect();
+        self
+    }
+
+    /// Buckets of the body-size histograms, in bytes, strictly increasing.
+    pub fn size_buckets(mut self, buckets: impl IntoIterator<Item = f64>) -> Self {
+        self.size_buckets = buckets.into_iter().collect();
+        self
+    }
+
+    /// The cap on distinct routes (default 1000); beyond it, requests are recorded with
+    /// `http_route="overflow"` and counted in `tower_observability_routes_overflowed_total`.
+    pub fn route_limit(mut self, limit: usize) -> Self {
+        self.route_limit = limit;
+        self
+    }
+
+    /// Keeps requests to exactly `path` out of the request signals.
+    pub fn exclude_path(mut self, path: impl Into<String>) -> Self {
+        self.excluded.push(path.into());
+        self
+    }
+
+    /// Keeps requests whose path starts with `prefix` out of the request signals.
+    pub fn exclude_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.excluded_prefixes.push(prefix.into());
+        self
+    }
+
+    /// Counts requests to `/metrics`, `/healthz` and `/readyz` too (default: not counted,
+    /// so scrapes and probes do not drown the service's own traffic).
+    pub fn observe_admin_paths(mut self, observe: bool) -> Self {
+        self.observe_admin_paths = observe;
+        self
+    }
+
+    /// A route function for routers other than axum's, asked when there is no
+    /// `MatchedPath` and the request is not gRPC. Return templates, not raw paths.
+    ///
+    /// ```
+    /// # use tower_observability::{MetricsBackend, Observability};
+    /// let obs = Observability::builder("api")
+    ///     .route_fn(|head| match head.uri.path() {
+    ///         "/" => Some("/".into()),
+    ///         p if p.starts_with("/users/") => Some("/users/{id}".into()),
+    ///         _ => None,
+    ///     })
+    /// #   .metrics_backend(MetricsBackend::IsolatedPrometheus)
+    ///     .build()?;
+    /// # Ok::<(), tower_observability::BuildError>(())
+    /// ```
+    pub fn route_fn<F>(mut self, f: F) -> Self
+    where
+        F: Fn(RequestHead<'_>) -> Option<std::borrow::Cow<'static, str>> + Send + Sync + 'static,
+    {
+        self.route_fn = Some(RouteFn::new(f));
+        self
+    }
+
+    /// Where metrics are recorded (default: install a Prometheus recorder).
+    pub fn metrics_backend(mut self, backend: MetricsBackend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// Whether panics in handlers are caught and answered with a 500 (default: yes). When
+    /// off, a panic unwinds through the layer, which still records it and frees the gauge.
+    pub fn catch_panics(mut self, catch: bool) -> Self {
+        self.catch_panics = catch;
+        self
+    }
+
+    /// Checks every setting and starts the layer's shared state.
+    pub fn build(self) -> Result<Observability, BuildError> {
+        let name = self.service_name.trim();
+        if name.is_empty() || name.len() > 255 {
+            return Err(BuildError::setting(
+                "service_name",
+                "must be 1 to 255 characters",
+            ));
+        }
+        check_buckets("duration_buckets", &self.duration_buckets)?;
+        check_buckets("size_buckets", &self.size_buckets)?;
+        if self.route_limit == 0 || self.route_limit > 100_000 {
+            return Err(BuildError::setting(
+                "route_limit",
+                format!("{} is outside 1..=100000", self.route_limit),
+            ));
+        }
+        let mut excluded = PathFilter::default();
+        for path in &self.excluded {
+            check_path("exclude_path", path)?;
+            excluded.exact(path);
+        }
+        for prefix in &self.excluded_prefixes {
+            check_path("exclude_prefix", prefix)?;
+            excluded.prefix(prefix);
+        }
+        if !self.observe_admin_paths {
+            ADMIN_PATHS.iter().for_each(|p| excluded.exact(p));
+        }
+        let info = ServiceInfo {
+            name: name.to_owned(),
+            version: self.service_version.unwrap_or_else(|| "unknown".into()),
+            environment: self.environment.unwrap_or_else(|| "unknown".into()),
+        };
+        let (sink, prometheus) =
+            open_backend(&self.backend, &self.duration_buckets, &self.size_buckets);
+        Ok(Observability::start(Shared {
+            metrics: HttpMetrics::new(sink, &info),
+            info,
+            routes: RouteResolver::new(self.route_limit, self.route_fn),
+            excluded,
+            catch_panics: self.catch_panics,
+            prometheus,
+            readiness: Readiness::new(true),
+        }))
+    }
+}
+
+fn check_buckets(setting: &'static str, buckets: &[f64]) -> Result<(), BuildError> {
+    if buckets.is_empty() {
+        return Err(BuildError::setting(setting, "needs at least one bucket"));
+    }
+    if let Some(bad) = buckets.iter().find(|b| !b.is_finite() || **b < 0.0) {
+        return Err(BuildError::setting(
+            setting,
+            format!("{bad} is not a finite, non-negative boundary"),
+        ));
+    }
+    if let Some(w) = buckets.windows(2).find(|w| w[0] >= w[1]) {
+        return Err(BuildError::setting(
+            setting,
+            format!(
+                "boundaries must be strictly increasing ({} then {})",
+                w[0], w[1]
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_path(setting: &'static str, path: &str) -> Result<(), BuildError> {
+    if !path.starts_with('/') {
+        return Err(BuildError::setting(
+            setting,
+            format!("{path:?} must start with '/'"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(b: ObservabilityBuilder) -> String {
+        b.metrics_backend(MetricsBackend::IsolatedPrometheus)
+            .build()
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn bad_settings_are_errors_naming_the_setting() {
+        let b = || Observability::builder("svc");
+        assert!(err(Observability::builder("  ")).contains("service_name"));
+        assert!(err(b().duration_buckets([])).contains("duration_buckets"));
+        assert!(err(b().duration_buckets([0.1, f64::NAN])).contains("finite"));
+        assert!(err(b().size_buckets([10.0, 10.0])).contains("size_buckets"));
+        assert!(err(b().route_limit(0)).contains("route_limit"));
+        assert!(err(b().exclude_path("metrics")).contains("exclude_path"));
+        assert!(err(b().exclude_prefix("x/")).contains("exclude_prefix"));
+    }
+}

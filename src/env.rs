@@ -1,0 +1,201 @@
+//! Configuration from the environment: the OpenTelemetry variables the crate understands,
+//! and its own `OBSERVABILITY_*` settings. An empty variable counts as unset, as the
+//! OpenTelemetry specification says.
+
+use crate::builder::ObservabilityBuilder;
+use crate::error::BuildError;
+
+/// Applies the environment, read through `lookup`, over `builder`.
+pub(crate) fn apply(
+    mut builder: ObservabilityBuilder,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<ObservabilityBuilder, BuildError> {
+    let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+    if let Some(attrs) = var("OTEL_RESOURCE_ATTRIBUTES") {
+        for (key, value) in resource_attributes(&attrs)? {
+            match key.as_str() {
+                "service.name" => builder.service_name = value,
+                "service.version" => builder.service_version = Some(value),
+                "deployment.environment.name" => builder.environment = Some(value),
+                // The older name; the newer one wins when both are given.
+                "deployment.environment" if builder.environment.is_none() => {
+                    builder.environment = Some(value)
+                }
+                _ => {}
+            }
+        }
+    }
+    if let Some(name) = var("OTEL_SERVICE_NAME") {
+        builder.service_name = name;
+    }
+    if let Some(v) = var("OBSERVABILITY_ROUTE_LIMIT") {
+        builder.route_limit = v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=100_000).contains(n))
+            .ok_or_else(|| {
+                BuildError::env(
+                    "OBSERVABILITY_ROUTE_LIMIT",
+                    &v,
+                    "expected a whole number from 1 to 100000",
+                )
+            })?;
+    }
+    if let Some(v) = var("OBSERVABILITY_EXCLUDE_PATHS") {
+        for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if !item.starts_with('/') {
+                return Err(BuildError::env(
+                    "OBSERVABILITY_EXCLUDE_PATHS",
+                    &v,
+                    format!("{item:?} does not start with '/'"),
+                ));
+            }
+            match item.strip_suffix('*') {
+                Some(prefix) => builder.excluded_prefixes.push(prefix.to_owned()),
+                None => builder.excluded.push(item.to_owned()),
+            }
+        }
+    }
+    if let Some(v) = var("OBSERVABILITY_DURATION_BUCKETS") {
+        builder.duration_buckets = buckets("OBSERVABILITY_DURATION_BUCKETS", &v)?;
+    }
+    if let Some(v) = var("OBSERVABILITY_SIZE_BUCKETS") {
+        builder.size_buckets = buckets("OBSERVABILITY_SIZE_BUCKETS", &v)?;
+    }
+    if let Some(v) = var("OBSERVABILITY_CATCH_PANICS") {
+        builder.catch_panics = boolean("OBSERVABILITY_CATCH_PANICS", &v)?;
+    }
+    if let Some(v) = var("OBSERVABILITY_OBSERVE_ADMIN_PATHS") {
+        builder.observe_admin_paths = boolean("OBSERVABILITY_OBSERVE_ADMIN_PATHS", &v)?;
+    }
+    Ok(builder)
+}
+
+/// `key1=value1,key2=value2`, values percent-encoded (W3C Baggage octets).
+fn resource_attributes(raw: &str) -> Result<Vec<(String, String)>, BuildError> {
+    const VAR: &str = "OTEL_RESOURCE_ATTRIBUTES";
+    let mut out = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (key, value) = item
+            .split_once('=')
+            .ok_or_else(|| BuildError::env(VAR, raw, format!("{item:?} is not key=value")))?;
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(BuildError::env(VAR, raw, format!("{item:?} has an empty key")));
+        }
+        let value = percent_decode(value.trim())
+            .ok_or_else(|| BuildError::env(VAR, raw, format!("{item:?} has a bad %-escape")))?;
+        out.push((key.to_owned(), value));
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn buckets(var: &str, raw: &str) -> Result<Vec<f64>, BuildError> {
+    raw.split(',')
+        .map(|b| {
+            b.trim()
+                .parse::<f64>()
+                .map_err(|_| BuildError::env(var, raw, format!("{:?} is not a number", b.trim())))
+        })
+        .collect()
+}
+
+fn boolean(var: &str, raw: &str) -> Result<bool, BuildError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(BuildError::env(var, raw, "expected true or false")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Observability;
+    use std::collections::HashMap;
+
+    fn from(vars: &[(&str, &str)]) -> Result<ObservabilityBuilder, BuildError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Observability::from_env_with("fallback", move |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn reads_the_opentelemetry_variables() {
+        let b = from(&[
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "service.version=1.2.3, deployment.environment.name=prod%20eu,team=x",
+            ),
+            ("OTEL_SERVICE_NAME", "checkout"),
+        ])
+        .unwrap();
+        assert_eq!(b.service_name, "checkout");
+        assert_eq!(b.service_version.as_deref(), Some("1.2.3"));
+        assert_eq!(b.environment.as_deref(), Some("prod eu"));
+        let b = from(&[("OTEL_RESOURCE_ATTRIBUTES", "service.name=billing")]).unwrap();
+        assert_eq!(b.service_name, "billing");
+        let b = from(&[("OTEL_SERVICE_NAME", "")]).unwrap();
+        assert_eq!(b.service_name, "fallback");
+    }
+
+    #[test]
+    fn reads_the_crates_own_variables() {
+        let b = from(&[
+            ("OBSERVABILITY_ROUTE_LIMIT", "50"),
+            ("OBSERVABILITY_EXCLUDE_PATHS", "/ping, /internal/*"),
+            ("OBSERVABILITY_DURATION_BUCKETS", "0.1,0.5,1"),
+            ("OBSERVABILITY_CATCH_PANICS", "false"),
+        ])
+        .unwrap();
+        assert_eq!(b.route_limit, 50);
+        assert_eq!(b.excluded, ["/ping"]);
+        assert_eq!(b.excluded_prefixes, ["/internal/"]);
+        assert_eq!(b.duration_buckets, [0.1, 0.5, 1.0]);
+        assert!(!b.catch_panics);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, value) in [
+            ("OBSERVABILITY_ROUTE_LIMIT", "-1"),
+            ("OBSERVABILITY_ROUTE_LIMIT", "1e9"),
+            ("OBSERVABILITY_EXCLUDE_PATHS", "metrics"),
+            ("OBSERVABILITY_DURATION_BUCKETS", "0.1,fast"),
+            ("OBSERVABILITY_CATCH_PANICS", "maybe"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.version"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "=x"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "a=%zz"),
+        ] {
+            let err = from(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.contains(var), "{var}={value}: {err}");
+        }
+        // Values that parse but make no sense are caught by build().
+        let err = from(&[("OBSERVABILITY_DURATION_BUCKETS", "1,0.5")])
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("increasing"));
+    }
+}

@@ -1,0 +1,116 @@
+//! The response future: polls the inner service, catches its panics, and hands the
+//! [`Exchange`] to the response body.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::Response;
+use http_body::Body;
+use pin_project_lite::pin_project;
+
+use crate::body::ResponseBody;
+use crate::classify::Failure;
+use crate::exchange::{End, Exchange};
+use crate::panic::{catch, panic_response, PanicError};
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Called { #[pin] future: F },
+        // `call` itself panicked: answer with a 500 on first poll.
+        Panicked { error: Option<PanicError> },
+    }
+}
+
+pin_project! {
+    /// Response future of [`ObservabilityService`](crate::ObservabilityService).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+        exchange: Option<Exchange>,
+        catch_panics: bool,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn called(future: F, exchange: Option<Exchange>, catch_panics: bool) -> Self {
+        ResponseFuture {
+            state: State::Called { future },
+            exchange,
+            catch_panics,
+        }
+    }
+
+    pub(crate) fn panicked(error: PanicError, exchange: Option<Exchange>) -> Self {
+        ResponseFuture {
+            state: State::Panicked { error: Some(error) },
+            exchange,
+            catch_panics: true,
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let polled = match this.state.project() {
+            StateProj::Called { future } if *this.catch_panics => catch(|| future.poll(cx)),
+            StateProj::Called { future } => Ok(future.poll(cx)),
+            StateProj::Panicked { error } => Err(error
+                .take()
+                .unwrap_or_else(|| PanicError::new(Box::new("future polled after completion")))),
+        };
+        let mut exchange = this.exchange.take();
+        let finish = |exchange: Option<Exchange>, end| {
+            if let Some(exchange) = exchange {
+                exchange.finish(end);
+            }
+        };
+        match polled {
+            Ok(Poll::Pending) => {
+                *this.exchange = exchange;
+                Poll::Pending
+            }
+            Ok(Poll::Ready(Ok(res))) => {
+                if let Some(exchange) = exchange.as_mut() {
+                    exchange.on_response(&res);
+                }
+                // A body that is already over may never be polled: the exchange ends here.
+                if res.body().is_end_stream() {
+                    finish(exchange.take(), End::Complete);
+                }
+                let catch_panics = *this.catch_panics;
+                Poll::Ready(Ok(
+                    res.map(|body| ResponseBody::inner(body, exchange, catch_panics))
+                ))
+            }
+            Ok(Poll::Ready(Err(error))) => {
+                finish(exchange, End::Failed(Failure::ServiceError));
+                Poll::Ready(Err(error))
+            }
+            Err(panic) => {
+                let grpc = exchange.as_ref().is_some_and(Exchange::is_grpc);
+                tracing::error!(
+                    route = exchange.as_ref().map_or("-", Exchange::route_name),
+                    panic = panic.message(),
+                    "request handler panicked; answering with an internal server error"
+                );
+                finish(exchange, End::Failed(Failure::Panic));
+                Poll::Ready(Ok(panic_response(grpc).map(ResponseBody::made)))
+            }
+        }
+    }
+}

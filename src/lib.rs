@@ -1,0 +1,99 @@
+//! One Tower layer for the signals a production HTTP or gRPC service needs.
+//!
+//! Add [`Observability::layer`] to an axum, tonic or any `tower::Service<http::Request<B>>`
+//! service and get RED metrics named after the OpenTelemetry HTTP semantic conventions,
+//! served for Prometheus on an admin port with liveness and readiness endpoints.
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use tower_observability::Observability;
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let obs = Observability::from_env("checkout")?.build()?;
+//!     let app = Router::new()
+//!         .route("/users/{id}", get(|| async { "hello" }))
+//!         .layer(obs.layer());
+//!     obs.serve_admin("0.0.0.0:9464")?; // /metrics, /healthz, /readyz
+//!     let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
+//!     axum::serve(listener, app).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # One route, one pass
+//!
+//! The route label is axum's `MatchedPath` (nested routers included), else the gRPC
+//! `/package.Service/Method` path, else the [route function](ObservabilityBuilder::route_fn),
+//! else `unmatched`: a raw path never becomes a label, and distinct routes are capped
+//! ([`ObservabilityBuilder::route_limit`]). The layer is a single service with one response
+//! future and one body wrapper; label sets are cached metric handles, not strings built per
+//! request.
+//!
+//! # Metrics
+//!
+//! | name | type | labels |
+//! |---|---|---|
+//! | `http_server_request_duration_seconds` | histogram | `http_request_method`, `http_route`, `http_response_status_code`, `error_type` (errors only) |
+//! | `http_server_active_requests` | gauge | `http_request_method` |
+//! | `http_server_request_body_size_bytes` | histogram | as duration |
+//! | `http_server_response_body_size_bytes` | histogram | as duration |
+//! | `rpc_server_call_duration_seconds` | histogram | `rpc_system`, `rpc_method`, `rpc_grpc_status_code`, `error_type` |
+//! | `target_info` | gauge | `service_name`, `service_version`, `deployment_environment` |
+//! | `tower_observability_*_total` | counter | the crate's own health |
+//! | `process_*` | counter, gauges | CPU seconds, memory, fds, threads, start time |
+//!
+//! Durations run to the end of the response body. A request abandoned by its client is
+//! recorded with status `499` and `error_type="cancelled"`. Server errors are responses
+//! with status >= 500, panics, inner service and body errors, and gRPC server-fault codes
+//! read from headers or trailers. All names are in [`metrics::names`].
+//!
+//! # Configuration from the environment
+//!
+//! [`Observability::from_env`] reads `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`
+//! (`service.name`, `service.version`, `deployment.environment.name`),
+//! `OBSERVABILITY_ROUTE_LIMIT`, `OBSERVABILITY_EXCLUDE_PATHS` (comma-separated, a trailing
+//! `*` makes a prefix), `OBSERVABILITY_DURATION_BUCKETS`, `OBSERVABILITY_SIZE_BUCKETS`,
+//! `OBSERVABILITY_CATCH_PANICS` and `OBSERVABILITY_OBSERVE_ADMIN_PATHS`.
+//!
+//! # Cargo features
+//!
+//! | name | description | default |
+//! |---|---|---|
+//! | `axum` | read axum's `MatchedPath` for the route; [`Observability::admin_router`] | yes |
+//! | `admin` | [`Observability::serve_admin`]: the admin endpoints on their own port (tokio, hyper) | yes |
+#![deny(missing_docs, unreachable_pub, unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod admin;
+mod body;
+mod builder;
+mod classify;
+mod env;
+mod error;
+mod exchange;
+mod exclude;
+mod future;
+mod layer;
+mod method;
+pub mod metrics;
+mod observability;
+mod panic;
+mod route;
+mod service;
+
+#[cfg(feature = "admin")]
+pub use admin::AdminServer;
+pub use admin::AdminService;
+pub use body::{BoxError, RequestBody, ResponseBody};
+pub use builder::{ObservabilityBuilder, DEFAULT_ROUTE_LIMIT};
+pub use error::BuildError;
+pub use future::ResponseFuture;
+pub use layer::ObservabilityLayer;
+pub use metrics::{
+    prometheus_builder, MetricsBackend, DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS,
+};
+pub use observability::{Observability, Readiness};
+pub use panic::PanicError;
+pub use route::{RequestHead, RouteFn, OVERFLOW, UNMATCHED};
+pub use service::ObservabilityService;

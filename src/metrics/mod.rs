@@ -1,0 +1,221 @@
+//! RED metrics: where they are recorded (the [`MetricsBackend`]), their names
+//! ([`names`]) and the handles cached per label set.
+
+pub mod names;
+pub(crate) mod process;
+pub(crate) mod series;
+
+use std::sync::{Arc, Mutex};
+
+use metrics::{Counter, Gauge, Histogram, Label, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+use crate::method::MethodLabel;
+use names::*;
+
+/// The OpenTelemetry semantic-convention buckets for HTTP durations, extended with 30 s and
+/// 60 s so slow streams and long polls are not all lumped into `+Inf`.
+pub const DEFAULT_DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 30.0, 60.0,
+];
+
+/// Body-size buckets: powers of four from 64 B to 64 MiB, plus 0 for bodiless messages.
+pub const DEFAULT_SIZE_BUCKETS: &[f64] = &[
+    0.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
+];
+
+/// Where the layer's metrics go.
+///
+/// The crate never fights the application's own recorder: by default it installs a
+/// Prometheus recorder as the global `metrics` recorder (so the application's own
+/// `metrics::counter!` calls show up on `/metrics` too), and if the application already
+/// installed one, [`MetricsBackend::Global`] records into that instead.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub enum MetricsBackend {
+    /// Build a Prometheus recorder with the crate's buckets and install it as the global
+    /// recorder. If this process already installed one through this crate, it is reused; if
+    /// another recorder is installed, the crate keeps its own private registry (and says so
+    /// in a warning). `/metrics` renders it.
+    #[default]
+    InstallPrometheus,
+    /// A private Prometheus recorder, not installed globally: only this layer's metrics.
+    /// Useful in tests and for several independent layers in one process.
+    IsolatedPrometheus,
+    /// Record through whatever recorder the application installed with the `metrics` facade.
+    /// Install it before calling `build()`. `/metrics` renders `render`'s registry if given;
+    /// build the recorder with [`prometheus_builder`] so histograms keep their buckets.
+    Global {
+        /// The handle `/metrics` renders, if the application's recorder is a Prometheus one.
+        render: Option<PrometheusHandle>,
+    },
+}
+
+/// A [`PrometheusBuilder`] configured with the crate's histogram buckets, for applications
+/// that install their own Prometheus recorder and use [`MetricsBackend::Global`].
+///
+/// ```
+/// let recorder = tower_observability::prometheus_builder(
+///     tower_observability::DEFAULT_DURATION_BUCKETS,
+///     tower_observability::DEFAULT_SIZE_BUCKETS,
+/// )
+/// .build_recorder();
+/// # let _ = recorder;
+/// ```
+pub fn prometheus_builder(duration_buckets: &[f64], size_buckets: &[f64]) -> PrometheusBuilder {
+    let set = |b: PrometheusBuilder, name: &str, buckets: &[f64]| {
+        b.set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)
+            .expect("bucket lists are validated non-empty")
+    };
+    let mut builder = PrometheusBuilder::new()
+        // Every histogram gets buckets: one without renders as a summary, useless to SLOs.
+        .set_buckets(duration_buckets)
+        .expect("bucket lists are validated non-empty");
+    builder = set(builder, HTTP_SERVER_REQUEST_DURATION, duration_buckets);
+    builder = set(builder, RPC_SERVER_CALL_DURATION, duration_buckets);
+    builder = set(builder, HTTP_SERVER_REQUEST_BODY_SIZE, size_buckets);
+    set(builder, HTTP_SERVER_RESPONSE_BODY_SIZE, size_buckets)
+}
+
+/// The recorder the crate registered its handles with.
+pub(crate) enum Sink {
+    Own(Arc<PrometheusRecorder>),
+    Global,
+}
+
+impl Sink {
+    fn with<T>(&self, f: impl FnOnce() -> T) -> T {
+        match self {
+            Sink::Own(recorder) => metrics::with_local_recorder(&**recorder, f),
+            Sink::Global => f(),
+        }
+    }
+
+    pub(crate) fn histogram(&self, name: &'static str, labels: Vec<Label>) -> Histogram {
+        self.with(|| metrics::histogram!(name, labels))
+    }
+
+    fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
+        self.with(|| metrics::counter!(name, labels))
+    }
+
+    fn gauge(&self, name: &'static str, labels: Vec<Label>) -> Gauge {
+        self.with(|| metrics::gauge!(name, labels))
+    }
+}
+
+/// The Prometheus recorder this crate installed globally, shared by every layer built later.
+static INSTALLED: Mutex<Option<Arc<PrometheusRecorder>>> = Mutex::new(None);
+
+/// Resolves a backend to the recorder handles are registered with and the handle `/metrics`
+/// renders.
+pub(crate) fn open_backend(
+    backend: &MetricsBackend,
+    duration_buckets: &[f64],
+    size_buckets: &[f64],
+) -> (Sink, Option<PrometheusHandle>) {
+    let build = || Arc::new(prometheus_builder(duration_buckets, size_buckets).build_recorder());
+    match backend {
+        MetricsBackend::IsolatedPrometheus => {
+            let recorder = build();
+            let handle = recorder.handle();
+            (Sink::Own(recorder), Some(handle))
+        }
+        MetricsBackend::Global { render } => (Sink::Global, render.clone()),
+        MetricsBackend::InstallPrometheus => {
+            let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(recorder) = installed.as_ref() {
+                let handle = recorder.handle();
+                return (Sink::Own(recorder.clone()), Some(handle));
+            }
+            let recorder = build();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder.clone()).is_ok() {
+                *installed = Some(recorder.clone());
+            } else {
+                tracing::warn!(
+                    "a metrics recorder is already installed: tower-observability records into \
+                     its own registry, served on its /metrics; use MetricsBackend::Global to \
+                     record into the application's recorder instead"
+                );
+            }
+            (Sink::Own(recorder), Some(handle))
+        }
+    }
+}
+
+/// The identity on `target_info`.
+#[derive(Debug, Clone)]
+pub(crate) struct ServiceInfo {
+    pub(crate) name: String,
+    pub(crate) version: String,
+    pub(crate) environment: String,
+}
+
+/// The layer's metric handles that do not depend on the route.
+pub(crate) struct HttpMetrics {
+    pub(crate) sink: Sink,
+    active: [Gauge; MethodLabel::ALL.len()],
+    pub(crate) routes_overflowed: Counter,
+    pub(crate) panics: Counter,
+    _target_info: Gauge,
+}
+
+impl HttpMetrics {
+    pub(crate) fn new(sink: Sink, info: &ServiceInfo) -> Self {
+        sink.with(describe_all);
+        let active = MethodLabel::ALL.map(|m| {
+            sink.gauge(
+                HTTP_SERVER_ACTIVE_REQUESTS,
+                vec![Label::new(LABEL_METHOD, m.as_str())],
+            )
+        });
+        let target_info = sink.gauge(
+            TARGET_INFO,
+            vec![
+                Label::new(LABEL_SERVICE_NAME, info.name.clone()),
+                Label::new(LABEL_SERVICE_VERSION, info.version.clone()),
+                Label::new(LABEL_DEPLOYMENT_ENVIRONMENT, info.environment.clone()),
+            ],
+        );
+        target_info.set(1.0);
+        // Registered up front so the counters read 0, not absent, before anything happens.
+        let routes_overflowed = sink.counter(ROUTES_OVERFLOWED, vec![]);
+        routes_overflowed.increment(0);
+        let panics = sink.counter(PANICS, vec![]);
+        panics.increment(0);
+        HttpMetrics {
+            sink,
+            active,
+            routes_overflowed,
+            panics,
+            _target_info: target_info,
+        }
+    }
+
+    pub(crate) fn active(&self, method: MethodLabel) -> &Gauge {
+        &self.active[method.index()]
+    }
+}
+
+/// `# HELP` and units for every metric recorded through the facade.
+fn describe_all() {
+    // Process metrics are rendered from /proc by `process`, not recorded through the facade.
+    for spec in CATALOGUE.iter().filter(|m| !m.name.starts_with("process_")) {
+        let unit = if spec.name.ends_with("_seconds") {
+            Some(Unit::Seconds)
+        } else if spec.name.ends_with("_bytes") {
+            Some(Unit::Bytes)
+        } else {
+            None
+        };
+        let (name, help) = (spec.name, spec.help);
+        match (spec.kind, unit) {
+            (MetricKind::Counter, _) => metrics::describe_counter!(name, help),
+            (MetricKind::Gauge, _) => metrics::describe_gauge!(name, help),
+            (MetricKind::Histogram, Some(unit)) => metrics::describe_histogram!(name, unit, help),
+            (MetricKind::Histogram, None) => metrics::describe_histogram!(name, help),
+        }
+    }
+}

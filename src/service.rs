@@ -1,0 +1,64 @@
+//! The one service: every signal of a request in a single pass.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use crate::body::{RequestBody, ResponseBody};
+use crate::exchange::Exchange;
+use crate::future::ResponseFuture;
+use crate::observability::Shared;
+use crate::panic::catch;
+
+/// The service made by [`ObservabilityLayer`](crate::ObservabilityLayer).
+///
+/// It hands the inner service a [`RequestBody`] (the original body, counted) and returns a
+/// [`ResponseBody`] that records the exchange when its last byte leaves.
+#[derive(Clone)]
+pub struct ObservabilityService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> ObservabilityService<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        ObservabilityService { inner, shared }
+    }
+}
+
+impl<S> std::fmt::Debug for ObservabilityService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObservabilityService").finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ObservabilityService<S>
+where
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
+    ReqBody: Body,
+    ResBody: Body,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let exchange = Exchange::begin(&self.shared, &req);
+        let counter = exchange.as_ref().and_then(Exchange::request_counter);
+        let req = req.map(|body| RequestBody::new(body, counter));
+        if !self.shared.catch_panics {
+            return ResponseFuture::called(self.inner.call(req), exchange, false);
+        }
+        match catch(|| self.inner.call(req)) {
+            Ok(future) => ResponseFuture::called(future, exchange, true),
+            Err(panic) => ResponseFuture::panicked(panic, exchange),
+        }
+    }
+}
