@@ -62,8 +62,10 @@ impl AdminService {
         match path {
             "/metrics" => {
                 let mut res = Response::new(Full::new(Bytes::from(self.obs.render_metrics())));
-                res.headers_mut()
-                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));
+                res.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(PROMETHEUS_TEXT),
+                );
                 res
             }
             "/healthz" => text(StatusCode::OK, "ok\n"),

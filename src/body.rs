@@ -131,11 +131,7 @@ where
                 return Poll::Ready(data.take().map(|d| Ok(Frame::data(d.into()))));
             }
         };
-        let polled = if *this.catch_panics {
-            catch(|| body.as_mut().poll_frame(cx))
-        } else {
-            Ok(body.as_mut().poll_frame(cx))
-        };
+        let polled = catch(|| body.as_mut().poll_frame(cx));
         let end = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(Some(Ok(frame)))) => {
@@ -159,10 +155,14 @@ where
                 End::Failed(Failure::BodyError),
                 Poll::Ready(Some(Err(error.into()))),
             ),
-            Err(panic) => (
-                End::Failed(Failure::Panic),
-                Poll::Ready(Some(Err(Box::new(panic) as BoxError))),
-            ),
+            Err(panic) => {
+                tracing::error!(panic = panic.message(), "response body panicked");
+                if let Some(exchange) = this.exchange.take() {
+                    exchange.finish(End::Failed(Failure::Panic));
+                }
+                let panic = panic.resume_unless(*this.catch_panics);
+                return Poll::Ready(Some(Err(Box::new(panic) as BoxError)));
+            }
         };
         if let Some(exchange) = this.exchange.take() {
             exchange.finish(end.0);
@@ -180,7 +180,9 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Inner { body } => body.size_hint(),
-            Kind::Made { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Made { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
         }
     }
 }

@@ -259,11 +259,18 @@ mod tests {
     fn grpc_content_types() {
         let mut h = HeaderMap::new();
         assert!(!is_grpc(&h));
-        for ct in ["application/grpc", "application/grpc+proto", "application/grpc-web"] {
+        for ct in [
+            "application/grpc",
+            "application/grpc+proto",
+            "application/grpc-web",
+        ] {
             h.insert(http::header::CONTENT_TYPE, ct.parse().unwrap());
             assert!(is_grpc(&h), "{ct}");
         }
-        h.insert(http::header::CONTENT_TYPE, "application/json".parse().unwrap());
+        h.insert(
+            http::header::CONTENT_TYPE,
+            "application/json".parse().unwrap(),
+        );
         assert!(!is_grpc(&h));
     }
 }

@@ -83,7 +83,11 @@ fn resource_attributes(raw: &str) -> Result<Vec<(String, String)>, BuildError> {
             .ok_or_else(|| BuildError::env(VAR, raw, format!("{item:?} is not key=value")))?;
         let key = key.trim();
         if key.is_empty() {
-            return Err(BuildError::env(VAR, raw, format!("{item:?} has an empty key")));
+            return Err(BuildError::env(
+                VAR,
+                raw,
+                format!("{item:?} has an empty key"),
+            ));
         }
         let value = percent_decode(value.trim())
             .ok_or_else(|| BuildError::env(VAR, raw, format!("{item:?} has a bad %-escape")))?;

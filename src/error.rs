@@ -59,7 +59,10 @@ impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BuildError::InvalidEnv { var, value, reason } => {
-                write!(f, "environment variable {var}={value:?} is invalid: {reason}")
+                write!(
+                    f,
+                    "environment variable {var}={value:?} is invalid: {reason}"
+                )
             }
             BuildError::InvalidSetting { setting, reason } => {
                 write!(f, "invalid `{setting}` setting: {reason}")

@@ -12,14 +12,14 @@ use pin_project_lite::pin_project;
 use crate::body::ResponseBody;
 use crate::classify::Failure;
 use crate::exchange::{End, Exchange};
-use crate::panic::{catch, panic_response, PanicError};
+use crate::panic::{catch, panic_response, Caught};
 
 pin_project! {
     #[project = StateProj]
     enum State<F> {
         Called { #[pin] future: F },
         // `call` itself panicked: answer with a 500 on first poll.
-        Panicked { error: Option<PanicError> },
+        Panicked { error: Option<Caught> },
     }
 }
 
@@ -42,11 +42,11 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn panicked(error: PanicError, exchange: Option<Exchange>) -> Self {
+    pub(crate) fn panicked(error: Caught, exchange: Option<Exchange>, catch_panics: bool) -> Self {
         ResponseFuture {
             state: State::Panicked { error: Some(error) },
             exchange,
-            catch_panics: true,
+            catch_panics,
         }
     }
 }
@@ -67,11 +67,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let polled = match this.state.project() {
-            StateProj::Called { future } if *this.catch_panics => catch(|| future.poll(cx)),
-            StateProj::Called { future } => Ok(future.poll(cx)),
-            StateProj::Panicked { error } => Err(error
-                .take()
-                .unwrap_or_else(|| PanicError::new(Box::new("future polled after completion")))),
+            StateProj::Called { future } => catch(|| future.poll(cx)),
+            StateProj::Panicked { error } => match error.take() {
+                Some(caught) => Err(caught),
+                None => catch(|| panic!("ResponseFuture polled after completion")),
+            },
         };
         let mut exchange = this.exchange.take();
         let finish = |exchange: Option<Exchange>, end| {
@@ -106,9 +106,11 @@ where
                 tracing::error!(
                     route = exchange.as_ref().map_or("-", Exchange::route_name),
                     panic = panic.message(),
-                    "request handler panicked; answering with an internal server error"
+                    "request handler panicked"
                 );
                 finish(exchange, End::Failed(Failure::Panic));
+                // Recorded either way; answered here only when the layer owns panics.
+                panic.resume_unless(*this.catch_panics);
                 Poll::Ready(Ok(panic_response(grpc).map(ResponseBody::made)))
             }
         }

@@ -8,24 +8,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 
-/// A panic caught in a handler or its response body.
+/// A panic caught in a handler or its response body, as the body's error.
 #[derive(Debug)]
 pub struct PanicError {
     message: String,
 }
 
 impl PanicError {
-    pub(crate) fn new(payload: Box<dyn Any + Send>) -> Self {
-        let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
-            (*s).to_owned()
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "panic with a non-string payload".to_owned()
-        };
-        PanicError { message }
-    }
-
     /// The panic's message, when it had one.
     pub fn message(&self) -> &str {
         &self.message
@@ -40,10 +29,35 @@ impl fmt::Display for PanicError {
 
 impl std::error::Error for PanicError {}
 
-/// Runs `f`, turning a panic into a [`PanicError`].
-pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, PanicError> {
+/// A panic payload caught by [`catch`].
+pub(crate) struct Caught(Box<dyn Any + Send>);
+
+impl Caught {
+    pub(crate) fn message(&self) -> &str {
+        if let Some(s) = self.0.downcast_ref::<&'static str>() {
+            s
+        } else if let Some(s) = self.0.downcast_ref::<String>() {
+            s
+        } else {
+            "panic with a non-string payload"
+        }
+    }
+
+    /// Continues unwinding with the original payload unless `catch`: the layer records a
+    /// panic in every case, and leaves it to an outer layer when told not to answer it.
+    pub(crate) fn resume_unless(self, catch: bool) -> PanicError {
+        let message = self.message().to_owned();
+        if !catch {
+            std::panic::resume_unwind(self.0);
+        }
+        PanicError { message }
+    }
+}
+
+/// Runs `f`, catching a panic.
+pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, Caught> {
     // The inner service is not touched again after a panic, except by dropping it.
-    catch_unwind(AssertUnwindSafe(f)).map_err(PanicError::new)
+    catch_unwind(AssertUnwindSafe(f)).map_err(Caught)
 }
 
 /// The response sent in place of one a panicking handler never produced.

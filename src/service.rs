@@ -31,7 +31,8 @@ impl<S> ObservabilityService<S> {
 
 impl<S> std::fmt::Debug for ObservabilityService<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ObservabilityService").finish_non_exhaustive()
+        f.debug_struct("ObservabilityService")
+            .finish_non_exhaustive()
     }
 }
 
@@ -53,12 +54,11 @@ where
         let exchange = Exchange::begin(&self.shared, &req);
         let counter = exchange.as_ref().and_then(Exchange::request_counter);
         let req = req.map(|body| RequestBody::new(body, counter));
-        if !self.shared.catch_panics {
-            return ResponseFuture::called(self.inner.call(req), exchange, false);
-        }
+        let catch_panics = self.shared.catch_panics;
         match catch(|| self.inner.call(req)) {
-            Ok(future) => ResponseFuture::called(future, exchange, true),
-            Err(panic) => ResponseFuture::panicked(panic, exchange),
+            Ok(future) => ResponseFuture::called(future, exchange, catch_panics),
+            // Recorded and resumed (or answered) on the first poll, like any handler panic.
+            Err(panic) => ResponseFuture::panicked(panic, exchange, catch_panics),
         }
     }
 }

@@ -8,7 +8,9 @@ pub(crate) mod series;
 use std::sync::{Arc, Mutex};
 
 use metrics::{Counter, Gauge, Histogram, Label, Unit};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 use crate::method::MethodLabel;
 use names::*;
@@ -21,8 +23,8 @@ pub const DEFAULT_DURATION_BUCKETS: &[f64] = &[
 
 /// Body-size buckets: powers of four from 64 B to 64 MiB, plus 0 for bodiless messages.
 pub const DEFAULT_SIZE_BUCKETS: &[f64] = &[
-    0.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
-    16777216.0, 67108864.0,
+    0.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0,
+    67108864.0,
 ];
 
 /// Where the layer's metrics go.

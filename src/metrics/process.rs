@@ -105,13 +105,21 @@ impl ProcessStats {
             "gauge",
             self.open_fds.map(|v| v.to_string()),
         );
-        family(PROCESS_MAX_FDS, "gauge", self.max_fds.map(|v| v.to_string()));
+        family(
+            PROCESS_MAX_FDS,
+            "gauge",
+            self.max_fds.map(|v| v.to_string()),
+        );
         family(
             PROCESS_START_TIME,
             "gauge",
             self.start_time_seconds.map(|v| v.to_string()),
         );
-        family(PROCESS_THREADS, "gauge", self.threads.map(|v| v.to_string()));
+        family(
+            PROCESS_THREADS,
+            "gauge",
+            self.threads.map(|v| v.to_string()),
+        );
     }
 }
 
@@ -143,7 +151,10 @@ mod tests {
             .unwrap()
             .as_secs_f64();
         let start = stats.start_time_seconds.unwrap();
-        assert!(start <= now + 1.0 && start > now - 86_400.0 * 365.0, "{start}");
+        assert!(
+            start <= now + 1.0 && start > now - 86_400.0 * 365.0,
+            "{start}"
+        );
         let mut out = String::new();
         stats.render(&mut out);
         assert!(out.contains("# TYPE process_cpu_seconds_total counter\n"));

@@ -1,0 +1,122 @@
+//! Test support: servers on 127.0.0.1, a client, and a reader for the exposition format.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tower_observability::{MetricsBackend, Observability, ObservabilityBuilder};
+
+/// A builder with a private registry, so tests in one binary do not see each other's series.
+pub fn isolated(name: &str) -> ObservabilityBuilder {
+    Observability::builder(name).metrics_backend(MetricsBackend::IsolatedPrometheus)
+}
+
+/// Serves `app` on 127.0.0.1 with an ephemeral port, until the test's runtime ends.
+pub async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    addr
+}
+
+pub type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Sends a request and reads the whole response.
+pub async fn send(
+    client: &HttpClient,
+    method: &str,
+    uri: &str,
+    body: &'static [u8],
+) -> (u16, Bytes) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Full::new(Bytes::from_static(body)))
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    let status = res.status().as_u16();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, body)
+}
+
+/// The value of the sample `name{labels...}` whose labels include every pair given.
+/// Returns the sum over all matching samples, or `None` when none match.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut total = None;
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let (metric, label_text) = match series.split_once('{') {
+            Some((m, rest)) => (m, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if metric != name {
+            continue;
+        }
+        let has = |k: &str, v: &str| label_text.contains(&format!("{k}=\"{v}\""));
+        if labels.iter().all(|(k, v)| has(k, v)) {
+            *total.get_or_insert(0.0) += value.parse::<f64>().unwrap();
+        }
+    }
+    total
+}
+
+/// Number of sample lines (series) in an exposition.
+pub fn series_count(text: &str) -> usize {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .count()
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, for at most `limit`.
+pub async fn eventually<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Resident memory of this process, in bytes (Linux).
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kib * 1024
+}
+
+/// The path of a Debian tool the test command installs, or a failure naming the package.
+pub fn tool(name: &str, package: &str) -> std::path::PathBuf {
+    for dir in ["/usr/bin", "/usr/local/bin", "/bin"] {
+        let path = std::path::Path::new(dir).join(name);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!("`{name}` not found: install the Debian package `{package}` (scripts/test-all.sh does)");
+}
