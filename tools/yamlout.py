@@ -1,7 +1,7 @@
 """A small YAML writer for the subset the generated files use (stdlib only, no PyYAML).
 
-Mappings and sequences in block style, strings plain when unambiguous, double-quoted
-otherwise, multi-line strings as `|` block scalars. `tests/support/yaml.rs` reads the same
+Mappings and sequences in block style, strings plain when unambiguous, else single-quoted
+when they hold a double quote, else double-quoted, multi-line strings as `|` block scalars. `tests/support/yaml.rs` reads the same
 subset back.
 """
 
@@ -9,6 +9,7 @@ import json
 import re
 
 _PLAIN = re.compile(r"^[A-Za-z_/][A-Za-z0-9_./:-]*$")
+_DURATION = re.compile(r"^[0-9]+(ms|s|m|h|d|w|y)$")
 _RESERVED = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
 
 
@@ -18,8 +19,10 @@ def scalar(value):
     if isinstance(value, (int, float)):
         return repr(value)
     text = str(value)
-    if _PLAIN.match(text) and text.lower() not in _RESERVED:
+    if (_PLAIN.match(text) and text.lower() not in _RESERVED) or _DURATION.match(text):
         return text
+    if '"' in text and "'" not in text and text.isprintable():
+        return "'" + text + "'"
     return json.dumps(text, ensure_ascii=False)
 
 
