@@ -122,3 +122,33 @@ pub fn tool(name: &str, package: &str) -> std::path::PathBuf {
     }
     panic!("`{name}` not found: install the Debian package `{package}` (scripts/test-all.sh does)");
 }
+
+/// Runs `promtool check metrics` on an exposition; returns what it printed (empty: clean).
+pub fn promtool_check_metrics(text: &str) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(tool("promtool", "prometheus"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        printed.trim().to_owned()
+    } else {
+        format!("exit {}: {printed}", out.status)
+    }
+}
