@@ -47,7 +47,8 @@ def render(cfg):
     files = {
         "alerts/slo.rules.yml": yamlout.dump({"groups": slo}, HEADER),
         "alerts/service.rules.yml": yamlout.dump({"groups": service}, HEADER),
-        "examples/monitoring/kubernetes/prometheusrule.yaml": yamlout.dump(manifest(slo + service), HEADER),
+        # Groups in the order Prometheus reads alerts/*.rules.yml: service, then slo.
+        "examples/monitoring/kubernetes/prometheusrule.yaml": yamlout.dump(manifest(service + slo), HEADER),
         "tests/rules/slo.test.yml": yamlout.dump(slo_tests(cfg), HEADER),
     }
     for name, board in dashboards.all_dashboards(cfg).items():

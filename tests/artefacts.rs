@@ -1,0 +1,1030 @@
+//! Static checks of the monitoring artefacts beside the code: dashboards, rules, unit tests
+//! of the rules, the Alertmanager example, the monitoring stack and the runbooks, against
+//! the real tools (promtool, amtool, python3) and the crate's metric catalogue.
+//!
+//! Run: `cargo test --test artefacts`. Needs promtool (Debian `prometheus`), amtool
+//! (Debian `prometheus-alertmanager`) and python3 >= 3.11; a missing tool fails the test.
+
+mod monitoring;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+use monitoring::yaml::{self, Yaml};
+use monitoring::*;
+use tower_observability::metrics::names::{MetricKind, CATALOGUE};
+
+const SEVERITIES: &[&str] = &["critical", "warning", "info"];
+const SLI_WINDOWS: &[&str] = &["5m", "30m", "1h", "2h", "6h", "1d", "3d"];
+/// (long, short, factor, for, severity) from DESIGN.md.
+const BURN_RATES: &[(&str, &str, &str, &str, &str)] = &[
+    ("1h", "5m", "14.4", "2m", "critical"),
+    ("6h", "30m", "6", "15m", "critical"),
+    ("1d", "2h", "3", "1h", "warning"),
+    ("3d", "6h", "1", "3h", "warning"),
+];
+/// Series Prometheus itself writes, with their labels: scrape health and alert state.
+const PROMETHEUS_SERIES: &[(&str, &[&str])] = &[
+    ("up", &[]),
+    ("scrape_duration_seconds", &[]),
+    ("scrape_samples_scraped", &[]),
+    ("scrape_samples_post_metric_relabeling", &[]),
+    ("scrape_series_added", &[]),
+    (
+        "ALERTS",
+        &["alertname", "alertstate", "severity", "slo", "rpc_method"],
+    ),
+    (
+        "ALERTS_FOR_STATE",
+        &["alertname", "severity", "slo", "rpc_method"],
+    ),
+];
+/// Grafana variables, with values that make a query valid PromQL.
+const GRAFANA_VARS: &[(&str, &str)] = &[
+    ("__rate_interval", "1m"),
+    ("__interval", "15s"),
+    ("__range", "1h"),
+    ("datasource", "prometheus"),
+    ("job", ".+"),
+    ("instance", ".+"),
+    ("route", "/users/{id}"),
+    ("method", ".+"),
+];
+
+fn promtool() -> std::path::PathBuf {
+    tool("promtool", "prometheus")
+}
+
+fn amtool() -> std::path::PathBuf {
+    tool("amtool", "prometheus-alertmanager")
+}
+
+// ------------------------------------------------------------------ generator
+
+#[test]
+fn generated_files_match_the_generator() {
+    let python = tool("python3", "python3");
+    let out = Command::new(&python)
+        .arg(repo().join("tools/generate.py"))
+        .arg("--check")
+        .output()
+        .expect("run tools/generate.py");
+    assert!(
+        out.status.success(),
+        "regenerating changes committed files; run `python3 tools/generate.py` and commit:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn generator_is_deterministic_and_writes_every_generated_file() {
+    let python = tool("python3", "python3");
+    let dir = std::env::temp_dir().join(format!("tower-obs-gen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for _ in 0..2 {
+        run_ok(
+            Command::new(&python)
+                .arg(repo().join("tools/generate.py"))
+                .arg("--root")
+                .arg(&dir),
+        );
+    }
+    let mut generated = Vec::new();
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                generated.push(p);
+            }
+        }
+    }
+    assert!(generated.len() >= 10, "generator wrote only {generated:?}");
+    for p in &generated {
+        let rel = p.strip_prefix(&dir).unwrap();
+        assert_eq!(
+            read(p),
+            read(repo().join(rel)),
+            "{} differs from the generator's output",
+            rel.display()
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// ------------------------------------------------------------------ rules
+
+#[test]
+fn rules_pass_promtool_check() {
+    let out = run_ok(
+        Command::new(promtool())
+            .arg("check")
+            .arg("rules")
+            .args(rule_files()),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("SUCCESS"), "{text}");
+}
+
+#[test]
+fn rule_unit_tests_pass_promtool() {
+    let dir = repo().join("tests/rules");
+    let files: Vec<_> = rule_unit_tests()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_owned())
+        .collect();
+    let out = run_ok(
+        Command::new(promtool())
+            .current_dir(&dir)
+            .arg("test")
+            .arg("rules")
+            .args(&files),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("SUCCESS").count(), files.len(), "{text}");
+}
+
+/// promtool's unit tests are only as good as their coverage: every alert must be shown both
+/// firing (with labels and every annotation) and silent.
+#[test]
+fn every_alert_has_firing_and_silent_unit_tests() {
+    let mut firing: BTreeMap<String, usize> = BTreeMap::new();
+    let mut silent: BTreeMap<String, usize> = BTreeMap::new();
+    for file in rule_unit_tests() {
+        let doc = parse_yaml_file(&file);
+        for test in doc.seq("tests") {
+            for case in test.seq("alert_rule_test") {
+                let name = case.str("alertname").expect("alertname").to_string();
+                let exp = case.seq("exp_alerts");
+                if exp.is_empty() {
+                    *silent.entry(name).or_default() += 1;
+                } else {
+                    for a in exp {
+                        let ann = a
+                            .get("exp_annotations")
+                            .map(|m| m.entries().len())
+                            .unwrap_or(0);
+                        assert_eq!(ann, 3, "{}: {name} fires without checking summary, description and runbook_url", file.display());
+                        assert!(
+                            a.get("exp_labels")
+                                .and_then(|l| l.str("severity"))
+                                .is_some(),
+                            "{}: {name} fires without checking its severity",
+                            file.display()
+                        );
+                    }
+                    *firing.entry(name).or_default() += 1;
+                }
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    for a in alerts() {
+        let name = a.str("alert").unwrap();
+        if !firing.contains_key(name) {
+            missing.push(format!("{name}: no test shows it firing"));
+        }
+        if !silent.contains_key(name) {
+            missing.push(format!("{name}: no test shows it silent"));
+        }
+    }
+    assert!(missing.is_empty(), "{missing:#?}");
+}
+
+#[test]
+fn every_alert_is_named_labelled_annotated_and_has_a_runbook_section() {
+    let runbook = read(repo().join("docs/runbooks.md"));
+    let sections = runbook_sections(&runbook);
+    let mut problems = Vec::new();
+    let mut names = BTreeSet::new();
+    for a in alerts() {
+        let name = a.str("alert").unwrap().to_string();
+        let p = |m: &str| format!("{name}: {m}");
+        if !names.insert(name.clone()) {
+            problems.push(p("defined twice"));
+        }
+        if !name.chars().next().unwrap().is_ascii_uppercase()
+            || !name.chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            problems.push(p("not CamelCase"));
+        }
+        let labels = a.get("labels").cloned().unwrap_or(Yaml::Map(vec![]));
+        match labels.str("severity") {
+            Some(s) if SEVERITIES.contains(&s) => {}
+            other => problems.push(p(&format!(
+                "severity {other:?} is not one of {SEVERITIES:?}"
+            ))),
+        }
+        let ann = a.get("annotations").cloned().unwrap_or(Yaml::Map(vec![]));
+        for key in ["summary", "description", "runbook_url"] {
+            if ann.str(key).map(str::trim).unwrap_or("").is_empty() {
+                problems.push(p(&format!("no {key}")));
+            }
+        }
+        let description = ann.str("description").unwrap_or("");
+        if !description.contains("{{ $value") && !description.contains("{{ $labels") {
+            problems.push(p("description shows no value or label"));
+        }
+        let anchor = name.to_lowercase();
+        let url = ann.str("runbook_url").unwrap_or("");
+        if !url.ends_with(&format!("docs/runbooks.md#{anchor}")) {
+            problems.push(p(&format!(
+                "runbook_url {url} does not point at docs/runbooks.md#{anchor}"
+            )));
+        }
+        match sections.get(&anchor) {
+            None => problems.push(p("no `## {name}` section in docs/runbooks.md")),
+            Some(body) => {
+                for part in [
+                    "**Meaning.**",
+                    "**Confirm.**",
+                    "**What to do.**",
+                    "**Escalate.**",
+                ] {
+                    if !body.contains(part) {
+                        problems.push(p(&format!("runbook section lacks {part}")));
+                    }
+                }
+            }
+        }
+        if a.get("keep_firing_for").is_some() {
+            problems.push(p(
+                "keep_firing_for needs Prometheus 2.42+; DESIGN keeps to 2.42",
+            ));
+        }
+    }
+    for anchor in sections.keys() {
+        if !names.iter().any(|n| n.to_lowercase() == *anchor) {
+            problems.push(format!("docs/runbooks.md section #{anchor} has no alert"));
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// `## Title` sections of a markdown file by GitHub anchor.
+fn runbook_sections(md: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut current: Option<(String, String)> = None;
+    for line in md.lines() {
+        if let Some(title) = line.strip_prefix("## ") {
+            if let Some((k, v)) = current.take() {
+                out.insert(k, v);
+            }
+            let anchor: String = title
+                .trim()
+                .to_lowercase()
+                .chars()
+                .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+                .map(|c| if c == ' ' { '-' } else { c })
+                .collect();
+            current = Some((anchor, String::new()));
+        } else if let Some((_, body)) = current.as_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    if let Some((k, v)) = current {
+        out.insert(k, v);
+    }
+    out
+}
+
+#[test]
+fn recording_rules_are_level_metric_operation_over_every_sli_window() {
+    let recorded = recorded_names();
+    for name in &recorded {
+        let parts: Vec<_> = name.split(':').collect();
+        assert!(
+            parts.len() == 3
+                && parts.iter().all(|p| !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')),
+            "{name} is not level:metric:operation"
+        );
+    }
+    for sli in [
+        "job:http_server_requests:rate",
+        "job:http_server_request_errors:rate",
+        "job:http_server_request_errors:ratio_rate",
+        "job:http_server_requests_fast:rate",
+        "job:http_server_requests_slow:ratio_rate",
+    ] {
+        for w in SLI_WINDOWS {
+            assert!(
+                recorded.contains(&format!("{sli}{w}")),
+                "no recording rule {sli}{w}"
+            );
+        }
+    }
+}
+
+/// The burn-rate alerts follow DESIGN.md: windows, factors, `for`, severity, traffic guard,
+/// and a latency threshold `le` matcher that survives Prometheus 3's normalisation.
+#[test]
+fn burn_rate_alerts_follow_the_design() {
+    let alerts = alerts();
+    for slo in ["Availability", "Latency"] {
+        for (long, short, factor, for_, severity) in BURN_RATES {
+            let name = format!("{slo}BudgetBurn{long}{short}");
+            let a = alerts
+                .iter()
+                .find(|a| a.str("alert") == Some(&name))
+                .unwrap_or_else(|| panic!("no alert {name}"));
+            let expr = a.str("expr").unwrap();
+            assert_eq!(a.str("for"), Some(*for_), "{name}: for");
+            assert_eq!(
+                a.get("labels").and_then(|l| l.str("severity")),
+                Some(*severity),
+                "{name}: severity"
+            );
+            assert!(
+                expr.contains(&format!("({factor} * ")),
+                "{name}: factor {factor} not in {expr}"
+            );
+            for w in [long, short] {
+                assert!(
+                    expr.contains(&format!("ratio_rate{w} > ")),
+                    "{name}: window {w} not compared in {expr}"
+                );
+                assert!(
+                    expr.contains(&format!("job:http_server_requests:rate{w} >= ")),
+                    "{name}: no low-traffic guard on {w}"
+                );
+            }
+        }
+    }
+    let fast = rules()
+        .into_iter()
+        .find(|r| r.str("record") == Some("job:http_server_requests_fast:rate5m"))
+        .expect("fast-requests recording rule");
+    let expr = fast.str("expr").unwrap();
+    let le = expr
+        .split("le=~\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("an le=~ matcher");
+    let re = le.replace("\\\\", "\\");
+    // Both spellings of the boundary must match: Prometheus 2 (`1`) and 3 (`1.0`).
+    let boundary = re
+        .trim_end_matches("0*")
+        .trim_end_matches("(\\.0*)?")
+        .replace("\\.", ".");
+    let normalised = if boundary.contains('.') {
+        boundary.clone()
+    } else {
+        format!("{boundary}.0")
+    };
+    for spelling in [&boundary, &normalised] {
+        assert!(
+            regex_lite_match(&re, spelling),
+            "le matcher {re:?} misses {spelling:?}"
+        );
+    }
+    assert!(
+        !expr.contains("le=\""),
+        "an exact le= match breaks under Prometheus 3: {expr}"
+    );
+}
+
+/// The two regex shapes the generator writes: `0\.50*` and `1(\.0*)?`, fully anchored.
+fn regex_lite_match(re: &str, s: &str) -> bool {
+    if let Some(int) = re.strip_suffix("(\\.0*)?") {
+        let rest = s.strip_prefix(int).unwrap_or("x");
+        return rest.is_empty() || (rest.starts_with('.') && rest[1..].chars().all(|c| c == '0'));
+    }
+    if let Some(dec) = re.strip_suffix("0*") {
+        let dec = dec.replace("\\.", ".");
+        return s
+            .strip_prefix(&dec)
+            .is_some_and(|r| r.chars().all(|c| c == '0'));
+    }
+    false
+}
+
+// ------------------------------------------------------------------ names
+
+struct Allowed {
+    metrics: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Allowed {
+    fn new() -> Self {
+        let mut metrics = BTreeMap::new();
+        for m in CATALOGUE {
+            let labels: BTreeSet<String> = m.labels.iter().map(|l| l.to_string()).collect();
+            match m.kind {
+                MetricKind::Histogram => {
+                    let mut with_le = labels.clone();
+                    with_le.insert("le".into());
+                    metrics.insert(format!("{}_bucket", m.name), with_le);
+                    metrics.insert(format!("{}_sum", m.name), labels.clone());
+                    metrics.insert(format!("{}_count", m.name), labels);
+                }
+                _ => {
+                    metrics.insert(m.name.to_string(), labels);
+                }
+            }
+        }
+        for (name, labels) in PROMETHEUS_SERIES {
+            metrics.insert(
+                name.to_string(),
+                labels.iter().map(|l| l.to_string()).collect(),
+            );
+        }
+        // Recording rules keep only `job` (they aggregate `by (job)`).
+        for name in recorded_names() {
+            metrics.insert(name, BTreeSet::new());
+        }
+        Allowed { metrics }
+    }
+
+    /// Problems with one query: unknown metrics, labels none of its metrics carry, functions
+    /// Prometheus 2.42 lacks, legend labels the query cannot produce.
+    fn check(&self, what: &str, expr: &str, legend: &str) -> Vec<String> {
+        let n = match monitoring::promql::names(expr) {
+            Ok(n) => n,
+            Err(e) => return vec![format!("{what}: {e}")],
+        };
+        let mut problems = Vec::new();
+        let mut labels: BTreeSet<String> = ["job", "instance", "__name__"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for m in &n.metrics {
+            match self.metrics.get(m) {
+                Some(l) => labels.extend(l.iter().cloned()),
+                None if m.contains(':') => problems.push(format!(
+                    "{what}: recording rule {m} is not defined in alerts/"
+                )),
+                None => problems.push(format!("{what}: metric {m} is not in names::CATALOGUE")),
+            }
+        }
+        labels.extend(n.derived.iter().cloned());
+        for l in &n.labels {
+            if !labels.contains(l) {
+                problems.push(format!(
+                    "{what}: label {l} is not carried by {:?}",
+                    n.metrics
+                ));
+            }
+        }
+        for l in monitoring::promql::legend_labels(legend) {
+            if !labels.contains(&l)
+                || (n.aggregates() && !n.by.contains(&l) && !n.derived.contains(&l))
+            {
+                problems.push(format!(
+                    "{what}: legend {{{{{l}}}}} names a label the query does not return"
+                ));
+            }
+        }
+        for f in &n.functions {
+            if !monitoring::promql::FUNCTIONS_2_42.contains(&f.as_str())
+                && ![
+                    "sum",
+                    "min",
+                    "max",
+                    "avg",
+                    "group",
+                    "stddev",
+                    "stdvar",
+                    "count",
+                    "count_values",
+                    "bottomk",
+                    "topk",
+                    "quantile",
+                ]
+                .contains(&f.as_str())
+            {
+                problems.push(format!("{what}: function {f} is not in Prometheus 2.42"));
+            }
+        }
+        problems
+    }
+}
+
+#[test]
+fn rules_name_only_metrics_and_labels_the_crate_emits() {
+    let allowed = Allowed::new();
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for r in rules() {
+        let name = r.str("alert").or(r.str("record")).unwrap();
+        problems.extend(allowed.check(&format!("rule {name}"), r.str("expr").unwrap(), ""));
+        checked += 1;
+    }
+    assert!(checked > 40, "only {checked} rules found");
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn dashboards_name_only_metrics_and_labels_the_crate_emits() {
+    let allowed = Allowed::new();
+    let mut problems = Vec::new();
+    let queries = dashboard_queries();
+    for q in &queries {
+        let what = format!("{} / {}", q.dashboard, q.panel);
+        let expr = substitute(&q.expr, GRAFANA_VARS);
+        problems.extend(allowed.check(&what, &expr, &q.legend));
+        if let Some((selector, label)) = &q.label_values {
+            let n = monitoring::promql::names(&substitute(selector, GRAFANA_VARS)).unwrap();
+            let carried: BTreeSet<&String> = n
+                .metrics
+                .iter()
+                .filter_map(|m| allowed.metrics.get(m))
+                .flatten()
+                .collect();
+            if !["job", "instance"].contains(&label.as_str()) && !carried.contains(label) {
+                problems.push(format!(
+                    "{what}: label_values asks for {label}, which {:?} does not carry",
+                    n.metrics
+                ));
+            }
+        }
+    }
+    assert!(
+        queries.len() > 60,
+        "only {} dashboard queries found",
+        queries.len()
+    );
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// The names test must be able to fail: feed it what a careless edit would write.
+#[test]
+fn names_check_rejects_unknown_metrics_and_labels() {
+    let allowed = Allowed::new();
+    let cases = [
+        ("http_requests_total", "unknown metric"),
+        (
+            r#"sum by (path) (rate(http_server_request_duration_seconds_count[5m]))"#,
+            "unknown label",
+        ),
+        (
+            r#"http_server_active_requests{http_route="/"}"#,
+            "label of another metric",
+        ),
+        (
+            "http_server_request_duration_seconds",
+            "histogram base name is not a series",
+        ),
+        (
+            "http_server_request_duration_seconds_sum{le=\"1\"}",
+            "le only on _bucket",
+        ),
+        ("job:made_up:rate5m", "undefined recording rule"),
+        ("sort_by_label(up, \"job\")", "function newer than 2.42"),
+    ];
+    for (expr, why) in cases {
+        assert!(
+            !allowed.check("case", expr, "").is_empty(),
+            "accepted {expr} ({why})"
+        );
+    }
+    assert!(
+        !allowed.check("case", "sum(up)", "{{job}}").is_empty(),
+        "accepted a legend label the query drops"
+    );
+    assert!(allowed
+        .check("case", "sum by (job) (up)", "{{job}}")
+        .is_empty());
+}
+
+// ------------------------------------------------------------------ dashboards
+
+#[test]
+fn dashboards_are_importable_and_provisionable() {
+    let mut problems = Vec::new();
+    let mut uids = BTreeSet::new();
+    let mut titles = BTreeSet::new();
+    let dashboards = dashboards();
+    assert!(
+        dashboards.len() >= 6,
+        "expected the five dashboards of issue 6 and a gRPC one"
+    );
+    for (path, d) in &dashboards {
+        let f = path.file_name().unwrap().to_string_lossy().to_string();
+        let p = |m: String| format!("{f}: {m}");
+        let uid = d["uid"].as_str().unwrap_or_default();
+        if uid.is_empty() || uid.len() > 40 || !uids.insert(uid.to_string()) {
+            problems.push(p(format!("uid {uid:?} missing, too long or not unique")));
+        }
+        if !titles.insert(d["title"].as_str().unwrap_or_default().to_string()) {
+            problems.push(p("title not unique".into()));
+        }
+        if d["id"].is_number() {
+            problems.push(p(
+                "a fixed numeric id breaks import into another Grafana".into()
+            ));
+        }
+        let inputs = d["__inputs"].as_array().cloned().unwrap_or_default();
+        if !inputs
+            .iter()
+            .any(|i| i["type"] == "datasource" && i["pluginId"] == "prometheus")
+        {
+            problems.push(p("no Prometheus datasource in __inputs".into()));
+        }
+        let vars = d["templating"]["list"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let var = |n: &str| vars.iter().find(|v| v["name"] == n).cloned();
+        match var("datasource") {
+            Some(v) if v["type"] == "datasource" && v["query"] == "prometheus" => {}
+            _ => problems.push(p(
+                "no `datasource` variable of type datasource for prometheus".into(),
+            )),
+        }
+        for name in ["job", "instance"] {
+            match var(name) {
+                Some(v)
+                    if v["multi"] == true && v["includeAll"] == true && v["allValue"] == ".+" =>
+                {
+                    if v["datasource"]["uid"] != "${datasource}" {
+                        problems.push(p(format!("variable {name} does not use ${{datasource}}")));
+                    }
+                }
+                _ => problems.push(p(format!(
+                    "variable {name} is not multi-select with allValue .+"
+                ))),
+            }
+        }
+        let text = serde_json::to_string(d).unwrap();
+        if text.contains("${DS_") {
+            problems.push(p(
+                "uses an __inputs placeholder, which file provisioning leaves unresolved".into(),
+            ));
+        }
+        let mut ids = BTreeSet::new();
+        for panel in panels(d) {
+            let title = panel["title"].as_str().unwrap_or_default();
+            let pp = |m: &str| p(format!("panel {title:?}: {m}"));
+            if !ids.insert(panel["id"].as_i64().unwrap_or(-1)) {
+                problems.push(pp("id missing or repeated"));
+            }
+            if panel["datasource"]["uid"] != "${datasource}"
+                || panel["datasource"]["type"] != "prometheus"
+            {
+                problems.push(pp("datasource is not ${datasource}"));
+            }
+            let unit = panel["fieldConfig"]["defaults"]["unit"]
+                .as_str()
+                .unwrap_or_default();
+            if unit.is_empty() {
+                problems.push(pp("no unit"));
+            }
+            let desc = panel["description"].as_str().unwrap_or_default();
+            if desc.trim().is_empty() || desc.contains('\n') || desc.len() > 200 {
+                problems.push(pp("description missing or not one line"));
+            }
+            let gp = &panel["gridPos"];
+            if !(gp["w"].is_number()
+                && gp["h"].is_number()
+                && gp["x"].is_number()
+                && gp["y"].is_number())
+                || gp["x"].as_i64().unwrap_or(0) + gp["w"].as_i64().unwrap_or(0) > 24
+            {
+                problems.push(pp("gridPos missing or wider than the grid"));
+            }
+            let targets = panel["targets"].as_array().cloned().unwrap_or_default();
+            if targets.is_empty() {
+                problems.push(pp("no queries"));
+            }
+            let mut refs = BTreeSet::new();
+            for t in targets {
+                if t["datasource"]["uid"] != "${datasource}" {
+                    problems.push(pp("a target does not use ${datasource}"));
+                }
+                if !refs.insert(t["refId"].as_str().unwrap_or_default().to_string()) {
+                    problems.push(pp("refId missing or repeated"));
+                }
+                let expr = t["expr"].as_str().unwrap_or_default();
+                problems.extend(range_problems(expr).into_iter().map(|m| pp(&m)));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// rate(), irate() and increase() in dashboards must use `$__rate_interval`.
+fn range_problems(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in ["rate(", "irate(", "increase("] {
+        let mut rest = expr;
+        while let Some(at) = rest.find(f) {
+            let before = rest[..at].chars().last();
+            rest = &rest[at + f.len()..];
+            if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+                continue; // e.g. `irate(` inside `rate(` matching, or a longer name
+            }
+            let window = rest
+                .find('[')
+                .map(|s| &rest[s..])
+                .and_then(|s| s.find(']').map(|e| &s[..=e]));
+            if window != Some("[$__rate_interval]") {
+                out.push(format!("{f}..) with {window:?}, not [$__rate_interval]"));
+            }
+        }
+    }
+    out
+}
+
+/// Every dashboard query, with its variables substituted, is PromQL that Prometheus 2.42
+/// parses: written into a throwaway rule file and run through `promtool check rules`.
+#[test]
+fn every_dashboard_query_parses_with_promtool() {
+    let mut groups = String::from("groups:\n  - name: dashboard-queries\n    rules:\n");
+    let mut n = 0;
+    for q in dashboard_queries() {
+        let expr = substitute(&q.expr, GRAFANA_VARS);
+        groups.push_str(&format!(
+            "      - record: dashboard_query_{n}\n        expr: |\n"
+        ));
+        for line in expr.lines() {
+            groups.push_str(&format!("          {line}\n"));
+        }
+        n += 1;
+    }
+    let path = std::env::temp_dir().join(format!(
+        "tower-obs-dashboard-queries-{}.yml",
+        std::process::id()
+    ));
+    std::fs::write(&path, groups).unwrap();
+    let out = run_ok(
+        Command::new(promtool())
+            .arg("check")
+            .arg("rules")
+            .arg(&path),
+    );
+    std::fs::remove_file(&path).unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{n} rules found")));
+}
+
+#[test]
+fn dashboard_checks_reject_a_broken_dashboard() {
+    assert!(!range_problems("rate(x[5m])").is_empty());
+    assert!(!range_problems("sum(increase(x[1h]))").is_empty());
+    assert!(range_problems("sum(rate(x{a=\"b\"}[$__rate_interval]))").is_empty());
+}
+
+// ------------------------------------------------------------------ Alertmanager
+
+#[test]
+fn alertmanager_example_passes_amtool() {
+    let config = repo().join("alerts/alertmanager.example.yml");
+    let out = run_ok(Command::new(amtool()).arg("check-config").arg(&config));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("SUCCESS") && text.contains("1 inhibit rules"),
+        "{text}"
+    );
+}
+
+#[test]
+fn alertmanager_routes_each_severity_to_its_receiver() {
+    let config = repo().join("alerts/alertmanager.example.yml");
+    for (severity, receiver) in [
+        ("critical", "pager"),
+        ("warning", "ticket"),
+        ("info", "low-noise"),
+    ] {
+        run_ok(
+            Command::new(amtool())
+                .args(["config", "routes", "test"])
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--verify.receivers={receiver}"))
+                .args([
+                    format!("severity={severity}"),
+                    "alertname=ServiceDown".into(),
+                    "job=checkout".into(),
+                ]),
+        );
+    }
+    // and the check can fail:
+    let wrong = Command::new(amtool())
+        .args(["config", "routes", "test"])
+        .arg(format!("--config.file={}", config.display()))
+        .arg("--verify.receivers=pager")
+        .arg("severity=warning")
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success(), "amtool accepted warning -> pager");
+}
+
+#[test]
+fn alertmanager_inhibits_warnings_of_the_same_job_while_critical_fires() {
+    let am = parse_yaml_file(&repo().join("alerts/alertmanager.example.yml"));
+    let rules = am.seq("inhibit_rules");
+    let found = rules.iter().any(|r| {
+        let s: Vec<_> = r
+            .seq("source_matchers")
+            .iter()
+            .filter_map(Yaml::as_str)
+            .collect();
+        let t: Vec<_> = r
+            .seq("target_matchers")
+            .iter()
+            .filter_map(Yaml::as_str)
+            .collect();
+        let eq: Vec<_> = r.seq("equal").iter().filter_map(Yaml::as_str).collect();
+        s == ["severity=\"critical\""] && t == ["severity=\"warning\""] && eq == ["job"]
+    });
+    assert!(
+        found,
+        "no inhibit rule critical -> warning equal [job]: {rules:?}"
+    );
+}
+
+// ------------------------------------------------------------------ stack and manifests
+
+#[test]
+fn stack_prometheus_config_passes_promtool_with_the_rules() {
+    let stack = repo().join("examples/monitoring/prometheus/prometheus.yml");
+    run_ok(
+        Command::new(promtool())
+            .arg("check")
+            .arg("config")
+            .arg(&stack),
+    );
+    // Again with the rule glob pointing where compose mounts alerts/ from, so the rules it
+    // loads are checked as part of the config.
+    let text = read(&stack);
+    assert!(text.contains("/etc/prometheus/rules/*.rules.yml"));
+    let local = text.replace(
+        "/etc/prometheus/rules/",
+        &format!("{}/", repo().join("alerts").display()),
+    );
+    let path =
+        std::env::temp_dir().join(format!("tower-obs-prometheus-{}.yml", std::process::id()));
+    std::fs::write(&path, local).unwrap();
+    let out = run_ok(
+        Command::new(promtool())
+            .arg("check")
+            .arg("config")
+            .arg(&path),
+    );
+    std::fs::remove_file(&path).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for f in rule_files() {
+        assert!(
+            text.contains(&*f.file_name().unwrap().to_string_lossy()),
+            "rule file {} not checked:\n{text}",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn prometheus_rule_manifest_holds_the_same_rules_as_alerts() {
+    let manifest =
+        parse_yaml_file(&repo().join("examples/monitoring/kubernetes/prometheusrule.yaml"));
+    assert_eq!(manifest.str("apiVersion"), Some("monitoring.coreos.com/v1"));
+    assert_eq!(manifest.str("kind"), Some("PrometheusRule"));
+    let in_manifest = manifest
+        .get("spec")
+        .map(|s| s.seq("groups").to_vec())
+        .unwrap_or_default();
+    let in_alerts = rule_groups();
+    assert_eq!(in_manifest.len(), in_alerts.len(), "group count differs");
+    for (m, a) in in_manifest.iter().zip(&in_alerts) {
+        assert_eq!(
+            m,
+            a,
+            "group {:?} differs between the manifest and alerts/",
+            a.str("name")
+        );
+    }
+}
+
+#[test]
+fn stack_files_exist_and_agree() {
+    let dir = repo().join("examples/monitoring");
+    let compose = parse_yaml_file(&dir.join("docker-compose.yml"));
+    let services = compose.get("services").expect("services");
+    for s in [
+        "prometheus",
+        "alertmanager",
+        "grafana",
+        "otel-collector",
+        "jaeger",
+    ] {
+        let svc = services.get(s).unwrap_or_else(|| panic!("no {s} service"));
+        assert!(
+            svc.str("image")
+                .is_some_and(|i| i.contains(':') && !i.ends_with(":latest")),
+            "{s}: pin the image"
+        );
+        for v in svc.seq("volumes").iter().filter_map(Yaml::as_str) {
+            let source = v.split(':').next().unwrap();
+            assert!(
+                dir.join(source).exists(),
+                "{s}: volume source {source} does not exist"
+            );
+        }
+        for p in svc.seq("ports").iter().filter_map(Yaml::as_str) {
+            assert!(
+                p.starts_with("127.0.0.1:"),
+                "{s}: port {p} is not bound to loopback"
+            );
+        }
+    }
+    // Prometheus loads the repository's rules, Grafana the repository's dashboards.
+    let volumes = |s: &str| -> Vec<String> {
+        services
+            .get(s)
+            .unwrap()
+            .seq("volumes")
+            .iter()
+            .filter_map(Yaml::as_str)
+            .map(String::from)
+            .collect()
+    };
+    assert!(volumes("prometheus")
+        .iter()
+        .any(|v| v.starts_with("../../alerts:/etc/prometheus/rules")));
+    let dash_mount = volumes("grafana")
+        .into_iter()
+        .find(|v| v.starts_with("../../dashboards:"))
+        .expect("grafana mounts ../../dashboards");
+    let target = dash_mount.split(':').nth(1).unwrap();
+    let provider =
+        parse_yaml_file(&dir.join("grafana/provisioning/dashboards/tower-observability.yml"));
+    let path = provider.seq("providers")[0]
+        .get("options")
+        .and_then(|o| o.str("path"));
+    assert_eq!(
+        path,
+        Some(target),
+        "the dashboard provider reads where compose mounts the dashboards"
+    );
+    let ds = parse_yaml_file(&dir.join("grafana/provisioning/datasources/datasources.yml"));
+    let prom = ds
+        .seq("datasources")
+        .iter()
+        .find(|d| d.str("type") == Some("prometheus"))
+        .expect("a prometheus datasource");
+    assert_eq!(
+        prom.str("isDefault"),
+        Some("true"),
+        "dashboards start on the default data source"
+    );
+    // The collector's pipeline names only components it defines.
+    let otel = parse_yaml_file(&dir.join("otel-collector/config.yaml"));
+    for (_, pipeline) in otel
+        .get("service")
+        .and_then(|s| s.get("pipelines"))
+        .expect("pipelines")
+        .entries()
+    {
+        for kind in ["receivers", "processors", "exporters"] {
+            for c in pipeline.seq(kind).iter().filter_map(Yaml::as_str) {
+                assert!(
+                    otel.get(kind).and_then(|k| k.get(c)).is_some(),
+                    "pipeline uses undefined {kind} {c}"
+                );
+            }
+        }
+    }
+    let k8s = yaml::parse_all(&read(dir.join("kubernetes/servicemonitor.yaml"))).unwrap();
+    let sm = k8s
+        .iter()
+        .find(|d| d.str("kind") == Some("ServiceMonitor"))
+        .expect("a ServiceMonitor");
+    let svc = k8s
+        .iter()
+        .find(|d| d.str("kind") == Some("Service"))
+        .expect("a Service");
+    let port = sm.get("spec").unwrap().seq("endpoints")[0]
+        .str("port")
+        .unwrap();
+    assert!(
+        svc.get("spec")
+            .unwrap()
+            .seq("ports")
+            .iter()
+            .any(|p| p.str("name") == Some(port)),
+        "endpoint port {port} not on the Service"
+    );
+    assert_eq!(
+        sm.get("spec").unwrap().seq("endpoints")[0].str("path"),
+        Some("/metrics")
+    );
+}
+
+#[test]
+fn yaml_reader_reads_what_the_generator_writes() {
+    let doc = yaml::parse(
+        "# c\na:\n  - b: \"x\\\"y\"\n    c: |\n      one\n        two\n  - 'it''s'\nd: []\ne: [x, y]\nf: plain # note\n",
+    )
+    .unwrap();
+    let a = doc.seq("a");
+    assert_eq!(a[0].str("b"), Some("x\"y"));
+    assert_eq!(a[0].str("c"), Some("one\n  two\n"));
+    assert_eq!(a[1].as_str(), Some("it's"));
+    assert_eq!(doc.seq("d").len(), 0);
+    assert_eq!(doc.seq("e").len(), 2);
+    assert_eq!(doc.str("f"), Some("plain"));
+    assert!(yaml::parse("a: &anchor x\n").is_err());
+}
