@@ -220,20 +220,21 @@ pub fn names(expr: &str) -> Result<Names, String> {
             Tok::Ident(id) if in_braces => {
                 n.labels.insert(id.clone());
             }
-            Tok::Ident(id) if GROUPING.contains(&id.as_str()) => {
-                if toks.get(i + 1) == Some(&Tok::Op("(".into())) {
-                    let mut j = i + 2;
-                    while j < toks.len() && toks[j] != Tok::Op(")".into()) {
-                        if let Tok::Ident(l) = &toks[j] {
-                            n.labels.insert(l.clone());
-                            if id == "by" {
-                                n.by.insert(l.clone());
-                            }
+            Tok::Ident(id)
+                if GROUPING.contains(&id.as_str())
+                    && toks.get(i + 1) == Some(&Tok::Op("(".into())) =>
+            {
+                let mut j = i + 2;
+                while j < toks.len() && toks[j] != Tok::Op(")".into()) {
+                    if let Tok::Ident(l) = &toks[j] {
+                        n.labels.insert(l.clone());
+                        if id == "by" {
+                            n.by.insert(l.clone());
                         }
-                        j += 1;
                     }
-                    i = j;
+                    j += 1;
                 }
+                i = j;
             }
             Tok::Ident(id) if KEYWORDS.contains(&id.as_str()) => {}
             Tok::Ident(id)
@@ -268,13 +269,6 @@ pub fn names(expr: &str) -> Result<Names, String> {
                         }
                     }
                     _ => {}
-                }
-            }
-            Tok::Ident(id)
-                if KEYWORDS.contains(&id.as_str()) || AGGREGATIONS.contains(&id.as_str()) =>
-            {
-                if AGGREGATIONS.contains(&id.as_str()) {
-                    n.functions.insert(id.clone());
                 }
             }
             Tok::Ident(id) => {
