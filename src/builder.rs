@@ -1,5 +1,6 @@
 //! [`ObservabilityBuilder`]: every setting, validated once by `build()`.
 
+use crate::cors::Cors;
 use crate::error::BuildError;
 use crate::exclude::PathFilter;
 use crate::metrics::{
@@ -7,7 +8,9 @@ use crate::metrics::{
     DEFAULT_SIZE_BUCKETS,
 };
 use crate::observability::{Observability, Readiness, Shared};
+use crate::response_policy::ResponsePolicy;
 use crate::route::{RequestHead, RouteFn, RouteResolver};
+use crate::security_headers::SecurityHeaders;
 
 /// The admin endpoints, kept out of the request metrics unless asked.
 pub(crate) const ADMIN_PATHS: [&str; 3] = ["/metrics", "/healthz", "/readyz"];
@@ -46,6 +49,8 @@ pub struct ObservabilityBuilder {
     pub(crate) route_fn: Option<RouteFn>,
     pub(crate) backend: MetricsBackend,
     pub(crate) catch_panics: bool,
+    pub(crate) security_headers: SecurityHeaders,
+    pub(crate) cors: Option<Cors>,
 }
 
 impl ObservabilityBuilder {
@@ -63,6 +68,8 @@ impl ObservabilityBuilder {
             route_fn: None,
             backend: MetricsBackend::default(),
             catch_panics: true,
+            security_headers: SecurityHeaders::api(),
+            cors: None,
         }
     }
 
@@ -153,6 +160,20 @@ impl ObservabilityBuilder {
         self
     }
 
+    /// The security headers every response leaves with (default
+    /// [`SecurityHeaders::api`]; [`SecurityHeaders::none`] turns them off).
+    pub fn security_headers(mut self, headers: SecurityHeaders) -> Self {
+        self.security_headers = headers;
+        self
+    }
+
+    /// The CORS policy (default: none, so browsers allow no other origin). Replaces a
+    /// policy read from `OBSERVABILITY_CORS_ALLOWED_ORIGINS`.
+    pub fn cors(mut self, cors: Cors) -> Self {
+        self.cors = Some(cors);
+        self
+    }
+
     /// Checks every setting and starts the layer's shared state.
     pub fn build(self) -> Result<Observability, BuildError> {
         let name = self.service_name.trim();
@@ -187,8 +208,14 @@ impl ObservabilityBuilder {
             version: self.service_version.unwrap_or_else(|| "unknown".into()),
             environment: self.environment.unwrap_or_else(|| "unknown".into()),
         };
+        // Checked before the backend opens, so a bad policy installs no recorder.
+        let headers = self.security_headers.compile()?;
+        let mut cors = self.cors.as_ref().map(Cors::compile).transpose()?;
         let (sink, prometheus) =
             open_backend(&self.backend, &self.duration_buckets, &self.size_buckets);
+        if let Some(cors) = &mut cors {
+            cors.register(&sink);
+        }
         Ok(Observability::start(Shared {
             metrics: HttpMetrics::new(sink, &info),
             info,
@@ -197,6 +224,7 @@ impl ObservabilityBuilder {
             catch_panics: self.catch_panics,
             prometheus,
             readiness: Readiness::new(true),
+            policy: ResponsePolicy::new(headers, cors),
         }))
     }
 }

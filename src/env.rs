@@ -3,7 +3,9 @@
 //! OpenTelemetry specification says.
 
 use crate::builder::ObservabilityBuilder;
+use crate::cors::Cors;
 use crate::error::BuildError;
+use crate::security_headers::SecurityHeaders;
 
 /// Applies the environment, read through `lookup`, over `builder`.
 pub(crate) fn apply(
@@ -69,6 +71,33 @@ pub(crate) fn apply(
     }
     if let Some(v) = var("OBSERVABILITY_OBSERVE_ADMIN_PATHS") {
         builder.observe_admin_paths = boolean("OBSERVABILITY_OBSERVE_ADMIN_PATHS", &v)?;
+    }
+    if let Some(v) = var("OBSERVABILITY_SECURITY_HEADERS") {
+        builder.security_headers = match v.trim().to_ascii_lowercase().as_str() {
+            "api" => SecurityHeaders::api(),
+            "web" => SecurityHeaders::web(),
+            "off" | "none" => SecurityHeaders::none(),
+            _ => {
+                return Err(BuildError::env(
+                    "OBSERVABILITY_SECURITY_HEADERS",
+                    &v,
+                    "expected api, web or off",
+                ))
+            }
+        };
+    }
+    if let Some(v) = var("OBSERVABILITY_CORS_ALLOWED_ORIGINS") {
+        const VAR: &str = "OBSERVABILITY_CORS_ALLOWED_ORIGINS";
+        let origins: Vec<&str> = v
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let cors = Cors::allow_origins(origins);
+        // Checked here too, so the error names the variable rather than the setting.
+        cors.compile()
+            .map_err(|e| BuildError::env(VAR, &v, e.to_string()))?;
+        builder.cors = Some(cors);
     }
     Ok(builder)
 }
@@ -181,6 +210,24 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_cors_allowlist_and_header_preset() {
+        let b = from(&[
+            (
+                "OBSERVABILITY_CORS_ALLOWED_ORIGINS",
+                " https://app.example.com, http://localhost:3000,,",
+            ),
+            ("OBSERVABILITY_SECURITY_HEADERS", "Web"),
+        ])
+        .unwrap();
+        let cors = format!("{:?}", b.cors.as_ref().unwrap());
+        assert!(cors.contains("\"https://app.example.com\", \"http://localhost:3000\"]"));
+        let web = format!("{:?}", b.security_headers);
+        assert!(web.contains("origin-agent-cluster"));
+        let b = from(&[("OBSERVABILITY_SECURITY_HEADERS", "off")]).unwrap();
+        assert!(b.security_headers.compile().unwrap().is_none());
+    }
+
+    #[test]
     fn bad_values_name_the_variable() {
         for (var, value) in [
             ("OBSERVABILITY_ROUTE_LIMIT", "-1"),
@@ -188,6 +235,13 @@ mod tests {
             ("OBSERVABILITY_EXCLUDE_PATHS", "metrics"),
             ("OBSERVABILITY_DURATION_BUCKETS", "0.1,fast"),
             ("OBSERVABILITY_CATCH_PANICS", "maybe"),
+            ("OBSERVABILITY_SECURITY_HEADERS", "strict"),
+            (
+                "OBSERVABILITY_CORS_ALLOWED_ORIGINS",
+                "https://app.example.com/",
+            ),
+            ("OBSERVABILITY_CORS_ALLOWED_ORIGINS", "*"),
+            ("OBSERVABILITY_CORS_ALLOWED_ORIGINS", "https://a.test,null"),
             ("OTEL_RESOURCE_ATTRIBUTES", "service.version"),
             ("OTEL_RESOURCE_ATTRIBUTES", "=x"),
             ("OTEL_RESOURCE_ATTRIBUTES", "a=%zz"),

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use http::Response;
 use http_body::Body;
 use pin_project_lite::pin_project;
@@ -13,6 +14,7 @@ use crate::body::ResponseBody;
 use crate::classify::Failure;
 use crate::exchange::{End, Exchange};
 use crate::panic::{catch, panic_response, Caught};
+use crate::response_policy::PolicyFor;
 
 pin_project! {
     #[project = StateProj]
@@ -20,6 +22,8 @@ pin_project! {
         Called { #[pin] future: F },
         // `call` itself panicked: answer with a 500 on first poll.
         Panicked { error: Option<Caught> },
+        // The layer answered itself (a CORS preflight): the response, until polled.
+        Answered { response: Option<Response<Bytes>> },
     }
 }
 
@@ -30,6 +34,8 @@ pin_project! {
         state: State<F>,
         exchange: Option<Exchange>,
         catch_panics: bool,
+        // Security headers and CORS for whichever response leaves.
+        policy: Option<PolicyFor>,
     }
 }
 
@@ -39,6 +45,7 @@ impl<F> ResponseFuture<F> {
             state: State::Called { future },
             exchange,
             catch_panics,
+            policy: None,
         }
     }
 
@@ -47,7 +54,24 @@ impl<F> ResponseFuture<F> {
             state: State::Panicked { error: Some(error) },
             exchange,
             catch_panics,
+            policy: None,
         }
+    }
+
+    pub(crate) fn answered(response: Response<Bytes>, exchange: Option<Exchange>) -> Self {
+        ResponseFuture {
+            state: State::Answered {
+                response: Some(response),
+            },
+            exchange,
+            catch_panics: true,
+            policy: None,
+        }
+    }
+
+    pub(crate) fn with_policy(mut self, policy: Option<PolicyFor>) -> Self {
+        self.policy = policy;
+        self
     }
 }
 
@@ -72,6 +96,17 @@ where
                 Some(caught) => Err(caught),
                 None => catch(|| panic!("ResponseFuture polled after completion")),
             },
+            StateProj::Answered { response } => match response.take() {
+                Some(res) => {
+                    // Bodiless: the exchange is over as soon as the head leaves.
+                    if let Some(mut exchange) = this.exchange.take() {
+                        exchange.on_response(&res);
+                        exchange.finish(End::Complete);
+                    }
+                    return Poll::Ready(Ok(res.map(ResponseBody::made)));
+                }
+                None => catch(|| panic!("ResponseFuture polled after completion")),
+            },
         };
         let mut exchange = this.exchange.take();
         let finish = |exchange: Option<Exchange>, end| {
@@ -84,7 +119,10 @@ where
                 *this.exchange = exchange;
                 Poll::Pending
             }
-            Ok(Poll::Ready(Ok(res))) => {
+            Ok(Poll::Ready(Ok(mut res))) => {
+                if let Some(policy) = this.policy.as_ref() {
+                    policy.apply(res.headers_mut());
+                }
                 if let Some(exchange) = exchange.as_mut() {
                     exchange.on_response(&res);
                 }
@@ -111,7 +149,11 @@ where
                 finish(exchange, End::Failed(Failure::Panic));
                 // Recorded either way; answered here only when the layer owns panics.
                 panic.resume_unless(*this.catch_panics);
-                Poll::Ready(Ok(panic_response(grpc).map(ResponseBody::made)))
+                let mut res = panic_response(grpc);
+                if let Some(policy) = this.policy.as_ref() {
+                    policy.apply(res.headers_mut());
+                }
+                Poll::Ready(Ok(res.map(ResponseBody::made)))
             }
         }
     }

@@ -69,6 +69,7 @@ mod admin;
 mod body;
 mod builder;
 mod classify;
+mod cors;
 mod env;
 mod error;
 mod exchange;
@@ -79,7 +80,9 @@ mod method;
 pub mod metrics;
 mod observability;
 mod panic;
+mod response_policy;
 mod route;
+mod security_headers;
 mod service;
 
 #[cfg(feature = "admin")]
@@ -87,6 +90,7 @@ pub use admin::AdminServer;
 pub use admin::AdminService;
 pub use body::{BoxError, RequestBody, ResponseBody};
 pub use builder::{ObservabilityBuilder, DEFAULT_ROUTE_LIMIT};
+pub use cors::Cors;
 pub use error::BuildError;
 pub use future::ResponseFuture;
 pub use layer::ObservabilityLayer;
@@ -96,4 +100,5 @@ pub use metrics::{
 pub use observability::{Observability, Readiness};
 pub use panic::PanicError;
 pub use route::{RequestHead, RouteFn, OVERFLOW, UNMATCHED};
+pub use security_headers::{ArrivedOverTls, SecurityHeaders};
 pub use service::ObservabilityService;

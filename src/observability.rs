@@ -13,6 +13,7 @@ use crate::exclude::PathFilter;
 use crate::layer::ObservabilityLayer;
 use crate::metrics::process::ProcessStats;
 use crate::metrics::{HttpMetrics, ServiceInfo};
+use crate::response_policy::ResponsePolicy;
 use crate::route::RouteResolver;
 
 /// How often histogram samples are folded into buckets between scrapes, so memory stays
@@ -28,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) catch_panics: bool,
     pub(crate) prometheus: Option<PrometheusHandle>,
     pub(crate) readiness: Readiness,
+    /// Security headers and CORS; `None` when both are off.
+    pub(crate) policy: Option<Arc<ResponsePolicy>>,
 }
 
 /// The observability of one service: build it once at start-up, then add

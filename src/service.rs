@@ -12,6 +12,7 @@ use crate::exchange::Exchange;
 use crate::future::ResponseFuture;
 use crate::observability::Shared;
 use crate::panic::catch;
+use crate::response_policy::{ResponsePolicy, Verdict};
 
 /// The service made by [`ObservabilityLayer`](crate::ObservabilityLayer).
 ///
@@ -52,6 +53,14 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let exchange = Exchange::begin(&self.shared, &req);
+        let policy = match self.shared.policy.as_ref() {
+            None => None,
+            Some(policy) => match ResponsePolicy::decide(policy, &req) {
+                Verdict::Pass(policy) => Some(policy),
+                // A CORS preflight: answered here, the application never sees it.
+                Verdict::Answer(res) => return ResponseFuture::answered(res, exchange),
+            },
+        };
         let counter = exchange.as_ref().and_then(Exchange::request_counter);
         let req = req.map(|body| RequestBody::new(body, counter));
         let catch_panics = self.shared.catch_panics;
@@ -60,5 +69,6 @@ where
             // Recorded and resumed (or answered) on the first poll, like any handler panic.
             Err(panic) => ResponseFuture::panicked(panic, exchange, catch_panics),
         }
+        .with_policy(policy)
     }
 }

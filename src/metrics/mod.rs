@@ -98,7 +98,7 @@ impl Sink {
         self.with(|| metrics::histogram!(name, labels))
     }
 
-    fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
+    pub(crate) fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
         self.with(|| metrics::counter!(name, labels))
     }
 
