@@ -69,7 +69,36 @@ fn overhead(c: &mut Criterion) {
 
 criterion_group!(benches, overhead);
 
+/// Load mode: serve one scenario over HTTP/1.1 on `addr` with a one-worker runtime, for
+/// `scripts/load.sh` to drive with wrk from another core.
+fn serve(name: &str, addr: &str) {
+    let (_, router) = scenarios()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no scenario {name:?}"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        println!("serving {name} on {}", listener.local_addr().unwrap());
+        axum::serve(listener, router).await.unwrap();
+    });
+}
+
 fn main() {
+    if std::env::var_os("OVERHEAD_LIST").is_some() {
+        scenarios().iter().for_each(|(name, _)| println!("{name}"));
+        return;
+    }
+    if let (Ok(name), Ok(addr)) = (
+        std::env::var("OVERHEAD_SERVE"),
+        std::env::var("OVERHEAD_ADDR"),
+    ) {
+        return serve(&name, &addr);
+    }
     // Instruction-count mode: run one scenario a fixed number of times and exit.
     if let Ok(name) = std::env::var("OVERHEAD_SCENARIO") {
         let requests: u64 = std::env::var("OVERHEAD_REQUESTS")

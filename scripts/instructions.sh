@@ -15,7 +15,7 @@ for l in sys.stdin:
 [ -x "$bin" ] || { echo "bench binary not built" >&2; exit 1; }
 scenarios=("$@")
 if [ ${#scenarios[@]} -eq 0 ]; then
-  scenarios=($(grep -oE '^\s*\("[a-z+_-]+", ' benches/overhead.rs | grep -oE '"[^"]+"' | tr -d '"'))
+  scenarios=($(OVERHEAD_LIST=1 "$bin"))
 fi
 low=${LOW:-2000}; high=${HIGH:-12000}
 count() { # scenario requests -> total instructions

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Loopback throughput and p99 of each bench scenario: the server on core 0 (one tokio
+# worker), wrk on core 1, same machine, same run. Usage: scripts/load.sh [scenario ...]
+# Env: DURATION (default 10s), CONNECTIONS (default 32).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk" >&2; exit 1; }
+bin=$(cargo bench --bench overhead --no-run --message-format=json 2>/dev/null \
+  | python3 -c 'import json,sys
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="overhead" and m.get("executable"):
+        print(m["executable"])' | tail -1)
+scenarios=("$@")
+if [ ${#scenarios[@]} -eq 0 ]; then
+  scenarios=($(OVERHEAD_LIST=1 "$bin"))
+fi
+duration=${DURATION:-10s}; conns=${CONNECTIONS:-32}
+printf '%-16s %12s %10s %10s\n' scenario "req/s" "p99" "vs bare"
+base=""
+for s in "${scenarios[@]}"; do
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  OVERHEAD_SERVE=$s OVERHEAD_ADDR=127.0.0.1:$port taskset -c 0 "$bin" >/dev/null 2>&1 &
+  pid=$!
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/users/42" >/dev/null && break; sleep 0.1; done
+  out=$(taskset -c 1 wrk -t1 -c"$conns" -d"$duration" --latency "http://127.0.0.1:$port/users/42")
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+  [ -n "$base" ] || base=$rps
+  printf '%-16s %12.0f %10s %9.0f%%\n' "$s" "$rps" "$p99" "$(python3 -c "print(100*$rps/$base)")"
+done
