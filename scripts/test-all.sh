@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests run for real. Keep in one line: other scripts read it.
-APT_PACKAGES="prometheus prometheus-alertmanager python3 valgrind"
+APT_PACKAGES="prometheus prometheus-alertmanager python3 valgrind chromium"
 
 missing=()
 for pkg in $APT_PACKAGES; do

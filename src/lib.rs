@@ -48,13 +48,39 @@
 //! with status >= 500, panics, inner service and body errors, and gRPC server-fault codes
 //! read from headers or trailers. All names are in [`metrics::names`].
 //!
+//! # Security headers and CORS
+//!
+//! Every response leaves with hardened headers: [`SecurityHeaders::api`] (the OWASP values
+//! for JSON APIs) unless told otherwise, [`SecurityHeaders::web`] for services that serve
+//! HTML, [`SecurityHeaders::none`] to turn them off. Values the handler set are kept unless
+//! overridden; `Server`, `X-Powered-By` and the like are removed. CORS is off (browsers allow
+//! no other origin) until a [`Cors`] allowlist is given; then real preflights are answered
+//! by the layer, allowed origins are echoed, `Vary` is merged with the application's, and
+//! refusals are counted in `tower_observability_cors_refused_total{reason}`. Both apply to
+//! every response: the application's, 4xx and 5xx, and the 500 the layer answers a panic with.
+//!
+//! ```
+//! use tower_observability::{Cors, MetricsBackend, Observability, SecurityHeaders};
+//!
+//! let obs = Observability::builder("checkout")
+//!     .security_headers(SecurityHeaders::api().hsts_only_over_tls())
+//!     .cors(Cors::allow_origins(["https://app.example.com"]).allow_headers(["content-type"]))
+//! #   .metrics_backend(MetricsBackend::IsolatedPrometheus)
+//!     .build()?;
+//! # let _ = obs;
+//! # Ok::<(), tower_observability::BuildError>(())
+//! ```
+//!
 //! # Configuration from the environment
 //!
 //! [`Observability::from_env`] reads `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`
 //! (`service.name`, `service.version`, `deployment.environment.name`),
 //! `OBSERVABILITY_ROUTE_LIMIT`, `OBSERVABILITY_EXCLUDE_PATHS` (comma-separated, a trailing
 //! `*` makes a prefix), `OBSERVABILITY_DURATION_BUCKETS`, `OBSERVABILITY_SIZE_BUCKETS`,
-//! `OBSERVABILITY_CATCH_PANICS` and `OBSERVABILITY_OBSERVE_ADMIN_PATHS`.
+//! `OBSERVABILITY_CATCH_PANICS`, `OBSERVABILITY_OBSERVE_ADMIN_PATHS`,
+//! `OBSERVABILITY_SECURITY_HEADERS` (`api`, `web` or `off`) and
+//! `OBSERVABILITY_CORS_ALLOWED_ORIGINS` (comma-separated origins; other CORS settings and
+//! `*` need the builder).
 //!
 //! # Cargo features
 //!
