@@ -17,7 +17,9 @@ use http::Request;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
-use tower_observability::{MetricsBackend, Observability};
+use tower_observability::{
+    Cors, MetricsBackend, Observability, ObservabilityBuilder, SecurityHeaders,
+};
 
 async fn user(Path(id): Path<u64>) -> Json<Value> {
     Json(json!({ "id": id, "name": "Ada Lovelace", "roles": ["admin", "author"] }))
@@ -31,19 +33,84 @@ fn app() -> Router {
 /// Every scenario: a name and the router it serves. `bare` first: the others are read
 /// as ratios to it.
 fn scenarios() -> Vec<(&'static str, Router)> {
-    let metrics = Observability::builder("bench")
-        .metrics_backend(MetricsBackend::IsolatedPrometheus)
-        .build()
-        .expect("bench configuration is valid");
-    // Keep the layer's state alive for the whole process.
-    let metrics = Box::leak(Box::new(metrics));
-    vec![("bare", app()), ("metrics", app().layer(metrics.layer()))]
+    let ours = |b: ObservabilityBuilder| -> &'static Observability {
+        let obs = b
+            .metrics_backend(MetricsBackend::IsolatedPrometheus)
+            .build()
+            .expect("bench configuration is valid");
+        // Keep the layer's state alive for the whole process.
+        Box::leak(Box::new(obs))
+    };
+    let metrics = ours(Observability::builder("bench").security_headers(SecurityHeaders::none()));
+    let headers_cors = ours(Observability::builder("bench").cors(policy()));
+    vec![
+        ("bare", app()),
+        ("metrics", app().layer(metrics.layer())),
+        ("metrics+headers+cors", app().layer(headers_cors.layer())),
+        ("peer-metrics", peers::metrics(app())),
+        ("peer-headers+cors", peers::headers_cors(app())),
+    ]
+}
+
+/// The CORS policy every CORS scenario applies: one allowlisted origin, credentials.
+fn policy() -> Cors {
+    Cors::allow_origins([ORIGIN])
+        .allow_credentials(true)
+        .allow_methods([http::Method::GET, http::Method::POST])
+        .allow_headers([http::header::CONTENT_TYPE])
+}
+
+const ORIGIN: &str = "https://app.example.com";
+
+/// What service authors assemble from crates.io today for the same features.
+mod peers {
+    use axum::Router;
+    use http::{header, HeaderName, HeaderValue, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    use tower_http::set_header::SetResponseHeaderLayer;
+
+    /// axum-prometheus, the most used metrics layer for axum.
+    pub(super) fn metrics(app: Router) -> Router {
+        let (layer, _handle) = axum_prometheus::PrometheusMetricLayer::pair();
+        app.layer(layer)
+    }
+
+    /// tower-http's CorsLayer with the same allowlist, and six header layers with the
+    /// values of our `api()` preset.
+    pub(super) fn headers_cors(app: Router) -> Router {
+        let set = |name: &'static str, value: &'static str| {
+            SetResponseHeaderLayer::if_not_present(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            )
+        };
+        app.layer(set(
+            "strict-transport-security",
+            "max-age=31536000; includeSubDomains",
+        ))
+        .layer(set("x-content-type-options", "nosniff"))
+        .layer(set("x-frame-options", "DENY"))
+        .layer(set(
+            "content-security-policy",
+            "default-src 'none'; frame-ancestors 'none'",
+        ))
+        .layer(set("referrer-policy", "no-referrer"))
+        .layer(set("cache-control", "no-store"))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list([HeaderValue::from_static(super::ORIGIN)]))
+                .allow_credentials(true)
+                .allow_methods([Method::GET, Method::POST])
+                .allow_headers([header::CONTENT_TYPE]),
+        )
+    }
 }
 
 /// One request through the router, body read to the end (the layer records at the end).
 async fn one_request(router: &Router) {
     let req = Request::get("/users/42")
         .header("user-agent", "bench")
+        .header("origin", ORIGIN)
         .body(Body::empty())
         .unwrap();
     let res = router.clone().oneshot(req).await.unwrap();
@@ -60,6 +127,8 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn overhead(c: &mut Criterion) {
     let rt = runtime();
+    // Some peer layers spawn tasks when built.
+    let _guard = rt.enter();
     let mut group = c.benchmark_group("per_request");
     for (name, router) in scenarios() {
         group.bench_function(name, |b| b.iter(|| rt.block_on(one_request(&router))));
@@ -72,15 +141,16 @@ criterion_group!(benches, overhead);
 /// Load mode: serve one scenario over HTTP/1.1 on `addr` with a one-worker runtime, for
 /// `scripts/load.sh` to drive with wrk from another core.
 fn serve(name: &str, addr: &str) {
-    let (_, router) = scenarios()
-        .into_iter()
-        .find(|(n, _)| *n == name)
-        .unwrap_or_else(|| panic!("no scenario {name:?}"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
+    let _guard = rt.enter();
+    let (_, router) = scenarios()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no scenario {name:?}"));
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         println!("serving {name} on {}", listener.local_addr().unwrap());
@@ -90,6 +160,8 @@ fn serve(name: &str, addr: &str) {
 
 fn main() {
     if std::env::var_os("OVERHEAD_LIST").is_some() {
+        let rt = runtime();
+        let _guard = rt.enter();
         scenarios().iter().for_each(|(name, _)| println!("{name}"));
         return;
     }
@@ -105,11 +177,12 @@ fn main() {
             .ok()
             .and_then(|n| n.parse().ok())
             .unwrap_or(1000);
+        let rt = runtime();
+        let _guard = rt.enter();
         let (_, router) = scenarios()
             .into_iter()
             .find(|(n, _)| *n == name)
             .unwrap_or_else(|| panic!("no scenario {name:?}"));
-        let rt = runtime();
         rt.block_on(async {
             // One warm-up request registers the label set, as in a running service.
             one_request(&router).await;
