@@ -240,7 +240,7 @@ def quantile(q, metric, *matchers, by=None):
 # --------------------------------------------------------------------------- dashboards
 
 def overview(cfg):
-    budget = 1 - cfg["availability"]["objective"]
+    budget = round(1 - cfg["availability"]["objective"], 10)
     threshold = cfg["latency"]["threshold_seconds"]
     le_match = f'le=~"{le_regex(threshold)}"'
     route = 'http_route=~"$route"'
@@ -327,7 +327,7 @@ def route_detail(cfg):
 
 def slo(cfg):
     a_obj, l_obj = cfg["availability"]["objective"], cfg["latency"]["objective"]
-    a_budget, l_budget = 1 - a_obj, 1 - l_obj
+    a_budget, l_budget = round(1 - a_obj, 10), round(1 - l_obj, 10)
     days = cfg["availability"]["period_days"]
     period = f"{days}d"
     threshold = duration_text(cfg["latency"]["threshold_seconds"])
