@@ -74,7 +74,7 @@ def _availability_series(bad_ratio, per_minute, minutes):
     return [{"series": s, "values": f"0+{_fmt(v)}x{minutes}"} for s, v in series]
 
 
-def _latency_series(slow_ratio, per_minute, minutes, threshold):
+def _latency_series(slow_ratio, per_minute, minutes, threshold, le_text):
     fast = per_minute * (1 - slow_ratio)
     name = "http_server_request_duration_seconds"
     lower = max(b for b in [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1]
@@ -83,11 +83,11 @@ def _latency_series(slow_ratio, per_minute, minutes, threshold):
     cancelled = _http("499", "cancelled")
     series = [
         (_series(name + "_count", ok), per_minute),
-        (_series(name + "_bucket", {**ok, "le": _fmt(threshold)}), fast),
+        (_series(name + "_bucket", {**ok, "le": le_text}), fast),
         (_series(name + "_bucket", {**ok, "le": "+Inf"}), per_minute),
         # Cancelled requests are slow by nature (the client gave up): they must not count.
         (_series(name + "_count", cancelled), per_minute * 3),
-        (_series(name + "_bucket", {**cancelled, "le": _fmt(threshold)}), 0),
+        (_series(name + "_bucket", {**cancelled, "le": le_text}), 0),
         (_series(name + "_bucket", {**cancelled, "le": "+Inf"}), per_minute * 3),
     ]
     if lower is not None:
@@ -106,9 +106,12 @@ def slo_tests(cfg):
     threshold = float(cfg["latency"]["threshold_seconds"])
     slos = [
         ("Availability", 1 - cfg["availability"]["objective"],
-         lambda r, pm: _availability_series(r, pm, horizon)),
+         lambda r, pm, prom3=False: _availability_series(r, pm, horizon)),
         ("Latency", 1 - cfg["latency"]["objective"],
-         lambda r, pm: _latency_series(r, pm, horizon, threshold)),
+         # Prometheus 2 writes le="1", Prometheus 3 le="1.0": the firing tests use the first
+         # spelling, the healthy test the second (it would fire if the matcher missed it).
+         lambda r, pm, prom3=False: _latency_series(
+             r, pm, horizon, threshold, repr(float(threshold)) if prom3 else _fmt(threshold))),
     ]
     tests = []
     for title, budget, make_series in slos:
@@ -132,7 +135,10 @@ def slo_tests(cfg):
         for b in sorted(pairs, key=lambda p: p["factor"]):
             higher = [f for f in factors if f > b["factor"]]
             upper = higher[0] if higher else b["factor"] * 2
-            ratio = _two_digits(math.sqrt(b["factor"] * upper) * budget)
+            low, high = b["factor"] * budget, min(upper * budget, 1.0)
+            ratio = _two_digits(math.sqrt(low * high))
+            if not low < ratio < high:
+                raise SystemExit(f"no bad ratio between {low} and {high} to test {title} {b['long']}/{b['short']}")
             at = _minutes(b["for"]) + 10
             tests.append({
                 "name": f"{title.lower()}: {_fmt(ratio * 100)}% bad for {at}m fires {b['long']}/{b['short']} ({_fmt(b['factor'])}x)",
@@ -144,7 +150,7 @@ def slo_tests(cfg):
         tests.append({
             "name": f"{title.lower()}: healthy traffic ({_fmt(healthy * 100)}% bad) stays silent",
             "interval": "1m",
-            "input_series": make_series(healthy, REQUESTS_PER_MINUTE),
+            "input_series": make_series(healthy, REQUESTS_PER_MINUTE, True),
             "alert_rule_test": [c for m in eval_minutes for c in expect(healthy, m)],
         })
         low = min_rate * 60 * 0.5

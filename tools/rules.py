@@ -97,6 +97,8 @@ def burn_rate_alerts(cfg):
         budget = 1 - objective
         for b in cfg["burn_rate"]:
             long, short, factor = b["long"], b["short"], b["factor"]
+            if factor * budget >= 1:
+                raise SystemExit(f"{slo}: burn rate {factor}x of a {pct(budget)} budget is 100% bad or more: it can never fire")
             threshold = f"({num(factor)} * {num(budget)})"
             name = f"{title}BudgetBurn{long}{short}"
             expr = (
