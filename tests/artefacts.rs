@@ -195,6 +195,84 @@ fn rule_unit_tests_pass_promtool() {
     assert_eq!(text.matches("SUCCESS").count(), files.len(), "{text}");
 }
 
+/// The unit tests have teeth: each deliberate break of a rule must make `promtool test rules`
+/// fail (mutation testing on a copy of alerts/ and tests/rules/; each mutation is applied to
+/// every occurrence).
+#[test]
+fn rule_unit_tests_fail_on_broken_rules() {
+    let mutations: &[(&str, &str, &str, &str)] = &[
+        ("slo.rules.yml", ">= 1/60", ">= 0", "no low-traffic guard"),
+        (
+            "slo.rules.yml",
+            "count{error_type!=\"\",error_type!=\"cancelled\"}[1h]",
+            "count{error_type!=\"\"}[1h]",
+            "client cancellations counted as errors",
+        ),
+        (
+            "slo.rules.yml",
+            "count{error_type!=\"cancelled\"}[6h]",
+            "count[6h]",
+            "cancellations in the denominator",
+        ),
+        (
+            "slo.rules.yml",
+            "severity: critical",
+            "severity: warning",
+            "wrong severity",
+        ),
+        (
+            "service.rules.yml",
+            "panics_total offset 15m) * 1",
+            "panics_total offset 15m) * 0",
+            "first panic of a process missed",
+        ),
+        (
+            "service.rules.yml",
+            "(up == 0)",
+            "(up == 0) or (up == 0)",
+            "foreign targets alerted on",
+        ),
+    ];
+    for (i, (file, from, to, why)) in mutations.iter().enumerate() {
+        let dir = std::env::temp_dir().join(format!("tower-obs-mutant-{}-{i}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("alerts")).unwrap();
+        std::fs::create_dir_all(dir.join("tests/rules")).unwrap();
+        for f in rule_files() {
+            let mut text = read(&f);
+            if f.file_name().unwrap() == *file {
+                assert!(
+                    text.contains(from),
+                    "mutation `{why}`: {file} has no {from:?}"
+                );
+                text = text.replace(from, to);
+            }
+            std::fs::write(dir.join("alerts").join(f.file_name().unwrap()), text).unwrap();
+        }
+        for f in rule_unit_tests() {
+            std::fs::copy(&f, dir.join("tests/rules").join(f.file_name().unwrap())).unwrap();
+        }
+        // The mutant must still be valid rules, so a failure below is a failing unit test.
+        run_ok(
+            Command::new(promtool())
+                .args(["check", "rules"])
+                .arg(dir.join("alerts").join(file)),
+        );
+        // Only the unit tests of the mutated file: slo.rules.yml -> slo.test.yml.
+        let tests = file.replace(".rules.yml", ".test.yml");
+        let out = Command::new(promtool())
+            .current_dir(dir.join("tests/rules"))
+            .args(["test", "rules", &tests])
+            .output()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            !out.status.success(),
+            "the rule unit tests still pass with {why} ({file}: {from:?} -> {to:?})"
+        );
+    }
+}
+
 /// promtool's unit tests are only as good as their coverage: every alert must be shown both
 /// firing (with labels and every annotation) and silent.
 #[test]
