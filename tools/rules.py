@@ -154,7 +154,7 @@ def service_alerts(cfg):
               summary="{{ $labels.job }} has no instance up",
               description=(
                   "Prometheus has not scraped any instance of {{ $labels.job }} for 5 minutes, "
-                  "though {{ $value }} target_info series of it were seen in the last day: "
+                  "though it exposed target_info ({{ $value }} series) within the last day: "
                   "the service is down or has vanished from service discovery."
               ),
               for_="5m"),
