@@ -419,26 +419,24 @@ impl CompiledHeaders {
             .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
     }
 
-    /// Applies the policy to a response's headers.
-    pub(crate) fn apply(&self, headers: &mut HeaderMap, hsts: bool) {
-        for name in &self.strip {
-            headers.remove(name);
+    /// Adds the layer's headers to a response template.
+    pub(crate) fn add_to(&self, map: &mut HeaderMap, hsts: bool) {
+        for (name, value) in self.always.iter().chain(&self.if_absent) {
+            crate::response_policy::add(map, name, value);
         }
-        let _ = headers.try_reserve(self.if_absent.len() + self.always.len() + 1);
-        for (name, value) in &self.if_absent {
-            if let Ok(header::Entry::Vacant(slot)) = headers.try_entry(name) {
-                let _ = slot.try_insert(value.clone());
-            }
+        if let (true, Some((value, _))) = (hsts, &self.hsts) {
+            crate::response_policy::add(map, &header::STRICT_TRANSPORT_SECURITY, value);
         }
-        for (name, value) in &self.always {
-            let _ = headers.try_insert(name, value.clone());
+    }
+
+    /// Names whose value the application cannot set: overrides and the removal list.
+    pub(crate) fn owned(&self) -> Vec<HeaderName> {
+        let mut owned: Vec<HeaderName> = self.always.iter().map(|(n, _)| n.clone()).collect();
+        if let Some((_, true)) = &self.hsts {
+            owned.push(header::STRICT_TRANSPORT_SECURITY);
         }
-        if let (true, Some((value, overwrite))) = (hsts, &self.hsts) {
-            let name = header::STRICT_TRANSPORT_SECURITY;
-            if *overwrite || !headers.contains_key(&name) {
-                let _ = headers.try_insert(name, value.clone());
-            }
-        }
+        owned.extend(self.strip.iter().cloned());
+        owned
     }
 }
 
@@ -457,12 +455,16 @@ fn peer_ip<B>(req: &Request<B>) -> Option<IpAddr> {
 mod tests {
     use super::*;
 
-    fn compiled(h: SecurityHeaders) -> CompiledHeaders {
-        h.compile().unwrap().unwrap()
+    use crate::cors::Grant;
+    use crate::response_policy::{apply_for_test, ResponsePolicy};
+    use std::sync::Arc;
+
+    fn compiled(h: SecurityHeaders) -> Arc<ResponsePolicy> {
+        ResponsePolicy::new(h.compile().unwrap(), None).unwrap()
     }
 
-    fn applied(h: &CompiledHeaders, mut headers: HeaderMap, hsts: bool) -> HeaderMap {
-        h.apply(&mut headers, hsts);
+    fn applied(h: &Arc<ResponsePolicy>, mut headers: HeaderMap, hsts: bool) -> HeaderMap {
+        apply_for_test(h, &mut headers, hsts, Grant::NotCors);
         headers
     }
 
@@ -497,7 +499,21 @@ mod tests {
         let mut start = HeaderMap::new();
         start.insert("cache-control", HeaderValue::from_static("max-age=60"));
         start.insert("x-frame-options", HeaderValue::from_static("DENY"));
+        start.append("set-cookie", HeaderValue::from_static("a=1"));
+        start.append("set-cookie", HeaderValue::from_static("b=2"));
+        start.append("server", HeaderValue::from_static("x"));
+        start.append("server", HeaderValue::from_static("y"));
         let out = applied(&h, start, false);
+        let cookies: Vec<_> = out.get_all("set-cookie").iter().collect();
+        assert_eq!(
+            cookies,
+            ["a=1", "b=2"],
+            "every value of a repeated header is kept"
+        );
+        assert!(
+            out.get("server").is_none(),
+            "every value of a stripped header goes"
+        );
         assert_eq!(out["cache-control"], "max-age=60");
         assert_eq!(out["x-frame-options"], "SAMEORIGIN");
         assert!(out.get("permissions-policy").is_none());
@@ -526,11 +542,10 @@ mod tests {
 
     #[test]
     fn hsts_can_be_limited_to_tls_and_trusted_proxies() {
-        let h = compiled(
-            SecurityHeaders::api()
-                .hsts_only_over_tls()
-                .trust_forwarded_proto_from(["10.0.0.0/8", "::1"]),
-        );
+        let config = SecurityHeaders::api()
+            .hsts_only_over_tls()
+            .trust_forwarded_proto_from(["10.0.0.0/8", "::1"]);
+        let h = config.compile().unwrap().unwrap();
         let req = |uri: &str, peer: Option<&str>, proto: Option<&str>| {
             let mut req = Request::get(uri).body(()).unwrap();
             if let Some(peer) = peer {
@@ -554,6 +569,7 @@ mod tests {
         // Anyone else's X-Forwarded-Proto is not believed.
         assert!(!h.hsts_for(&req("/", Some("192.168.1.1:5000"), Some("https"))));
         assert!(!h.hsts_for(&req("/", None, Some("https"))));
+        let h = compiled(config);
         assert!(applied(&h, HeaderMap::new(), false)
             .get("strict-transport-security")
             .is_none());

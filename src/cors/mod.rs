@@ -27,7 +27,7 @@ pub(crate) use preflight::is_preflight;
 const ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK: HeaderName =
     HeaderName::from_static("access-control-request-private-network");
 static TRUE: HeaderValue = HeaderValue::from_static("true");
-static ANY: HeaderValue = HeaderValue::from_static("*");
+pub(crate) static ANY: HeaderValue = HeaderValue::from_static("*");
 static VARY_ORIGIN: HeaderValue = HeaderValue::from_static("origin");
 
 /// A CORS policy: which other origins' pages may call the service from a browser, with
@@ -367,43 +367,28 @@ impl CompiledCors {
         CorsDecision::Pass(grant)
     }
 
-    /// Puts the grant on a response (the application's, an error, or a panic's 500).
-    pub(crate) fn apply(&self, headers: &mut HeaderMap, grant: &Grant) {
-        let origin = match grant {
-            Grant::Echo(origin) => origin,
-            Grant::Any => &ANY,
-            Grant::NotCors => {
-                self.vary(headers);
-                return;
-            }
-            Grant::Refused => {
-                // The layer owns CORS: whatever the application granted is taken back.
-                for name in [
-                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                    header::ACCESS_CONTROL_EXPOSE_HEADERS,
-                ] {
-                    headers.remove(name);
-                }
-                self.vary(headers);
-                return;
-            }
-        };
-        let _ = headers.try_insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    /// Adds the layer's CORS headers to a response template: `Vary: Origin` whenever the
+    /// answer depends on the origin (not for a public `*`), and the static part of a grant.
+    pub(crate) fn add_to(&self, map: &mut HeaderMap, granted: bool) {
+        if self.varies() {
+            crate::response_policy::add(map, &header::VARY, &VARY_ORIGIN);
+        }
+        if !granted {
+            return;
+        }
+        // A slot whose value each request replaces in place (`*` for public policies).
+        crate::response_policy::add(map, &header::ACCESS_CONTROL_ALLOW_ORIGIN, &ANY);
         if self.credentials {
-            let _ = headers.try_insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE.clone());
+            crate::response_policy::add(map, &header::ACCESS_CONTROL_ALLOW_CREDENTIALS, &TRUE);
         }
         if let Some(expose) = &self.expose {
-            let _ = headers.try_insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
+            crate::response_policy::add(map, &header::ACCESS_CONTROL_EXPOSE_HEADERS, expose);
         }
-        self.vary(headers);
     }
 
-    /// `Vary: Origin` whenever the answer depends on the origin (not for a public `*`).
-    fn vary(&self, headers: &mut HeaderMap) {
-        if !self.origins.any {
-            vary::merge(headers, &VARY_ORIGIN);
-        }
+    /// Whether responses vary by `Origin`.
+    pub(crate) fn varies(&self) -> bool {
+        !self.origins.any
     }
 
     fn method_allowed(&self, method: &[u8]) -> bool {
@@ -434,6 +419,11 @@ impl std::fmt::Debug for CompiledCors {
             .field("credentials", &self.credentials)
             .finish_non_exhaustive()
     }
+}
+
+/// Adds `Origin` to a response's `Vary`, keeping the application's.
+pub(crate) fn merge_vary(headers: &mut HeaderMap) {
+    vary::merge(headers, &VARY_ORIGIN);
 }
 
 #[cfg(test)]

@@ -45,7 +45,8 @@ fn run(
             for (k, v) in app_headers {
                 headers.append(*k, HeaderValue::from_static(v));
             }
-            compiled.apply(&mut headers, &grant);
+            let policy = crate::response_policy::ResponsePolicy::new(None, Some(compiled));
+            crate::response_policy::apply_for_test(&policy.unwrap(), &mut headers, false, grant);
             (None, headers)
         }
     }
