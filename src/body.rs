@@ -131,7 +131,10 @@ where
                 return Poll::Ready(data.take().map(|d| Ok(Frame::data(d.into()))));
             }
         };
-        let polled = catch(|| body.as_mut().poll_frame(cx));
+        let polled = {
+            let _entered = this.exchange.as_ref().map(Exchange::enter);
+            catch(|| body.as_mut().poll_frame(cx))
+        };
         let end = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(Some(Ok(frame)))) => {

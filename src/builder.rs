@@ -11,6 +11,9 @@ use crate::observability::{Observability, Readiness, Shared};
 use crate::response_policy::ResponsePolicy;
 use crate::route::{RequestHead, RouteFn, RouteResolver};
 use crate::security_headers::SecurityHeaders;
+use crate::trace::span::TraceConfig;
+use crate::trace::{Sampler, REQUEST_ID};
+use http::HeaderName;
 
 /// The admin endpoints, kept out of the request metrics unless asked.
 pub(crate) const ADMIN_PATHS: [&str; 3] = ["/metrics", "/healthz", "/readyz"];
@@ -51,6 +54,12 @@ pub struct ObservabilityBuilder {
     pub(crate) catch_panics: bool,
     pub(crate) security_headers: SecurityHeaders,
     pub(crate) cors: Option<Cors>,
+    pub(crate) sampler: Sampler,
+    pub(crate) trust_inbound_context: bool,
+    pub(crate) traceresponse: bool,
+    pub(crate) request_id_header: Option<String>,
+    pub(crate) record_query: bool,
+    pub(crate) resource_attributes: Vec<(String, String)>,
 }
 
 impl ObservabilityBuilder {
@@ -70,6 +79,12 @@ impl ObservabilityBuilder {
             catch_panics: true,
             security_headers: SecurityHeaders::api(),
             cors: None,
+            sampler: Sampler::default(),
+            trust_inbound_context: true,
+            traceresponse: false,
+            request_id_header: Some(REQUEST_ID.to_owned()),
+            record_query: false,
+            resource_attributes: Vec::new(),
         }
     }
 
@@ -174,6 +189,41 @@ impl ObservabilityBuilder {
         self
     }
 
+    /// Which traces are recorded (default `parentbased_always_on`; `OTEL_TRACES_SAMPLER`).
+    pub fn sampler(mut self, sampler: Sampler) -> Self {
+        self.sampler = sampler;
+        self
+    }
+
+    /// Whether a caller's `traceparent` makes the server span its child (default: yes).
+    /// When off (for services at the edge, called by clients you do not control), every
+    /// request starts a new trace whose server span links to the caller's context.
+    pub fn trust_inbound_context(mut self, trust: bool) -> Self {
+        self.trust_inbound_context = trust;
+        self
+    }
+
+    /// Adds the `traceresponse` header (the server span's id and sampled flag) to every
+    /// response (default: off).
+    pub fn traceresponse(mut self, on: bool) -> Self {
+        self.traceresponse = on;
+        self
+    }
+
+    /// The request id header, taken from requests and echoed in responses (default
+    /// `x-request-id`); `None` turns request ids off.
+    pub fn request_id_header(mut self, header: Option<&str>) -> Self {
+        self.request_id_header = header.map(str::to_owned);
+        self
+    }
+
+    /// Records the query string in the span's `url.query` (default: off, queries often carry
+    /// secrets).
+    pub fn record_query(mut self, record: bool) -> Self {
+        self.record_query = record;
+        self
+    }
+
     /// Checks every setting and starts the layer's shared state.
     pub fn build(self) -> Result<Observability, BuildError> {
         let name = self.service_name.trim();
@@ -211,13 +261,33 @@ impl ObservabilityBuilder {
         // Checked before the backend opens, so a bad policy installs no recorder.
         let headers = self.security_headers.compile()?;
         let mut cors = self.cors.as_ref().map(Cors::compile).transpose()?;
+        let request_id = match &self.request_id_header {
+            Some(name) => Some(HeaderName::try_from(name.as_str()).map_err(|_| {
+                BuildError::setting(
+                    "request_id_header",
+                    format!("{name:?} is not a header name"),
+                )
+            })?),
+            None => None,
+        };
         let (sink, prometheus) =
             open_backend(&self.backend, &self.duration_buckets, &self.size_buckets);
         if let Some(cors) = &mut cors {
             cors.register(&sink);
         }
+        let metrics = HttpMetrics::new(sink, &info);
+        let span_sink = None;
+        let tracing = TraceConfig {
+            sampler: self.sampler,
+            trust_inbound: self.trust_inbound_context,
+            traceresponse: self.traceresponse,
+            request_id,
+            record_query: self.record_query,
+            sink: span_sink,
+        };
         Ok(Observability::start(Shared {
-            metrics: HttpMetrics::new(sink, &info),
+            metrics,
+            tracing,
             info,
             routes: RouteResolver::new(self.route_limit, self.route_fn),
             excluded,

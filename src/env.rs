@@ -6,6 +6,7 @@ use crate::builder::ObservabilityBuilder;
 use crate::cors::Cors;
 use crate::error::BuildError;
 use crate::security_headers::SecurityHeaders;
+use crate::trace::Sampler;
 
 /// Applies the environment, read through `lookup`, over `builder`.
 pub(crate) fn apply(
@@ -27,6 +28,7 @@ pub(crate) fn apply(
                 _ => {}
             }
         }
+        builder.resource_attributes = resource_attributes(&attrs)?;
     }
     if let Some(name) = var("OTEL_SERVICE_NAME") {
         builder.service_name = name;
@@ -99,6 +101,23 @@ pub(crate) fn apply(
             .map_err(|e| BuildError::env(VAR, &v, e.to_string()))?;
         builder.cors = Some(cors);
     }
+    if let Some(name) = var("OTEL_TRACES_SAMPLER") {
+        let arg = var("OTEL_TRACES_SAMPLER_ARG");
+        builder.sampler = Sampler::from_env(&name, arg.as_deref())
+            .map_err(|reason| BuildError::env("OTEL_TRACES_SAMPLER", &name, reason))?;
+    }
+    if let Some(v) = var("OBSERVABILITY_TRACERESPONSE") {
+        builder.traceresponse = boolean("OBSERVABILITY_TRACERESPONSE", &v)?;
+    }
+    if let Some(v) = var("OBSERVABILITY_TRUST_INBOUND_CONTEXT") {
+        builder.trust_inbound_context = boolean("OBSERVABILITY_TRUST_INBOUND_CONTEXT", &v)?;
+    }
+    if let Some(v) = var("OBSERVABILITY_REQUEST_ID_HEADER") {
+        builder.request_id_header = match v.trim() {
+            "none" | "off" => None,
+            name => Some(name.to_owned()),
+        };
+    }
     Ok(builder)
 }
 
@@ -152,7 +171,7 @@ fn buckets(var: &str, raw: &str) -> Result<Vec<f64>, BuildError> {
         .collect()
 }
 
-fn boolean(var: &str, raw: &str) -> Result<bool, BuildError> {
+pub(crate) fn boolean(var: &str, raw: &str) -> Result<bool, BuildError> {
     match raw.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
@@ -225,6 +244,45 @@ mod tests {
         assert!(web.contains("origin-agent-cluster"));
         let b = from(&[("OBSERVABILITY_SECURITY_HEADERS", "off")]).unwrap();
         assert!(b.security_headers.compile().unwrap().is_none());
+    }
+
+    #[test]
+    fn reads_the_tracing_variables() {
+        let b = from(&[
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+            ("OBSERVABILITY_TRACERESPONSE", "true"),
+            ("OBSERVABILITY_TRUST_INBOUND_CONTEXT", "false"),
+            ("OBSERVABILITY_REQUEST_ID_HEADER", "x-correlation-id"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "team=payments,service.version=2",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            b.sampler,
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatio(0.1)))
+        );
+        assert!(b.traceresponse && !b.trust_inbound_context);
+        assert_eq!(b.request_id_header.as_deref(), Some("x-correlation-id"));
+        assert_eq!(b.resource_attributes.len(), 2);
+        let b = from(&[("OBSERVABILITY_REQUEST_ID_HEADER", "none")]).unwrap();
+        assert_eq!(b.request_id_header, None);
+        for (var, value) in [
+            ("OTEL_TRACES_SAMPLER", "sometimes"),
+            ("OBSERVABILITY_TRACERESPONSE", "perhaps"),
+        ] {
+            let err = from(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.contains(var), "{var}={value}: {err}");
+        }
+        let err = from(&[
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "2"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("OTEL_TRACES_SAMPLER_ARG"), "{err}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::method::MethodLabel;
 use crate::metrics::series::Sample;
 use crate::observability::Shared;
 use crate::route::Route;
+use crate::trace::span::{RequestContext, ServerSpan};
 
 /// How an exchange ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +40,7 @@ pub(crate) struct Exchange {
     grpc_status: Option<GrpcCode>,
     response_bytes: u64,
     end: Option<End>,
+    span: ServerSpan,
 }
 
 impl Exchange {
@@ -57,6 +59,7 @@ impl Exchange {
         metrics.active(method).increment(1.0);
         // Bodiless requests (most GETs) need no shared counter.
         let request_bytes = (!req.body().is_end_stream()).then(|| Arc::new(AtomicU64::new(0)));
+        let span = ServerSpan::begin(&shared.tracing, req, method, &resolved.route);
         Some(Exchange {
             shared: shared.clone(),
             start,
@@ -68,12 +71,23 @@ impl Exchange {
             grpc_status: None,
             response_bytes: 0,
             end: None,
+            span,
         })
     }
 
     /// The counter the request body wrapper adds to, if the request has a body.
     pub(crate) fn request_counter(&self) -> Option<Arc<AtomicU64>> {
         self.request_bytes.clone()
+    }
+
+    /// The trace context handlers see as a request extension.
+    pub(crate) fn request_context(&self) -> RequestContext {
+        self.span.request_context()
+    }
+
+    /// Enters the request's span until the guard is dropped: wrap every poll in it.
+    pub(crate) fn enter(&self) -> crate::trace::span::Entered<'_> {
+        self.span.enter()
     }
 
     pub(crate) fn route_name(&self) -> &str {
@@ -85,8 +99,10 @@ impl Exchange {
     }
 
     /// The response head arrived.
-    pub(crate) fn on_response<B>(&mut self, res: &Response<B>) {
+    pub(crate) fn on_response<B>(&mut self, res: &mut Response<B>) {
         self.status = res.status().as_u16();
+        self.span
+            .on_response(&self.shared.tracing, res.headers_mut());
         if self.grpc_call {
             // Trailers-only responses carry the status in the headers.
             self.grpc_status = GrpcCode::from_headers(res.headers());
@@ -143,5 +159,12 @@ impl Drop for Exchange {
         if failure == Some(Failure::Panic) {
             metrics.panics.increment(1);
         }
+        self.span.finish(
+            &self.shared.tracing,
+            &outcome,
+            self.grpc_call,
+            &self.route,
+            self.start,
+        );
     }
 }

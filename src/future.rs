@@ -89,24 +89,30 @@ where
     type Output = Result<Response<ResponseBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let polled = match this.state.project() {
-            StateProj::Called { future } => catch(|| future.poll(cx)),
-            StateProj::Panicked { error } => match error.take() {
-                Some(caught) => Err(caught),
-                None => catch(|| panic!("ResponseFuture polled after completion")),
-            },
-            StateProj::Answered { response } => match response.take() {
-                Some(res) => {
-                    // Bodiless: the exchange is over as soon as the head leaves.
-                    if let Some(mut exchange) = this.exchange.take() {
-                        exchange.on_response(&res);
-                        exchange.finish(End::Complete);
-                    }
-                    return Poll::Ready(Ok(res.map(ResponseBody::made)));
+        let mut this = self.project();
+        if let StateProj::Answered { response } = this.state.as_mut().project() {
+            if let Some(mut res) = response.take() {
+                // Bodiless: the exchange is over as soon as the head leaves.
+                if let Some(mut exchange) = this.exchange.take() {
+                    exchange.on_response(&mut res);
+                    exchange.finish(End::Complete);
                 }
-                None => catch(|| panic!("ResponseFuture polled after completion")),
-            },
+                return Poll::Ready(Ok(res.map(ResponseBody::made)));
+            }
+        }
+        let polled = {
+            // The handler runs inside the request's span.
+            let _entered = this.exchange.as_ref().map(Exchange::enter);
+            match this.state.project() {
+                StateProj::Called { future } => catch(|| future.poll(cx)),
+                StateProj::Panicked { error } => match error.take() {
+                    Some(caught) => Err(caught),
+                    None => catch(|| panic!("ResponseFuture polled after completion")),
+                },
+                StateProj::Answered { .. } => {
+                    catch(|| panic!("ResponseFuture polled after completion"))
+                }
+            }
         };
         let mut exchange = this.exchange.take();
         let finish = |exchange: Option<Exchange>, end| {
@@ -124,7 +130,7 @@ where
                     policy.apply(res.headers_mut());
                 }
                 if let Some(exchange) = exchange.as_mut() {
-                    exchange.on_response(&res);
+                    exchange.on_response(&mut res);
                 }
                 // A body that is already over may never be polled: the exchange ends here.
                 if res.body().is_end_stream() {

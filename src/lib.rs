@@ -110,6 +110,7 @@ mod response_policy;
 mod route;
 mod security_headers;
 mod service;
+pub mod trace;
 
 #[cfg(feature = "admin")]
 pub use admin::AdminServer;
@@ -128,3 +129,4 @@ pub use panic::PanicError;
 pub use route::{RequestHead, RouteFn, OVERFLOW, UNMATCHED};
 pub use security_headers::{ArrivedOverTls, SecurityHeaders};
 pub use service::ObservabilityService;
+pub use trace::span::RequestContext;

@@ -15,6 +15,7 @@ use crate::metrics::process::ProcessStats;
 use crate::metrics::{HttpMetrics, ServiceInfo};
 use crate::response_policy::ResponsePolicy;
 use crate::route::RouteResolver;
+use crate::trace::span::TraceConfig;
 
 /// How often histogram samples are folded into buckets between scrapes, so memory stays
 /// flat however rarely `/metrics` is scraped.
@@ -31,6 +32,7 @@ pub(crate) struct Shared {
     pub(crate) readiness: Readiness,
     /// Security headers and CORS; `None` when both are off.
     pub(crate) policy: Option<Arc<ResponsePolicy>>,
+    pub(crate) tracing: TraceConfig,
 }
 
 /// The observability of one service: build it once at start-up, then add
@@ -109,6 +111,32 @@ impl Observability {
         ObservabilityLayer {
             shared: self.shared.clone(),
         }
+    }
+
+    /// The layer for outbound HTTP clients: a client span under the request being served,
+    /// and `traceparent`/`tracestate` injected into the call.
+    pub fn client_layer(&self) -> crate::trace::TraceClientLayer {
+        crate::trace::TraceClientLayer::new(self.shared.clone())
+    }
+
+    /// Exports the finished spans still queued; false if that did not end within `timeout`
+    /// (or there is no exporter). Never needed for correctness: the queue drains by itself.
+    pub fn flush_traces(&self, timeout: Duration) -> bool {
+        self.shared
+            .tracing
+            .sink
+            .as_ref()
+            .is_some_and(|sink| sink.flush(timeout))
+    }
+
+    /// Flushes the spans still queued and stops the span exporter: call it once when the
+    /// service shuts down. False if that did not end within `timeout`.
+    pub fn shutdown(&self, timeout: Duration) -> bool {
+        self.shared
+            .tracing
+            .sink
+            .as_ref()
+            .map_or(true, |sink| sink.shutdown(timeout))
     }
 
     /// The service's name, as recorded on `target_info`.

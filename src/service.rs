@@ -51,7 +51,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let exchange = Exchange::begin(&self.shared, &req);
         let policy = match self.shared.policy.as_ref() {
             None => None,
@@ -61,10 +61,17 @@ where
                 Verdict::Answer(res) => return ResponseFuture::answered(res, exchange),
             },
         };
+        if let Some(exchange) = &exchange {
+            req.extensions_mut().insert(exchange.request_context());
+        }
         let counter = exchange.as_ref().and_then(Exchange::request_counter);
         let req = req.map(|body| RequestBody::new(body, counter));
         let catch_panics = self.shared.catch_panics;
-        match catch(|| self.inner.call(req)) {
+        let called = {
+            let _entered = exchange.as_ref().map(Exchange::enter);
+            catch(|| self.inner.call(req))
+        };
+        match called {
             Ok(future) => ResponseFuture::called(future, exchange, catch_panics),
             // Recorded and resumed (or answered) on the first poll, like any handler panic.
             Err(panic) => ResponseFuture::panicked(panic, exchange, catch_panics),

@@ -1,0 +1,99 @@
+//! The request id: the caller's when it is valid and short, else generated; on the span,
+//! in every log line of the request, and echoed in the response.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::TraceId;
+
+/// `x-request-id`, the default request id header.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Longest request id taken from a caller; longer ones are replaced.
+const MAX_LEN: usize = 128;
+
+/// The id of one request, available to handlers as a request extension
+/// (`Extension<RequestId>` in axum) and as `request_id` in log lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// The caller's id from `header` when there is exactly one valid value, else a new one
+    /// (the trace id in hex: unique, and it leads straight to the trace).
+    pub(crate) fn take_or_make(headers: &HeaderMap, header: &HeaderName, trace: TraceId) -> Self {
+        let mut values = headers.get_all(header).iter();
+        if let (Some(value), None) = (values.next(), values.next()) {
+            if is_valid(value.as_bytes()) {
+                return RequestId(value.clone());
+            }
+        }
+        let hex = trace.to_hex();
+        RequestId(HeaderValue::from_str(hex.as_str()).expect("hex is a valid header value"))
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        // Only ids checked by `is_valid` or made from hex get here.
+        self.0.to_str().unwrap_or("")
+    }
+
+    pub(crate) fn header_value(&self) -> &HeaderValue {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// 1 to 128 characters that are safe in a header, a log line and a JSON string: letters,
+/// digits and `-_.:/+=@`.
+fn is_valid(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_LEN
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taken_when_valid_else_generated() {
+        let name = HeaderName::from_static(REQUEST_ID);
+        let trace = TraceId::random();
+        let with = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(REQUEST_ID, HeaderValue::from_str(v).unwrap());
+            }
+            RequestId::take_or_make(&h, &name, trace)
+                .as_str()
+                .to_owned()
+        };
+        let generated = trace.to_string();
+        let long = "a".repeat(129);
+        let table: &[(&[&str], &str)] = &[
+            (&["abc-123"], "abc-123"),
+            (
+                &["f47ac10b-58cc-4372-a567-0e02b2c3d479"],
+                "f47ac10b-58cc-4372-a567-0e02b2c3d479",
+            ),
+            (&["svc:1/req=9+x@y_z.w"], "svc:1/req=9+x@y_z.w"),
+            (&[&long[..128]], &long[..128]),
+            (&[], &generated),
+            (&[""], &generated),
+            (&[&long], &generated),
+            (&["has space"], &generated),
+            (&["quote\"inside"], &generated),
+            (&["<script>"], &generated),
+            (&["one", "two"], &generated),
+        ];
+        for (input, want) in table {
+            assert_eq!(with(input), *want, "{input:?}");
+        }
+    }
+}

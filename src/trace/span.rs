@@ -1,0 +1,266 @@
+//! The server span of one request: made in [`Exchange::begin`](crate::exchange), entered
+//! around every poll, and ended with the exchange's outcome.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri, Version};
+
+use super::current;
+use super::export::{FinishedSpan, Kind, SpanSink};
+use super::{
+    RequestId, Sampler, SpanContext, SpanId, TraceFlags, TraceId, TraceParent, TraceState,
+};
+use super::{REQUEST_ID, TRACERESPONSE};
+use crate::classify::Outcome;
+use crate::method::MethodLabel;
+use crate::route::Route;
+
+/// The tracing settings every request reads.
+pub(crate) struct TraceConfig {
+    pub(crate) sampler: Sampler,
+    pub(crate) trust_inbound: bool,
+    pub(crate) traceresponse: bool,
+    pub(crate) request_id: Option<HeaderName>,
+    pub(crate) record_query: bool,
+    pub(crate) sink: Option<Arc<dyn SpanSink>>,
+}
+
+impl Default for TraceConfig {
+    fn default() -> Self {
+        TraceConfig {
+            sampler: Sampler::default(),
+            trust_inbound: true,
+            traceresponse: false,
+            request_id: Some(HeaderName::from_static(REQUEST_ID)),
+            record_query: false,
+            sink: None,
+        }
+    }
+}
+
+impl TraceConfig {
+    /// A new span's context: a child of `parent`, or the root of a new trace.
+    pub(crate) fn child_of(&self, parent: Option<(&TraceParent, TraceState)>) -> SpanContext {
+        match parent {
+            Some((parent, state)) => {
+                let sampled = self.sampler.sample(Some(parent.flags), parent.trace_id);
+                SpanContext {
+                    trace_id: parent.trace_id,
+                    span_id: SpanId::random(),
+                    flags: parent.flags.with_sampled(sampled),
+                    state,
+                }
+            }
+            None => {
+                let trace_id = TraceId::random();
+                let sampled = self.sampler.sample(None, trace_id);
+                SpanContext {
+                    trace_id,
+                    span_id: SpanId::random(),
+                    flags: TraceFlags(TraceFlags::RANDOM).with_sampled(sampled),
+                    state: TraceState::default(),
+                }
+            }
+        }
+    }
+}
+
+/// What a handler can read of its request's trace: `Extension<RequestContext>` in axum.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The server span's context (pass it to work spawned off the request).
+    pub span: SpanContext,
+    /// The request id, unless request ids are off.
+    pub request_id: Option<RequestId>,
+}
+
+/// What is kept of the request for the exported span (only when it will be exported).
+struct Capture {
+    method: http::Method,
+    uri: Uri,
+    version: Version,
+    user_agent: Option<HeaderValue>,
+    host: Option<HeaderValue>,
+    peer: Option<SocketAddr>,
+    start: SystemTime,
+}
+
+pub(crate) struct ServerSpan {
+    context: SpanContext,
+    parent: Option<SpanId>,
+    link: Option<TraceParent>,
+    request_id: Option<RequestId>,
+    span: tracing::Span,
+    capture: Option<Box<Capture>>,
+}
+
+impl ServerSpan {
+    pub(crate) fn begin<B>(
+        config: &TraceConfig,
+        req: &Request<B>,
+        method: MethodLabel,
+        route: &Route,
+    ) -> Self {
+        let inbound = SpanContext::extract(req.headers());
+        let (context, parent, link) = match inbound {
+            Some((caller, state)) if config.trust_inbound => (
+                config.child_of(Some((&caller, state))),
+                Some(caller.parent_id),
+                None,
+            ),
+            // Untrusted: a new root, linked to the caller's span; its tracestate is not ours.
+            Some((caller, _)) => (config.child_of(None), None, Some(caller)),
+            None => (config.child_of(None), None, None),
+        };
+        let request_id = config
+            .request_id
+            .as_ref()
+            .map(|name| RequestId::take_or_make(req.headers(), name, context.trace_id));
+        // ERROR level: the span is enabled whenever any event is, so every line carries ids.
+        let span = tracing::error_span!(
+            target: "tower_observability::request",
+            "request",
+            trace_id = %context.trace_id.to_hex(),
+            span_id = %context.span_id.to_hex(),
+            request_id = request_id.as_ref().map(RequestId::as_str),
+            http.request.method = method.as_str(),
+            http.route = route.name(),
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let capture = (context.flags.is_sampled() && config.sink.is_some()).then(|| {
+            let headers = req.headers();
+            Box::new(Capture {
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                version: req.version(),
+                user_agent: headers.get(http::header::USER_AGENT).cloned(),
+                host: headers.get(http::header::HOST).cloned(),
+                peer: peer_address(req),
+                start: SystemTime::now(),
+            })
+        });
+        ServerSpan {
+            context,
+            parent,
+            link,
+            request_id,
+            span,
+            capture,
+        }
+    }
+
+    pub(crate) fn request_context(&self) -> RequestContext {
+        RequestContext {
+            span: self.context.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
+
+    /// Enters the span (for `tracing` and for [`current`](super::current)) until dropped.
+    pub(crate) fn enter(&self) -> Entered<'_> {
+        Entered {
+            _span: self.span.enter(),
+            _current: current::enter(&self.context),
+        }
+    }
+
+    /// The response head is leaving: echo the request id, add `traceresponse` if asked.
+    pub(crate) fn on_response(&self, config: &TraceConfig, headers: &mut HeaderMap) {
+        if let (Some(id), Some(name)) = (&self.request_id, &config.request_id) {
+            headers
+                .entry(name)
+                .or_insert_with(|| id.header_value().clone());
+        }
+        if config.traceresponse {
+            headers.insert(TRACERESPONSE, self.context.traceparent().to_header_value());
+        }
+    }
+
+    /// The exchange ended with `outcome`: record it and hand the span to the exporter.
+    pub(crate) fn finish(
+        &mut self,
+        config: &TraceConfig,
+        outcome: &Outcome,
+        grpc_call: bool,
+        route: &Arc<Route>,
+        started: Instant,
+    ) {
+        if !self.span.is_disabled() {
+            self.span
+                .record("http.response.status_code", outcome.status);
+            if let Some(error) = outcome.error {
+                let error = FinishedSpanError(error);
+                self.span
+                    .record("error.type", tracing::field::display(&error));
+            }
+        }
+        let (Some(capture), Some(sink)) = (self.capture.take(), config.sink.as_ref()) else {
+            return;
+        };
+        let Capture {
+            method,
+            uri,
+            version,
+            user_agent,
+            host,
+            peer,
+            start,
+        } = *capture;
+        sink.submit(FinishedSpan {
+            kind: Kind::Server,
+            context: self.context.clone(),
+            parent: self.parent.map(|p| (p, true)),
+            link: self.link,
+            method,
+            route: Some(route.clone()),
+            uri,
+            version,
+            user_agent,
+            host,
+            peer,
+            request_id: self.request_id.take(),
+            grpc_call,
+            start,
+            end: start + started.elapsed(),
+            status: outcome.status,
+            grpc_status: outcome.grpc,
+            error: outcome.error,
+            record_query: config.record_query,
+        });
+    }
+}
+
+/// The request's span entered, for `tracing` and for [`current`](super::current).
+pub(crate) struct Entered<'a> {
+    _span: tracing::span::Entered<'a>,
+    _current: current::Entered,
+}
+
+/// `error.type` for the `tracing` span, formatted only when a subscriber wants it.
+struct FinishedSpanError(crate::classify::ErrorType);
+
+impl std::fmt::Display for FinishedSpanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::classify::ErrorType;
+        match self.0 {
+            ErrorType::Failure(failure) => f.write_str(failure.as_str()),
+            ErrorType::Grpc(code) => f.write_str(code.name()),
+            ErrorType::Status(status) => write!(f, "{status}"),
+        }
+    }
+}
+
+/// The client's address, when the server put it in the request (axum's `ConnectInfo`).
+fn peer_address<B>(req: &Request<B>) -> Option<SocketAddr> {
+    #[cfg(all(feature = "axum", feature = "admin"))]
+    if let Some(info) = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+    {
+        return Some(info.0);
+    }
+    req.extensions().get::<SocketAddr>().copied()
+}
