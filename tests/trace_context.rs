@@ -190,7 +190,7 @@ async fn the_client_layer_carries_the_trace_downstream() {
     .await;
     let server_span = TraceParent::parse(&body).unwrap();
     let seen_again = seen.clone();
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     let outbound = TraceParent::from_headers(&seen[0]).expect("traceparent injected");
     assert_eq!(outbound.trace_id.to_string(), TRACE);
     assert_ne!(
@@ -201,7 +201,6 @@ async fn the_client_layer_carries_the_trace_downstream() {
     assert_eq!(TraceState::from_headers(&seen[0]).as_str(), "vendor=v");
 
     // Outside any request the client layer starts a new trace.
-    drop(seen);
     let mut lone = ServiceBuilder::new()
         .layer(obs.client_layer())
         .service(client());
