@@ -60,6 +60,8 @@ pub struct ObservabilityBuilder {
     pub(crate) request_id_header: Option<String>,
     pub(crate) record_query: bool,
     pub(crate) resource_attributes: Vec<(String, String)>,
+    #[cfg(feature = "otlp")]
+    pub(crate) export: crate::trace::otlp::ExportConfig,
 }
 
 impl ObservabilityBuilder {
@@ -85,6 +87,8 @@ impl ObservabilityBuilder {
             request_id_header: Some(REQUEST_ID.to_owned()),
             record_query: false,
             resource_attributes: Vec::new(),
+            #[cfg(feature = "otlp")]
+            export: Default::default(),
         }
     }
 
@@ -224,6 +228,46 @@ impl ObservabilityBuilder {
         self
     }
 
+    /// Exports spans with OTLP (feature `otlp`). [`Observability::from_env`] turns this on
+    /// by itself, as OpenTelemetry SDKs do, unless `OTEL_TRACES_EXPORTER=none` or
+    /// `OTEL_SDK_DISABLED=true`.
+    #[cfg(feature = "otlp")]
+    pub fn otlp(mut self, settings: crate::trace::OtlpSettings) -> Self {
+        self.export.target = crate::trace::otlp::Target::Otlp(settings);
+        self
+    }
+
+    /// Exports spans through `exporter` behind the layer's bounded queue (feature `otlp`):
+    /// for exporters other than OTLP, or an OTLP exporter configured in code.
+    #[cfg(feature = "otlp")]
+    pub fn span_exporter<E>(mut self, exporter: E) -> Self
+    where
+        E: opentelemetry_sdk::trace::SpanExporter + 'static,
+    {
+        self.export.target = crate::trace::otlp::Target::exporter(exporter);
+        self
+    }
+
+    /// Hands every finished span to `processor` (feature `otlp`): for an existing
+    /// OpenTelemetry pipeline (e.g. a `BatchSpanProcessor` shared with other spans). The
+    /// layer's own drop and export counters then stay at 0; the processor has its own.
+    #[cfg(feature = "otlp")]
+    pub fn span_processor<P>(mut self, processor: P) -> Self
+    where
+        P: opentelemetry_sdk::trace::SpanProcessor + 'static,
+    {
+        self.export.target = crate::trace::otlp::Target::processor(processor);
+        self
+    }
+
+    /// The export queue's bound, batch size, delay and timeout (feature `otlp`; defaults
+    /// and `OTEL_BSP_*` variables in [`BatchSettings`](crate::trace::BatchSettings)).
+    #[cfg(feature = "otlp")]
+    pub fn batch_settings(mut self, batch: crate::trace::BatchSettings) -> Self {
+        self.export.batch = batch;
+        self
+    }
+
     /// Checks every setting and starts the layer's shared state.
     pub fn build(self) -> Result<Observability, BuildError> {
         let name = self.service_name.trim();
@@ -276,6 +320,11 @@ impl ObservabilityBuilder {
             cors.register(&sink);
         }
         let metrics = HttpMetrics::new(sink, &info);
+        #[cfg(feature = "otlp")]
+        let span_sink = self
+            .export
+            .open(&info, &self.resource_attributes, &metrics)?;
+        #[cfg(not(feature = "otlp"))]
         let span_sink = None;
         let tracing = TraceConfig {
             sampler: self.sampler,

@@ -118,6 +118,10 @@ pub(crate) fn apply(
             name => Some(name.to_owned()),
         };
     }
+    #[cfg(feature = "otlp")]
+    {
+        builder.export = crate::trace::otlp::ExportConfig::from_env(&var)?;
+    }
     Ok(builder)
 }
 

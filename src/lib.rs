@@ -111,6 +111,8 @@ mod route;
 mod security_headers;
 mod service;
 pub mod trace;
+#[cfg(feature = "logging")]
+pub mod logging;
 
 #[cfg(feature = "admin")]
 pub use admin::AdminServer;

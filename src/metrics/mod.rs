@@ -161,6 +161,8 @@ pub(crate) struct HttpMetrics {
     active: [Gauge; MethodLabel::ALL.len()],
     pub(crate) routes_overflowed: Counter,
     pub(crate) panics: Counter,
+    pub(crate) spans_exported: Counter,
+    pub(crate) spans_dropped: Counter,
     _target_info: Gauge,
 }
 
@@ -187,11 +189,17 @@ impl HttpMetrics {
         routes_overflowed.increment(0);
         let panics = sink.counter(PANICS, vec![]);
         panics.increment(0);
+        let spans_exported = sink.counter(SPANS_EXPORTED, vec![]);
+        spans_exported.increment(0);
+        let spans_dropped = sink.counter(SPANS_DROPPED, vec![]);
+        spans_dropped.increment(0);
         HttpMetrics {
             sink,
             active,
             routes_overflowed,
             panics,
+            spans_exported,
+            spans_dropped,
             _target_info: target_info,
         }
     }

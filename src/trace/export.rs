@@ -20,7 +20,7 @@ pub(crate) enum Kind {
 }
 
 /// One finished span, as captured.
-#[allow(dead_code)] // read by the OTLP exporter
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
 pub(crate) struct FinishedSpan {
     pub(crate) kind: Kind,
     pub(crate) context: SpanContext,
@@ -47,7 +47,7 @@ pub(crate) struct FinishedSpan {
     pub(crate) record_query: bool,
 }
 
-#[allow(dead_code)] // read by the OTLP exporter
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
 impl FinishedSpan {
     /// `error.type`, as the metrics label it.
     pub(crate) fn error_type(&self) -> Option<std::borrow::Cow<'static, str>> {

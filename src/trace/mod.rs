@@ -17,6 +17,8 @@ pub(crate) mod client;
 pub(crate) mod current;
 pub(crate) mod export;
 pub(crate) mod hex;
+#[cfg(feature = "otlp")]
+pub(crate) mod otlp;
 pub(crate) mod request_id;
 pub(crate) mod sampler;
 pub(crate) mod span;
@@ -30,6 +32,8 @@ use http::HeaderMap;
 pub use client::{TraceClient, TraceClientFuture, TraceClientLayer};
 pub use current::current;
 pub use hex::Hex;
+#[cfg(feature = "otlp")]
+pub use otlp::{BatchSettings, OtlpProtocol, OtlpSettings};
 pub use request_id::{RequestId, REQUEST_ID};
 pub use sampler::Sampler;
 pub use span::RequestContext;

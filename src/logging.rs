@@ -1,0 +1,209 @@
+//! Log lines that carry the trace (feature `logging`): JSON for production, text for
+//! development, filtered by `RUST_LOG`.
+//!
+//! Every event emitted while a request is served (in the handler, its spans, its body)
+//! carries the request span's `trace_id`, `span_id` and `request_id`, so a log search
+//! leads to the trace and back.
+//!
+//! ```no_run
+//! use tower_observability::logging::{self, LogFormat};
+//!
+//! logging::init(LogFormat::from_env())?; // OBSERVABILITY_LOG_FORMAT=json|text, RUST_LOG
+//! tracing::info!("listening");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A JSON line:
+//!
+//! ```text
+//! {"timestamp":"2026-11-22T00:41:07.250117Z","level":"INFO","target":"checkout","message":"charged","amount":42,"span":"request","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","request_id":"req-42"}
+//! ```
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::{SubscriberInitExt, TryInitError};
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// The target of the layer's request span.
+const REQUEST_TARGET: &str = "tower_observability::request";
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, with `trace_id`, `span_id` and `request_id` at the top level.
+    Json,
+    /// Human-readable lines; the request span's ids appear in its context.
+    Text,
+}
+
+impl LogFormat {
+    /// `OBSERVABILITY_LOG_FORMAT`: `json` or `text`; JSON when unset or unknown.
+    pub fn from_env() -> Self {
+        match std::env::var("OBSERVABILITY_LOG_FORMAT").as_deref() {
+            Ok("text") => LogFormat::Text,
+            _ => LogFormat::Json,
+        }
+    }
+}
+
+/// Installs the global subscriber: `RUST_LOG` filtering (default `info`), lines to stdout.
+pub fn init(format: LogFormat) -> Result<(), TryInitError> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(layer(format, std::io::stdout))
+        .try_init()
+}
+
+/// The logging layer alone, writing to `writer`: to compose with your own registry (and,
+/// for example, a `tracing-opentelemetry` layer for your own spans).
+pub fn layer<S, W>(format: LogFormat, writer: W) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    match format {
+        LogFormat::Json => Box::new(RequestIds.and_then(fmt.event_format(JsonLines))),
+        LogFormat::Text => Box::new(RequestIds.and_then(fmt.with_ansi(false))),
+    }
+}
+
+/// The ids of a request span, kept in its extensions for the formatter.
+struct Ids {
+    trace_id: String,
+    span_id: String,
+    request_id: Option<String>,
+}
+
+/// Reads the ids off the request span when it opens.
+struct RequestIds;
+
+impl<S> Layer<S> for RequestIds
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if attrs.metadata().target() != REQUEST_TARGET {
+            return;
+        }
+        let mut ids = Ids {
+            trace_id: String::new(),
+            span_id: String::new(),
+            request_id: None,
+        };
+        attrs.record(&mut IdVisitor(&mut ids));
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(ids);
+        }
+    }
+}
+
+struct IdVisitor<'a>(&'a mut Ids);
+
+impl Visit for IdVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.record_debug(field, &format_args!("{value}"));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        match field.name() {
+            "trace_id" => self.0.trace_id = format!("{value:?}"),
+            "span_id" => self.0.span_id = format!("{value:?}"),
+            "request_id" => self.0.request_id = Some(format!("{value:?}")),
+            _ => {}
+        }
+    }
+}
+
+/// One JSON object per event.
+struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut line = Map::new();
+        let mut timestamp = String::new();
+        SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
+        line.insert("timestamp".into(), timestamp.into());
+        let meta = event.metadata();
+        line.insert("level".into(), meta.level().as_str().into());
+        line.insert("target".into(), meta.target().into());
+        event.record(&mut JsonVisitor(&mut line));
+        if let Some(scope) = ctx.event_scope() {
+            let mut innermost = true;
+            for span in scope {
+                if innermost {
+                    line.insert("span".into(), span.name().into());
+                    innermost = false;
+                }
+                if let Some(ids) = span.extensions().get::<Ids>() {
+                    line.insert("trace_id".into(), ids.trace_id.clone().into());
+                    line.insert("span_id".into(), ids.span_id.clone().into());
+                    if let Some(request_id) = &ids.request_id {
+                        line.insert("request_id".into(), request_id.clone().into());
+                    }
+                    break;
+                }
+            }
+        }
+        let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
+        writeln!(writer, "{text}")
+    }
+}
+
+struct JsonVisitor<'a>(&'a mut Map<String, Value>);
+
+impl JsonVisitor<'_> {
+    fn put(&mut self, field: &Field, value: Value) {
+        // The line's own keys are not overwritten by an event field of the same name.
+        let name = match field.name() {
+            n @ ("timestamp" | "level" | "target" | "trace_id" | "span_id" | "span") => {
+                format!("field.{n}")
+            }
+            n => n.to_owned(),
+        };
+        self.0.insert(name, value);
+    }
+}
+
+impl Visit for JsonVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field, value.into());
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.put(field, value.to_string().into());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.put(field, format!("{value:?}").into());
+    }
+}

@@ -1,0 +1,718 @@
+//! OTLP export (feature `otlp`): a bounded queue in front of an OpenTelemetry span exporter,
+//! drained by one thread of its own.
+//!
+//! A request only moves its captured span into the queue (`try_send`, never blocking);
+//! names, attributes and the OTLP encoding are made on the exporter thread. A full queue
+//! drops the span and counts it; an export that fails or outlasts its timeout counts its
+//! batch as dropped. So a collector that is down or hangs costs requests nothing, and
+//! memory stays at the queue's size.
+
+use std::borrow::Cow;
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use metrics::Counter;
+use opentelemetry::trace::{
+    Link, SpanContext as OtelContext, SpanId as OtelSpanId, SpanKind, Status,
+    TraceFlags as OtelFlags, TraceId as OtelTraceId, TraceState as OtelState,
+};
+use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter, SpanLinks, SpanProcessor};
+use opentelemetry_sdk::Resource;
+
+use super::export::{FinishedSpan, Kind, SpanSink};
+use super::{SpanContext, TraceParent};
+use crate::error::BuildError;
+use crate::metrics::{HttpMetrics, ServiceInfo};
+use crate::route::{OVERFLOW, UNMATCHED};
+
+/// How long the worker sleeps at most between looks at its control channel.
+const TICK: Duration = Duration::from_millis(50);
+
+/// The OTLP wire protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// OTLP over gRPC (default port 4317).
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (default port 4318); the specification's default.
+    HttpProtobuf,
+}
+
+/// Where spans go and how: the standard `OTEL_EXPORTER_OTLP_*` and `OTEL_BSP_*` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpSettings {
+    /// gRPC or HTTP/protobuf.
+    pub protocol: OtlpProtocol,
+    /// The full URL spans are sent to (`.../v1/traces` for HTTP); `None` for the default.
+    pub endpoint: Option<String>,
+    /// Timeout of one export call.
+    pub timeout: Duration,
+}
+
+impl Default for OtlpSettings {
+    fn default() -> Self {
+        OtlpSettings {
+            protocol: OtlpProtocol::HttpProtobuf,
+            endpoint: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The export queue: its bound, how spans are batched, how long an export may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSettings {
+    /// Spans waiting beyond this are dropped and counted (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048).
+    pub max_queue_size: usize,
+    /// Spans per export call (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, 512).
+    pub max_export_batch_size: usize,
+    /// Longest wait before a partial batch is sent (`OTEL_BSP_SCHEDULE_DELAY`, 5 s).
+    pub scheduled_delay: Duration,
+    /// Longest an export may take before its batch is dropped (`OTEL_BSP_EXPORT_TIMEOUT`, 30 s).
+    pub export_timeout: Duration,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        BatchSettings {
+            max_queue_size: 2048,
+            max_export_batch_size: 512,
+            scheduled_delay: Duration::from_secs(5),
+            export_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+type Spawn = Box<dyn FnOnce(Worker) -> Result<Arc<dyn SpanSink>, BuildError> + Send>;
+
+/// A sink to start at `build()`: taken once (a user's exporter is not `Clone`).
+#[derive(Clone)]
+pub(crate) struct Pending(Arc<Mutex<Option<Spawn>>>);
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pending(..)")
+    }
+}
+
+/// What the builder knows about export.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Target {
+    /// No export (the default without `from_env`, or `OTEL_TRACES_EXPORTER=none`).
+    #[default]
+    None,
+    Otlp(OtlpSettings),
+    Custom(Pending),
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ExportConfig {
+    pub(crate) target: Target,
+    pub(crate) batch: BatchSettings,
+    /// `OTEL_SDK_DISABLED=true`: nothing is exported whatever else is set.
+    pub(crate) disabled: bool,
+}
+
+/// What a starting sink needs from the layer.
+pub(crate) struct Worker {
+    resource: Resource,
+    batch: BatchSettings,
+    exported: Counter,
+    dropped: Counter,
+}
+
+impl ExportConfig {
+    pub(crate) fn from_env(var: &impl Fn(&str) -> Option<String>) -> Result<Self, BuildError> {
+        let mut config = ExportConfig::default();
+        if let Some(v) = var("OTEL_SDK_DISABLED") {
+            config.disabled = crate::env::boolean("OTEL_SDK_DISABLED", &v)?;
+        }
+        let exporter = var("OTEL_TRACES_EXPORTER").unwrap_or_else(|| "otlp".into());
+        match exporter.trim() {
+            "otlp" => {}
+            "none" => return Ok(config),
+            other => {
+                return Err(BuildError::env(
+                    "OTEL_TRACES_EXPORTER",
+                    other,
+                    "this crate exports with otlp (or none)",
+                ))
+            }
+        }
+        let mut otlp = OtlpSettings::default();
+        let either = |specific: &str, generic: &str| {
+            var(specific)
+                .map(|v| (specific.to_owned(), v))
+                .or_else(|| var(generic).map(|v| (generic.to_owned(), v)))
+        };
+        if let Some((name, v)) = either(
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ) {
+            otlp.protocol = match v.trim() {
+                "grpc" => OtlpProtocol::Grpc,
+                "http/protobuf" => OtlpProtocol::HttpProtobuf,
+                _ => return Err(BuildError::env(&name, &v, "expected grpc or http/protobuf")),
+            };
+        }
+        if let Some(v) = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+            otlp.endpoint = Some(check_url("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", v)?);
+        } else if let Some(v) = var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+            let base = check_url("OTEL_EXPORTER_OTLP_ENDPOINT", v)?;
+            otlp.endpoint = Some(match otlp.protocol {
+                OtlpProtocol::Grpc => base,
+                // The generic variable names the base; each signal appends its path.
+                OtlpProtocol::HttpProtobuf => format!("{}/v1/traces", base.trim_end_matches('/')),
+            });
+        }
+        if let Some((name, v)) = either(
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+        ) {
+            otlp.timeout = millis(&name, &v)?;
+        }
+        let batch = &mut config.batch;
+        if let Some(v) = var("OTEL_BSP_MAX_QUEUE_SIZE") {
+            batch.max_queue_size = count("OTEL_BSP_MAX_QUEUE_SIZE", &v)?;
+        }
+        if let Some(v) = var("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") {
+            batch.max_export_batch_size = count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", &v)?;
+        }
+        if let Some(v) = var("OTEL_BSP_SCHEDULE_DELAY") {
+            batch.scheduled_delay = millis("OTEL_BSP_SCHEDULE_DELAY", &v)?;
+        }
+        if let Some(v) = var("OTEL_BSP_EXPORT_TIMEOUT") {
+            batch.export_timeout = millis("OTEL_BSP_EXPORT_TIMEOUT", &v)?;
+        }
+        config.target = Target::Otlp(otlp);
+        Ok(config)
+    }
+
+    /// Starts the sink, if there is one to start.
+    pub(crate) fn open(
+        &self,
+        info: &ServiceInfo,
+        resource_attributes: &[(String, String)],
+        metrics: &HttpMetrics,
+    ) -> Result<Option<Arc<dyn SpanSink>>, BuildError> {
+        if self.disabled {
+            return Ok(None);
+        }
+        let batch = self.batch;
+        if batch.max_queue_size == 0 || batch.max_export_batch_size == 0 {
+            return Err(BuildError::setting(
+                "batch_settings",
+                "queue and batch sizes must be at least 1",
+            ));
+        }
+        let worker = Worker {
+            resource: resource(info, resource_attributes),
+            batch,
+            exported: metrics.spans_exported.clone(),
+            dropped: metrics.spans_dropped.clone(),
+        };
+        match &self.target {
+            Target::None => Ok(None),
+            Target::Otlp(settings) => {
+                let settings = settings.clone();
+                spawn(worker, move || otlp_exporter(&settings)).map(Some)
+            }
+            Target::Custom(pending) => {
+                let spawn = pending
+                    .0
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                    .ok_or_else(|| {
+                        BuildError::setting(
+                            "span_exporter",
+                            "an exporter can start one layer only; give each build() its own",
+                        )
+                    })?;
+                spawn(worker).map(Some)
+            }
+        }
+    }
+}
+
+impl Target {
+    pub(crate) fn exporter<E: SpanExporter + 'static>(exporter: E) -> Self {
+        let spawn: Spawn = Box::new(move |worker| spawn(worker, move || Ok(exporter)));
+        Target::Custom(Pending(Arc::new(Mutex::new(Some(spawn)))))
+    }
+
+    pub(crate) fn processor<P: SpanProcessor + 'static>(processor: P) -> Self {
+        let spawn: Spawn = Box::new(move |worker: Worker| {
+            let mut processor = processor;
+            processor.set_resource(&worker.resource);
+            Ok(Arc::new(ProcessorSink {
+                processor,
+                scope: scope(),
+            }) as Arc<dyn SpanSink>)
+        });
+        Target::Custom(Pending(Arc::new(Mutex::new(Some(spawn)))))
+    }
+}
+
+fn check_url(var: &str, v: String) -> Result<String, BuildError> {
+    let v = v.trim().to_owned();
+    match v.parse::<http::Uri>() {
+        Ok(uri) if uri.scheme().is_some() && uri.host().is_some() => Ok(v),
+        _ => Err(BuildError::env(var, &v, "expected a URL like http://collector:4318")),
+    }
+}
+
+fn millis(var: &str, v: &str) -> Result<Duration, BuildError> {
+    v.trim()
+        .parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|_| BuildError::env(var, v, "expected milliseconds"))
+}
+
+fn count(var: &str, v: &str) -> Result<usize, BuildError> {
+    v.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=1_000_000).contains(n))
+        .ok_or_else(|| BuildError::env(var, v, "expected a whole number from 1 to 1000000"))
+}
+
+fn resource(info: &ServiceInfo, extra: &[(String, String)]) -> Resource {
+    let mut attributes: Vec<KeyValue> = extra
+        .iter()
+        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+        .collect();
+    attributes.push(KeyValue::new("service.name", info.name.clone()));
+    attributes.push(KeyValue::new("service.version", info.version.clone()));
+    attributes.push(KeyValue::new(
+        "deployment.environment.name",
+        info.environment.clone(),
+    ));
+    attributes.push(KeyValue::new("telemetry.sdk.language", "rust"));
+    attributes.push(KeyValue::new("telemetry.sdk.name", "tower-observability"));
+    // Later keys win: the service's identity overrides what OTEL_RESOURCE_ATTRIBUTES said.
+    Resource::builder_empty().with_attributes(attributes).build()
+}
+
+fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder("tower-observability")
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
+}
+
+fn otlp_exporter(settings: &OtlpSettings) -> Result<opentelemetry_otlp::SpanExporter, String> {
+    use opentelemetry_otlp::{Protocol, WithExportConfig};
+    let builder = opentelemetry_otlp::SpanExporter::builder();
+    let built = match settings.protocol {
+        OtlpProtocol::Grpc => {
+            let b = builder.with_tonic().with_timeout(settings.timeout);
+            match &settings.endpoint {
+                Some(endpoint) => b.with_endpoint(endpoint.clone()).build(),
+                None => b.build(),
+            }
+        }
+        OtlpProtocol::HttpProtobuf => {
+            let b = builder
+                .with_http()
+                .with_protocol(Protocol::HttpBinary)
+                .with_timeout(settings.timeout);
+            match &settings.endpoint {
+                Some(endpoint) => b.with_endpoint(endpoint.clone()).build(),
+                None => b.build(),
+            }
+        }
+    };
+    built.map_err(|e| e.to_string())
+}
+
+enum Control {
+    Flush(SyncSender<bool>),
+    Shutdown(SyncSender<bool>),
+}
+
+/// The bounded queue the layer sends to.
+struct QueueSink {
+    spans: SyncSender<FinishedSpan>,
+    control: Mutex<mpsc::Sender<Control>>,
+    dropped: Counter,
+}
+
+impl SpanSink for QueueSink {
+    fn submit(&self, span: FinishedSpan) {
+        match self.spans.try_send(span) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.dropped.increment(1)
+            }
+        }
+    }
+
+    fn flush(&self, timeout: Duration) -> bool {
+        self.ask(Control::Flush, timeout)
+    }
+
+    fn shutdown(&self, timeout: Duration) -> bool {
+        self.ask(Control::Shutdown, timeout)
+    }
+}
+
+impl QueueSink {
+    fn ask(&self, make: fn(SyncSender<bool>) -> Control, timeout: Duration) -> bool {
+        let (ack, done) = mpsc::sync_channel(1);
+        let sent = self
+            .control
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(make(ack));
+        sent.is_ok() && done.recv_timeout(timeout).unwrap_or(false)
+    }
+}
+
+/// Starts the exporter thread; the exporter is made on it, inside its runtime (tonic and
+/// hyper clients need one).
+fn spawn<E, F>(worker: Worker, make: F) -> Result<Arc<dyn SpanSink>, BuildError>
+where
+    E: SpanExporter + 'static,
+    F: FnOnce() -> Result<E, String> + Send + 'static,
+{
+    let (spans, queue) = mpsc::sync_channel(worker.batch.max_queue_size);
+    let (control, orders) = mpsc::channel();
+    let (ready, started) = mpsc::sync_channel::<Result<(), String>>(1);
+    let dropped = worker.dropped.clone();
+    std::thread::Builder::new()
+        .name("tower-observability-otlp".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let exporter = {
+                let _guard = runtime.enter();
+                make()
+            };
+            match exporter {
+                Ok(mut exporter) => {
+                    exporter.set_resource(&worker.resource);
+                    let _ = ready.send(Ok(()));
+                    Export {
+                        runtime,
+                        exporter,
+                        worker,
+                        scope: scope(),
+                        failing: false,
+                    }
+                    .run(queue, orders);
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                }
+            }
+        })
+        .map_err(|e| BuildError::setting("span_exporter", format!("cannot start: {e}")))?;
+    match started.recv() {
+        Ok(Ok(())) => Ok(Arc::new(QueueSink {
+            spans,
+            control: Mutex::new(control),
+            dropped,
+        })),
+        Ok(Err(e)) => Err(BuildError::setting("span_exporter", e)),
+        Err(_) => Err(BuildError::setting("span_exporter", "the exporter thread died")),
+    }
+}
+
+struct Export<E> {
+    runtime: tokio::runtime::Runtime,
+    exporter: E,
+    worker: Worker,
+    scope: InstrumentationScope,
+    /// Whether the last export failed (failures are logged on change, not every time).
+    failing: bool,
+}
+
+impl<E: SpanExporter> Export<E> {
+    fn run(mut self, queue: mpsc::Receiver<FinishedSpan>, orders: mpsc::Receiver<Control>) {
+        let batch_size = self.worker.batch.max_export_batch_size;
+        let delay = self.worker.batch.scheduled_delay;
+        let mut batch = Vec::with_capacity(batch_size);
+        let mut due = Instant::now() + delay;
+        loop {
+            match orders.try_recv() {
+                Ok(Control::Flush(ack)) => {
+                    let ok = self.drain(&queue, &mut batch);
+                    let _ = ack.send(ok);
+                }
+                Ok(Control::Shutdown(ack)) => {
+                    let ok = self.drain(&queue, &mut batch);
+                    let ok = ok && self.exporter.shutdown().is_ok();
+                    let _ = ack.send(ok);
+                    return;
+                }
+                Err(_) => {}
+            }
+            let wait = due.saturating_duration_since(Instant::now()).min(TICK);
+            match queue.recv_timeout(wait) {
+                Ok(span) => {
+                    batch.push(self.convert(span));
+                    if batch.len() >= batch_size {
+                        self.export(&mut batch);
+                        due = Instant::now() + delay;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if Instant::now() >= due {
+                        if !batch.is_empty() {
+                            self.export(&mut batch);
+                        }
+                        due = Instant::now() + delay;
+                    }
+                }
+                // The layer is gone: send what is left and stop.
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.drain(&queue, &mut batch);
+                    let _ = self.exporter.shutdown();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Exports everything queued now; true if every export succeeded.
+    fn drain(&mut self, queue: &mpsc::Receiver<FinishedSpan>, batch: &mut Vec<SpanData>) -> bool {
+        let mut ok = true;
+        while let Ok(span) = queue.try_recv() {
+            batch.push(self.convert(span));
+            if batch.len() >= self.worker.batch.max_export_batch_size {
+                ok &= self.export(batch);
+            }
+        }
+        if !batch.is_empty() {
+            ok &= self.export(batch);
+        }
+        ok
+    }
+
+    fn export(&mut self, batch: &mut Vec<SpanData>) -> bool {
+        let spans = std::mem::replace(
+            batch,
+            Vec::with_capacity(self.worker.batch.max_export_batch_size),
+        );
+        let n = spans.len() as u64;
+        let timeout = self.worker.batch.export_timeout;
+        let exporter = &self.exporter;
+        let result = self
+            .runtime
+            .block_on(async { tokio::time::timeout(timeout, exporter.export(spans)).await });
+        let error = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!("no answer within {timeout:?}")),
+        };
+        match error {
+            None => {
+                self.worker.exported.increment(n);
+                if std::mem::take(&mut self.failing) {
+                    tracing::info!(target: "tower_observability::otlp", "span export recovered");
+                }
+                true
+            }
+            Some(error) => {
+                self.worker.dropped.increment(n);
+                if !std::mem::replace(&mut self.failing, true) {
+                    tracing::warn!(target: "tower_observability::otlp", %error, spans = n, "span export failed; spans are dropped and counted until it recovers");
+                }
+                false
+            }
+        }
+    }
+
+    fn convert(&self, span: FinishedSpan) -> SpanData {
+        to_span_data(span, &self.scope)
+    }
+}
+
+/// A user's span processor, handed each span as it ends.
+struct ProcessorSink<P> {
+    processor: P,
+    scope: InstrumentationScope,
+}
+
+impl<P: SpanProcessor> SpanSink for ProcessorSink<P> {
+    fn submit(&self, span: FinishedSpan) {
+        self.processor.on_end(to_span_data(span, &self.scope));
+    }
+
+    fn flush(&self, _timeout: Duration) -> bool {
+        self.processor.force_flush().is_ok()
+    }
+
+    fn shutdown(&self, timeout: Duration) -> bool {
+        self.processor.shutdown_with_timeout(timeout).is_ok()
+    }
+}
+
+fn otel_context(ctx: &SpanContext, remote: bool) -> OtelContext {
+    let state = if ctx.state.is_empty() {
+        OtelState::default()
+    } else {
+        ctx.state.as_str().parse().unwrap_or_default()
+    };
+    OtelContext::new(
+        OtelTraceId::from_bytes(ctx.trace_id.0),
+        OtelSpanId::from_bytes(ctx.span_id.0),
+        OtelFlags::new(ctx.flags.0),
+        remote,
+        state,
+    )
+}
+
+fn link_context(caller: &TraceParent) -> OtelContext {
+    OtelContext::new(
+        OtelTraceId::from_bytes(caller.trace_id.0),
+        OtelSpanId::from_bytes(caller.parent_id.0),
+        OtelFlags::new(caller.flags.0),
+        true,
+        OtelState::default(),
+    )
+}
+
+fn string(s: &str) -> Value {
+    Value::String(StringValue::from(s.to_owned()))
+}
+
+/// The span name, attributes and status, by the HTTP semantic conventions.
+fn to_span_data(span: FinishedSpan, scope: &InstrumentationScope) -> SpanData {
+    let method = span.method.as_str();
+    let standard = crate::method::MethodLabel::of(&span.method).as_str();
+    let name_method = if standard == "_OTHER" { "HTTP" } else { standard };
+    let route = span
+        .route
+        .as_ref()
+        .map(|r| r.name())
+        .filter(|r| *r != UNMATCHED && *r != OVERFLOW);
+    let name: Cow<'static, str> = match (span.kind, route) {
+        (Kind::Server, Some(route)) => format!("{name_method} {route}").into(),
+        _ => name_method.into(),
+    };
+    let mut attributes = Vec::with_capacity(16);
+    attributes.push(KeyValue::new("http.request.method", standard));
+    if standard == "_OTHER" {
+        attributes.push(KeyValue::new("http.request.method_original", string(method)));
+    }
+    let uri = &span.uri;
+    let scheme = uri.scheme_str().unwrap_or("http").to_owned();
+    let host_header = span.host.as_ref().and_then(|h| h.to_str().ok());
+    let authority = uri.authority().map(|a| a.as_str()).or(host_header);
+    let parsed = authority.and_then(|a| a.parse::<http::uri::Authority>().ok());
+    let host = parsed.as_ref().map(|a| a.host().to_owned());
+    let port = parsed.as_ref().and_then(|a| a.port_u16()).map(i64::from);
+    match span.kind {
+        Kind::Server => {
+            if let Some(route) = route {
+                attributes.push(KeyValue::new("http.route", string(route)));
+            }
+            attributes.push(KeyValue::new("url.path", string(uri.path())));
+            attributes.push(KeyValue::new("url.scheme", scheme));
+            if let (true, Some(query)) = (span.record_query, uri.query()) {
+                attributes.push(KeyValue::new("url.query", string(query)));
+            }
+            if let Some(ua) = span.user_agent.as_ref().and_then(|v| v.to_str().ok()) {
+                attributes.push(KeyValue::new("user_agent.original", string(ua)));
+            }
+            if let Some(peer) = span.peer {
+                attributes.push(KeyValue::new("client.address", peer.ip().to_string()));
+                attributes.push(KeyValue::new("client.port", i64::from(peer.port())));
+            }
+            if let Some(id) = &span.request_id {
+                attributes.push(KeyValue::new(
+                    "http.request.header.x-request-id",
+                    Value::Array(Array::String(vec![StringValue::from(id.as_str().to_owned())])),
+                ));
+            }
+        }
+        Kind::Client => {
+            let full = match (span.record_query, uri.query()) {
+                (true, _) | (false, None) => uri.to_string(),
+                (false, Some(_)) => {
+                    format!("{scheme}://{}{}", authority.unwrap_or(""), uri.path())
+                }
+            };
+            attributes.push(KeyValue::new("url.full", full));
+        }
+    }
+    if let Some(host) = host {
+        attributes.push(KeyValue::new("server.address", host));
+    }
+    if let Some(port) = port {
+        attributes.push(KeyValue::new("server.port", port));
+    }
+    let version = match span.version {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "1.1",
+    };
+    attributes.push(KeyValue::new("network.protocol.version", version));
+    if span.status != 0 {
+        attributes.push(KeyValue::new(
+            "http.response.status_code",
+            i64::from(span.status),
+        ));
+    }
+    if span.grpc_call {
+        attributes.push(KeyValue::new("rpc.system", "grpc"));
+        if let Some((service, method)) = uri.path().trim_start_matches('/').split_once('/') {
+            attributes.push(KeyValue::new("rpc.service", string(service)));
+            attributes.push(KeyValue::new("rpc.method", string(method)));
+        }
+        if let Some(code) = span.grpc_status {
+            attributes.push(KeyValue::new(
+                "rpc.grpc.status_code",
+                i64::from(code.as_u8()),
+            ));
+        }
+    }
+    let error_type = span.error_type();
+    if let Some(error) = &error_type {
+        attributes.push(KeyValue::new("error.type", error.clone()));
+    }
+    let status = match (span.is_error(), error_type) {
+        (true, Some(error)) => Status::error(error),
+        _ => Status::Unset,
+    };
+    let mut links = SpanLinks::default();
+    links.links.extend(
+        span.link
+            .iter()
+            .map(|caller| Link::with_context(link_context(caller))),
+    );
+    let (parent_span_id, parent_span_is_remote) = match span.parent {
+        Some((id, remote)) => (OtelSpanId::from_bytes(id.0), remote),
+        None => (OtelSpanId::INVALID, false),
+    };
+    SpanData {
+        span_context: otel_context(&span.context, false),
+        parent_span_id,
+        parent_span_is_remote,
+        span_kind: match span.kind {
+            Kind::Server => SpanKind::Server,
+            Kind::Client => SpanKind::Client,
+        },
+        name,
+        start_time: span.start,
+        end_time: span.end,
+        attributes,
+        dropped_attributes_count: 0,
+        events: SpanEvents::default(),
+        links,
+        status,
+        instrumentation_scope: scope.clone(),
+    }
+}
