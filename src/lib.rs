@@ -48,6 +48,21 @@
 //! with status >= 500, panics, inner service and body errors, and gRPC server-fault codes
 //! read from headers or trailers. All names are in [`metrics::names`].
 //!
+//! # Tracing
+//!
+//! Every request gets a server span in the same pass, named `{method} {route}` with the
+//! metrics' route (`{method}` alone for `unmatched`), kind server, the HTTP semantic
+//! convention attributes, `error.type` and status Error on server errors. The caller's W3C
+//! `traceparent`/`tracestate` are continued ([`trace`] has the exact rules; invalid input
+//! starts a new trace, never an error response); the `x-request-id` is taken or made and
+//! echoed. The span is a `tracing` span too, so the application's events nest under it and
+//! carry `trace_id`, `span_id` and `request_id` (module `logging`, feature `logging`).
+//! [`Observability::client_layer`] carries the trace into outbound calls. With the feature
+//! `otlp`, spans are exported with OTLP (gRPC or HTTP/protobuf) through a bounded queue:
+//! a collector that is down or hangs never slows a request, and drops are counted in
+//! `tower_observability_spans_dropped_total`. Handlers read the context from the
+//! [`RequestContext`] request extension or [`trace::current`].
+//!
 //! # Security headers and CORS
 //!
 //! Every response leaves with hardened headers: [`SecurityHeaders::api`] (the OWASP values
@@ -80,7 +95,12 @@
 //! `OBSERVABILITY_CATCH_PANICS`, `OBSERVABILITY_OBSERVE_ADMIN_PATHS`,
 //! `OBSERVABILITY_SECURITY_HEADERS` (`api`, `web` or `off`) and
 //! `OBSERVABILITY_CORS_ALLOWED_ORIGINS` (comma-separated origins; other CORS settings and
-//! `*` need the builder).
+//! `*` need the builder), `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`,
+//! `OBSERVABILITY_TRACERESPONSE`, `OBSERVABILITY_TRUST_INBOUND_CONTEXT`,
+//! `OBSERVABILITY_REQUEST_ID_HEADER` (`none` turns request ids off), and with the feature
+//! `otlp`: `OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER` (`otlp` or `none`),
+//! `OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT`, `..._PROTOCOL` (`grpc`, `http/protobuf`),
+//! `..._TIMEOUT`, `OTEL_EXPORTER_OTLP_HEADERS` and the `OTEL_BSP_*` queue settings.
 //!
 //! # Cargo features
 //!
@@ -88,6 +108,8 @@
 //! |---|---|---|
 //! | `axum` | read axum's `MatchedPath` for the route; [`Observability::admin_router`] | yes |
 //! | `admin` | [`Observability::serve_admin`]: the admin endpoints on their own port (tokio, hyper) | yes |
+//! | `otlp` | export spans with OTLP, gRPC or HTTP/protobuf (opentelemetry, tonic) | no |
+//! | `logging` | `logging::init`: JSON or text log lines carrying the trace (tracing-subscriber) | no |
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -102,6 +124,8 @@ mod exchange;
 mod exclude;
 mod future;
 mod layer;
+#[cfg(feature = "logging")]
+pub mod logging;
 mod method;
 pub mod metrics;
 mod observability;
@@ -111,8 +135,6 @@ mod route;
 mod security_headers;
 mod service;
 pub mod trace;
-#[cfg(feature = "logging")]
-pub mod logging;
 
 #[cfg(feature = "admin")]
 pub use admin::AdminServer;

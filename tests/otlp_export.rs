@@ -165,12 +165,18 @@ async fn wait_for(received: &Received, count: usize) -> Vec<(String, Span)> {
 
 fn users() -> Router {
     Router::new()
-        .route("/users/{id}", get(|Path(id): Path<u32>| async move { format!("user {id}") }))
+        .route(
+            "/users/{id}",
+            get(|Path(id): Path<u32>| async move { format!("user {id}") }),
+        )
         .route(
             "/boom",
             get(|| async { (http::StatusCode::SERVICE_UNAVAILABLE, "down") }),
         )
-        .route("/missing", get(|| async { (http::StatusCode::NOT_FOUND, "no") }))
+        .route(
+            "/missing",
+            get(|| async { (http::StatusCode::NOT_FOUND, "no") }),
+        )
 }
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -208,7 +214,12 @@ async fn grpc_receiver_gets_server_spans_by_the_semantic_conventions() {
     call(&format!("{base}/users/8"), &[("traceparent", &unsampled)]).await;
     let spans = wait_for(&received, 4).await;
     assert!(obs.flush_traces(Duration::from_secs(5)));
-    assert_eq!(received.spans().len(), 4, "{:?}", spans.iter().map(|s| &s.1.name).collect::<Vec<_>>());
+    assert_eq!(
+        received.spans().len(),
+        4,
+        "{:?}",
+        spans.iter().map(|s| &s.1.name).collect::<Vec<_>>()
+    );
 
     let (service, user) = received.named("GET /users/{id}").expect("the route span");
     assert_eq!(service, "users");
@@ -229,11 +240,16 @@ async fn grpc_receiver_gets_server_spans_by_the_semantic_conventions() {
         assert_eq!(attr(&user, key).as_deref(), Some(want), "{key}");
     }
     assert_eq!(attr(&user, "server.port"), Some(addr.port().to_string()));
-    assert!(attr(&user, "http.request.header.x-request-id").unwrap().contains("req-7"));
+    assert!(attr(&user, "http.request.header.x-request-id")
+        .unwrap()
+        .contains("req-7"));
     // The query string (a secret here) is not recorded by default.
     assert!(user.attributes.iter().all(|kv| kv.key != "url.query"));
     assert!(!format!("{user:?}").contains("secret"));
-    assert_eq!(user.status.as_ref().map_or(0, |s| s.code), StatusCode::Unset as i32);
+    assert_eq!(
+        user.status.as_ref().map_or(0, |s| s.code),
+        StatusCode::Unset as i32
+    );
     assert!(user.end_time_unix_nano >= user.start_time_unix_nano);
 
     let (_, boom) = received.named("GET /boom").unwrap();
@@ -241,15 +257,25 @@ async fn grpc_receiver_gets_server_spans_by_the_semantic_conventions() {
     assert_eq!(attr(&boom, "error.type").as_deref(), Some("503"));
     assert!(boom.parent_span_id.is_empty(), "no caller: a root span");
     let (_, missing) = received.named("GET /missing").unwrap();
-    assert_eq!(missing.status.as_ref().map_or(0, |s| s.code), StatusCode::Unset as i32, "4xx is not a server error");
+    assert_eq!(
+        missing.status.as_ref().map_or(0, |s| s.code),
+        StatusCode::Unset as i32,
+        "4xx is not a server error"
+    );
     // No route matched: the span is named by the method alone, without http.route.
     let (_, unmatched) = received.named("GET").unwrap();
     assert_eq!(attr(&unmatched, "http.route"), None);
     assert_eq!(attr(&unmatched, "url.path").as_deref(), Some("/nowhere"));
 
     let text = obs.render_metrics();
-    assert_eq!(sample(&text, "tower_observability_spans_exported_total", &[]), Some(4.0));
-    assert_eq!(sample(&text, "tower_observability_spans_dropped_total", &[]), Some(0.0));
+    assert_eq!(
+        sample(&text, "tower_observability_spans_exported_total", &[]),
+        Some(4.0)
+    );
+    assert_eq!(
+        sample(&text, "tower_observability_spans_dropped_total", &[]),
+        Some(0.0)
+    );
     assert!(obs.shutdown(Duration::from_secs(5)));
 }
 
@@ -337,15 +363,29 @@ async fn one_trace_across_two_services_over_http_protobuf_with_logs() {
         .layer(frontend_obs.layer());
     let frontend_addr = serve(frontend).await;
 
-    assert_eq!(call(&format!("http://{frontend_addr}/page"), &[]).await, 200);
+    assert_eq!(
+        call(&format!("http://{frontend_addr}/page"), &[]).await,
+        200
+    );
     wait_for(&received, 3).await;
 
     let (svc, page) = received.named("GET /page").expect("frontend server span");
-    assert_eq!((svc.as_str(), page.kind), ("frontend", SpanKind::Server as i32));
+    assert_eq!(
+        (svc.as_str(), page.kind),
+        ("frontend", SpanKind::Server as i32)
+    );
     let (svc, out) = received.named("GET").expect("frontend client span");
-    assert_eq!((svc.as_str(), out.kind), ("frontend", SpanKind::Client as i32));
-    let (svc, item) = received.named("GET /items/{id}").expect("backend server span");
-    assert_eq!((svc.as_str(), item.kind), ("backend", SpanKind::Server as i32));
+    assert_eq!(
+        (svc.as_str(), out.kind),
+        ("frontend", SpanKind::Client as i32)
+    );
+    let (svc, item) = received
+        .named("GET /items/{id}")
+        .expect("backend server span");
+    assert_eq!(
+        (svc.as_str(), item.kind),
+        ("backend", SpanKind::Server as i32)
+    );
     // One trace: page -> client call -> backend.
     assert!(page.parent_span_id.is_empty());
     assert_eq!(out.trace_id, page.trace_id);
@@ -356,7 +396,10 @@ async fn one_trace_across_two_services_over_http_protobuf_with_logs() {
         attr(&out, "url.full"),
         Some(format!("http://{backend_addr}/items/3"))
     );
-    assert_eq!(attr(&out, "http.response.status_code").as_deref(), Some("200"));
+    assert_eq!(
+        attr(&out, "http.response.status_code").as_deref(),
+        Some("200")
+    );
 
     // The log lines written in the handlers carry the exported spans' ids.
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
@@ -442,11 +485,17 @@ async fn a_collector_down_or_hanging_costs_requests_nothing() {
         vars
     };
     let setups: Vec<(&str, Observability)> = vec![
-        ("none", from_vars("none", &[("OTEL_TRACES_EXPORTER", "none")])),
+        (
+            "none",
+            from_vars("none", &[("OTEL_TRACES_EXPORTER", "none")]),
+        ),
         ("grpc down", from_vars("down", &with("grpc", down))),
         ("http down", from_vars("down", &with("http/protobuf", down))),
         ("grpc hanging", from_vars("hang", &with("grpc", hanging))),
-        ("http hanging", from_vars("hang", &with("http/protobuf", hanging))),
+        (
+            "http hanging",
+            from_vars("hang", &with("http/protobuf", hanging)),
+        ),
     ];
     let mut medians = Vec::new();
     for (name, obs) in &setups {
@@ -466,7 +515,10 @@ async fn a_collector_down_or_hanging_costs_requests_nothing() {
             assert_eq!(exported, 0.0, "{name}");
             if name.contains("hanging") {
                 let sent = (REQUESTS + 50) as f64; // each request, and the warm-up
-                assert!(dropped >= sent - 128.0 - 32.0, "{name}: {dropped} of {sent} dropped");
+                assert!(
+                    dropped >= sent - 128.0 - 32.0,
+                    "{name}: {dropped} of {sent} dropped"
+                );
             }
         }
     }
@@ -478,13 +530,23 @@ async fn a_collector_down_or_hanging_costs_requests_nothing() {
     let rss_before = rss_bytes();
     latencies(&uri, 4 * REQUESTS).await;
     let growth = rss_bytes().saturating_sub(rss_before);
-    eprintln!("hanging collector, {} more requests: rss +{} KiB", 4 * REQUESTS, growth / 1024);
+    eprintln!(
+        "hanging collector, {} more requests: rss +{} KiB",
+        4 * REQUESTS,
+        growth / 1024
+    );
     assert!(growth < 32 << 20, "rss grew {growth} bytes");
     let (_, base50, base99) = medians[0];
     for (name, p50, p99) in &medians[1..] {
         // Generous: within noise of no exporter means not seconds, not export timeouts.
-        assert!(*p50 < base50 * 4 + Duration::from_millis(5), "{name}: p50 {p50:?} vs {base50:?}");
-        assert!(*p99 < base99 * 4 + Duration::from_millis(50), "{name}: p99 {p99:?} vs {base99:?}");
+        assert!(
+            *p50 < base50 * 4 + Duration::from_millis(5),
+            "{name}: p50 {p50:?} vs {base50:?}"
+        );
+        assert!(
+            *p99 < base99 * 4 + Duration::from_millis(50),
+            "{name}: p99 {p99:?} vs {base99:?}"
+        );
     }
     // The collector that is down: every span is eventually dropped and counted.
     let (_, grpc_down) = &setups[1];
@@ -495,7 +557,11 @@ async fn a_collector_down_or_hanging_costs_requests_nothing() {
         (dropped >= all).then_some(dropped)
     })
     .await;
-    assert_eq!(counted, Some(all), "the down collector's spans are all counted as dropped");
+    assert_eq!(
+        counted,
+        Some(all),
+        "the down collector's spans are all counted as dropped"
+    );
     // Shutdown against a hanging collector returns within its timeout.
     let start = Instant::now();
     let (_, hung) = &setups[3];

@@ -259,7 +259,11 @@ fn check_url(var: &str, v: String) -> Result<String, BuildError> {
     let v = v.trim().to_owned();
     match v.parse::<http::Uri>() {
         Ok(uri) if uri.scheme().is_some() && uri.host().is_some() => Ok(v),
-        _ => Err(BuildError::env(var, &v, "expected a URL like http://collector:4318")),
+        _ => Err(BuildError::env(
+            var,
+            &v,
+            "expected a URL like http://collector:4318",
+        )),
     }
 }
 
@@ -292,7 +296,9 @@ fn resource(info: &ServiceInfo, extra: &[(String, String)]) -> Resource {
     attributes.push(KeyValue::new("telemetry.sdk.language", "rust"));
     attributes.push(KeyValue::new("telemetry.sdk.name", "tower-observability"));
     // Later keys win: the service's identity overrides what OTEL_RESOURCE_ATTRIBUTES said.
-    Resource::builder_empty().with_attributes(attributes).build()
+    Resource::builder_empty()
+        .with_attributes(attributes)
+        .build()
 }
 
 fn scope() -> InstrumentationScope {
@@ -342,9 +348,7 @@ impl SpanSink for QueueSink {
     fn submit(&self, span: FinishedSpan) {
         match self.spans.try_send(span) {
             Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.dropped.increment(1)
-            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => self.dropped.increment(1),
         }
     }
 
@@ -423,7 +427,10 @@ where
             dropped,
         })),
         Ok(Err(e)) => Err(BuildError::setting("span_exporter", e)),
-        Err(_) => Err(BuildError::setting("span_exporter", "the exporter thread died")),
+        Err(_) => Err(BuildError::setting(
+            "span_exporter",
+            "the exporter thread died",
+        )),
     }
 }
 
@@ -590,7 +597,11 @@ fn string(s: &str) -> Value {
 fn to_span_data(span: FinishedSpan, scope: &InstrumentationScope) -> SpanData {
     let method = span.method.as_str();
     let standard = crate::method::MethodLabel::of(&span.method).as_str();
-    let name_method = if standard == "_OTHER" { "HTTP" } else { standard };
+    let name_method = if standard == "_OTHER" {
+        "HTTP"
+    } else {
+        standard
+    };
     let route = span
         .route
         .as_ref()
@@ -603,7 +614,10 @@ fn to_span_data(span: FinishedSpan, scope: &InstrumentationScope) -> SpanData {
     let mut attributes = Vec::with_capacity(16);
     attributes.push(KeyValue::new("http.request.method", standard));
     if standard == "_OTHER" {
-        attributes.push(KeyValue::new("http.request.method_original", string(method)));
+        attributes.push(KeyValue::new(
+            "http.request.method_original",
+            string(method),
+        ));
     }
     let uri = &span.uri;
     let scheme = uri.scheme_str().unwrap_or("http").to_owned();
@@ -632,7 +646,9 @@ fn to_span_data(span: FinishedSpan, scope: &InstrumentationScope) -> SpanData {
             if let Some(id) = &span.request_id {
                 attributes.push(KeyValue::new(
                     "http.request.header.x-request-id",
-                    Value::Array(Array::String(vec![StringValue::from(id.as_str().to_owned())])),
+                    Value::Array(Array::String(vec![StringValue::from(
+                        id.as_str().to_owned(),
+                    )])),
                 ));
             }
         }
