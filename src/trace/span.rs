@@ -255,7 +255,7 @@ impl std::fmt::Display for FinishedSpanError {
 
 /// The client's address, when the server put it in the request (axum's `ConnectInfo`).
 fn peer_address<B>(req: &Request<B>) -> Option<SocketAddr> {
-    #[cfg(all(feature = "axum", feature = "admin"))]
+    #[cfg(feature = "axum")]
     if let Some(info) = req
         .extensions()
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
