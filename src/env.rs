@@ -88,17 +88,7 @@ pub(crate) fn apply(
             }
         };
     }
-    if let Some(v) = var("OBSERVABILITY_CORS_ALLOWED_ORIGINS") {
-        const VAR: &str = "OBSERVABILITY_CORS_ALLOWED_ORIGINS";
-        let origins: Vec<&str> = v
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect();
-        let cors = Cors::allow_origins(origins);
-        // Checked here too, so the error names the variable rather than the setting.
-        cors.compile()
-            .map_err(|e| BuildError::env(VAR, &v, e.to_string()))?;
+    if let Some(cors) = cors(&var)? {
         builder.cors = Some(cors);
     }
     if let Some(name) = var("OTEL_TRACES_SAMPLER") {
@@ -123,6 +113,60 @@ pub(crate) fn apply(
         builder.export = crate::trace::otlp::ExportConfig::from_env(&var)?;
     }
     Ok(builder)
+}
+
+/// The CORS policy from `OBSERVABILITY_CORS_*`, when `OBSERVABILITY_CORS_ALLOWED_ORIGINS`
+/// is set; the other variables refine it and are an error without it.
+fn cors(var: &impl Fn(&str) -> Option<String>) -> Result<Option<Cors>, BuildError> {
+    const ORIGINS: &str = "OBSERVABILITY_CORS_ALLOWED_ORIGINS";
+    const REFINE: [&str; 5] = [
+        "OBSERVABILITY_CORS_ALLOWED_METHODS",
+        "OBSERVABILITY_CORS_ALLOWED_HEADERS",
+        "OBSERVABILITY_CORS_EXPOSED_HEADERS",
+        "OBSERVABILITY_CORS_ALLOW_CREDENTIALS",
+        "OBSERVABILITY_CORS_MAX_AGE",
+    ];
+    let list = |v: &str| -> Vec<String> {
+        v.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let Some(origins) = var(ORIGINS) else {
+        return match REFINE.iter().find_map(|r| var(r).map(|v| (r, v))) {
+            Some((refine, v)) => Err(BuildError::env(
+                refine,
+                &v,
+                format!("needs {ORIGINS}: there is no CORS policy to refine"),
+            )),
+            None => Ok(None),
+        };
+    };
+    let mut cors = Cors::allow_origins(list(&origins));
+    if let Some(v) = var(REFINE[0]) {
+        cors = cors.allow_methods(list(&v));
+    }
+    if let Some(v) = var(REFINE[1]) {
+        cors = cors.allow_headers(list(&v));
+    }
+    if let Some(v) = var(REFINE[2]) {
+        cors = cors.expose_headers(list(&v));
+    }
+    if let Some(v) = var(REFINE[3]) {
+        cors = cors.allow_credentials(boolean(REFINE[3], &v)?);
+    }
+    if let Some(v) = var(REFINE[4]) {
+        let secs = v.trim().parse::<u64>().ok().filter(|s| *s <= 86_400);
+        let secs = secs.ok_or_else(|| {
+            BuildError::env(REFINE[4], &v, "expected whole seconds from 0 to 86400")
+        })?;
+        cors = cors.max_age(std::time::Duration::from_secs(secs));
+    }
+    // Checked here too, so the error names a variable rather than the builder setting.
+    cors.compile()
+        .map_err(|e| BuildError::env(ORIGINS, &origins, e.to_string()))?;
+    Ok(Some(cors))
 }
 
 /// `key1=value1,key2=value2`, values percent-encoded (W3C Baggage octets).
@@ -246,6 +290,44 @@ mod tests {
         assert!(cors.contains("\"https://app.example.com\", \"http://localhost:3000\"]"));
         let web = format!("{:?}", b.security_headers);
         assert!(web.contains("origin-agent-cluster"));
+        let b = from(&[
+            (
+                "OBSERVABILITY_CORS_ALLOWED_ORIGINS",
+                "https://app.example.com",
+            ),
+            ("OBSERVABILITY_CORS_ALLOWED_METHODS", "GET, PUT"),
+            (
+                "OBSERVABILITY_CORS_ALLOWED_HEADERS",
+                "content-type,x-request-id",
+            ),
+            ("OBSERVABILITY_CORS_EXPOSED_HEADERS", "x-trace-id"),
+            ("OBSERVABILITY_CORS_ALLOW_CREDENTIALS", "true"),
+            ("OBSERVABILITY_CORS_MAX_AGE", "600"),
+        ])
+        .unwrap();
+        let cors = format!("{:?}", b.cors.as_ref().unwrap());
+        for part in [
+            "\"PUT\"",
+            "\"x-request-id\"",
+            "\"x-trace-id\"",
+            "credentials: true",
+            "600s",
+        ] {
+            assert!(cors.contains(part), "{part} in {cors}");
+        }
+        for (var, value) in [
+            ("OBSERVABILITY_CORS_ALLOW_CREDENTIALS", "sometimes"),
+            ("OBSERVABILITY_CORS_MAX_AGE", "1h"),
+            ("OBSERVABILITY_CORS_ALLOWED_METHODS", "GE T"),
+        ] {
+            let err = from(&[
+                ("OBSERVABILITY_CORS_ALLOWED_ORIGINS", "https://a.test"),
+                (var, value),
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("OBSERVABILITY_CORS"), "{var}={value}: {err}");
+        }
         let b = from(&[("OBSERVABILITY_SECURITY_HEADERS", "off")]).unwrap();
         assert!(b.security_headers.compile().unwrap().is_none());
     }
@@ -304,6 +386,7 @@ mod tests {
             ),
             ("OBSERVABILITY_CORS_ALLOWED_ORIGINS", "*"),
             ("OBSERVABILITY_CORS_ALLOWED_ORIGINS", "https://a.test,null"),
+            ("OBSERVABILITY_CORS_ALLOWED_HEADERS", "content-type"),
             ("OTEL_RESOURCE_ATTRIBUTES", "service.version"),
             ("OTEL_RESOURCE_ATTRIBUTES", "=x"),
             ("OTEL_RESOURCE_ATTRIBUTES", "a=%zz"),

@@ -357,7 +357,7 @@ impl CompiledCors {
                 self.refuse(Refusal::Origin, origin, "request");
                 Grant::Refused
             }
-            Some(_) if !self.method_allowed(req.method().as_str().as_bytes()) => {
+            Some(_) if !(self.any_method || self.methods.contains(req.method())) => {
                 self.refuse(Refusal::Method, origin, "request");
                 Grant::Refused
             }
