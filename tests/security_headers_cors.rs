@@ -231,3 +231,44 @@ async fn cors_grants_reach_error_and_panic_responses_and_refusals_are_counted() 
     assert_eq!(sample(&text, DURATION_COUNT, &forbidden), Some(2.0));
     assert_eq!(sample(&text, "http_server_active_requests", &[]), Some(0.0));
 }
+
+#[tokio::test]
+async fn hsts_over_plain_http_only_behind_a_trusted_proxy_saying_https() {
+    let serve_with_peer = |trusted: &'static str| async move {
+        let obs = isolated("hsts")
+            .security_headers(
+                SecurityHeaders::api()
+                    .hsts_only_over_tls()
+                    .trust_forwarded_proto_from([trusted]),
+            )
+            .build()
+            .unwrap();
+        let app = app().layer(obs.layer());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let make = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, make).await.unwrap();
+        });
+        addr
+    };
+    let client = client();
+    let hsts = |h: &HeaderMap| h.contains_key("strict-transport-security");
+    // The test client connects from 127.0.0.1: a trusted proxy here.
+    let addr = serve_with_peer("127.0.0.0/8").await;
+    let url = format!("http://{addr}/ok");
+    let (_, h, _) = request(&client, "GET", &url, &[("x-forwarded-proto", "https")]).await;
+    assert!(hsts(&h), "a trusted proxy says the client used https");
+    let (_, h, _) = request(&client, "GET", &url, &[]).await;
+    assert!(!hsts(&h), "plain http");
+    let (_, h, _) = request(&client, "GET", &url, &[("x-forwarded-proto", "http")]).await;
+    assert!(!hsts(&h));
+    // Not trusted: the header is anyone's claim.
+    let addr = serve_with_peer("10.0.0.0/8").await;
+    let url = format!("http://{addr}/ok");
+    let (_, h, _) = request(&client, "GET", &url, &[("x-forwarded-proto", "https")]).await;
+    assert!(
+        !hsts(&h),
+        "an untrusted peer's X-Forwarded-Proto is ignored"
+    );
+}
