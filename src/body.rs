@@ -132,6 +132,7 @@ where
             }
         };
         let polled = {
+            // The body streams with the request's context current.
             let _entered = this.exchange.as_ref().map(Exchange::enter);
             catch(|| body.as_mut().poll_frame(cx))
         };
@@ -154,13 +155,20 @@ where
                 return Poll::Ready(Some(Ok(frame)));
             }
             Ok(Poll::Ready(None)) => (End::Complete, Poll::Ready(None)),
-            Ok(Poll::Ready(Some(Err(error)))) => (
-                End::Failed(Failure::BodyError),
-                Poll::Ready(Some(Err(error.into()))),
-            ),
+            Ok(Poll::Ready(Some(Err(error)))) => {
+                let error: BoxError = error.into();
+                if let Some(exchange) = this.exchange.as_mut() {
+                    exchange.on_body_error(&*error);
+                }
+                (
+                    End::Failed(Failure::BodyError),
+                    Poll::Ready(Some(Err(error))),
+                )
+            }
             Err(panic) => {
                 tracing::error!(panic = panic.message(), "response body panicked");
-                if let Some(exchange) = this.exchange.take() {
+                if let Some(mut exchange) = this.exchange.take() {
+                    exchange.on_panic(&panic);
                     exchange.finish(End::Failed(Failure::Panic));
                 }
                 let panic = panic.resume_unless(*this.catch_panics);

@@ -62,6 +62,8 @@ pub struct ObservabilityBuilder {
     pub(crate) resource_attributes: Vec<(String, String)>,
     #[cfg(feature = "otlp")]
     pub(crate) export: crate::trace::otlp::ExportConfig,
+    #[cfg(feature = "sentry")]
+    pub(crate) sentry: crate::sentry::SentrySettings,
 }
 
 impl ObservabilityBuilder {
@@ -89,6 +91,8 @@ impl ObservabilityBuilder {
             resource_attributes: Vec::new(),
             #[cfg(feature = "otlp")]
             export: Default::default(),
+            #[cfg(feature = "sentry")]
+            sentry: crate::sentry::SentrySettings::default(),
         }
     }
 
@@ -268,6 +272,135 @@ impl ObservabilityBuilder {
         self
     }
 
+    /// The Sentry DSN events are sent to (also `SENTRY_DSN`); empty or never set: error
+    /// reporting is off and costs nothing per request.
+    ///
+    /// The built-in transport speaks plain HTTP (a Sentry Relay beside the service, a
+    /// self-hosted Sentry); for an `https` DSN plug a TLS transport with
+    /// [`sentry_transport`](Self::sentry_transport).
+    #[cfg(feature = "sentry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
+    pub fn sentry_dsn(mut self, dsn: impl Into<String>) -> Self {
+        self.sentry.dsn = Some(dsn.into());
+        self
+    }
+
+    /// The environment events are tagged with (also `SENTRY_ENVIRONMENT`); default: the
+    /// builder's [`environment`](Self::environment), when set.
+    #[cfg(feature = "sentry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
+    pub fn sentry_environment(mut self, environment: impl Into<String>) -> Self {
+        self.sentry.environment = Some(environment.into());
+        self
+    }
+
+    /// The release events are tagged with (also `SENTRY_RELEASE`); default: the
+    /// builder's [`service_version`](Self::service_version), when set.
+    #[cfg(feature = "sentry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
+    pub fn sentry_release(mut self, release: impl Into<String>) -> Self {
+        self.sentry.release = Some(release.into());
+        self
+    }
+
+    /// The share of error events sent, from 0.0 to 1.0 (default 1.0; also
+    /// `SENTRY_SAMPLE_RATE`).
+    #[cfg(feature = "sentry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
+    pub fn sentry_sample_rate(mut self, rate: f32) -> Self {
+        self.sentry.sample_rate = rate;
+        self
+    }
+
+    /// The application's last look at every event: return it (changed or not) to send it,
+    /// `None` to drop it. Runs after the layer has scrubbed PII.
+    ///
+    /// ```
+    /// # use tower_observability::{MetricsBackend, Observability};
+    /// let obs = Observability::builder("api")
+    ///     .sentry_dsn("http://public@127.0.0.1:9/1")
+    ///     .sentry_before_send(|event| {
+    ///         // Timeouts of the search route are known: keep them out of Sentry.
+    ///         let search = event.transaction.as_deref() == Some("GET /search");
+    ///         (!search).then_some(event)
+    ///     })
+    /// #   .metrics_backend(MetricsBackend::IsolatedPrometheus)
+    ///     .build()?;
+    /// # Ok::<(), tower_observability::BuildError>(())
+    /// ```
+    #[cfg(feature = "sentry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
+    pub fn sentry_before_send<F>(mut self, f: F) -> Self
+    where
+        F: Fn(
+                sentry_core::protocol::Event<'static>,
+            ) -> Option<sentry_core::protocol::Event<'static>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.sentry.before_send = Some(std::sync::Arc::new(f));
+        self
+    }
+
+    /// Sends personal data too (default: off): credential, cookie and client-address
+    /// headers, and secret-looking query values. Header values marked sensitive
+    /// (`HeaderValue::set_sensitive`) are never sent.
+    #[cfg(feature = "sentry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
+    pub fn sentry_send_pii(mut self, send: bool) -> Self {
+        self.sentry.send_pii = send;
+        self
+    }
+
+    /// Reports 4xx responses too, at level `warning` (default: only server errors).
+    #[cfg(feature = "sentry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
+    pub fn sentry_report_client_errors(mut self, report: bool) -> Self {
+        self.sentry.report_client_errors = report;
+        self
+    }
+
+    /// How many events may wait for the transport (default 64). Beyond it, and while
+    /// Sentry is unreachable or rate-limits, events are dropped and counted in
+    /// `tower_observability_sentry_events_dropped_total`; requests never wait.
+    #[cfg(feature = "sentry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
+    pub fn sentry_queue_capacity(mut self, capacity: usize) -> Self {
+        self.sentry.queue_capacity = capacity;
+        self
+    }
+
+    /// How long the built-in transport gives one event, connecting included (default 5 s).
+    #[cfg(feature = "sentry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
+    pub fn sentry_send_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.sentry.send_timeout = timeout;
+        self
+    }
+
+    /// Sends events through the application's own transport instead of the built-in
+    /// plain-HTTP one: the way to an `https` DSN such as sentry.io. Events handed to it are
+    /// counted in `tower_observability_sentry_events_sent_total`; its own queue decides
+    /// what is dropped.
+    ///
+    /// With the `sentry` crate (features `reqwest` and `rustls` or `native-tls`):
+    ///
+    /// ```ignore
+    /// let obs = Observability::from_env("checkout")?
+    ///     .sentry_transport(std::sync::Arc::new(sentry::transports::DefaultTransportFactory))
+    ///     .build()?;
+    /// ```
+    #[cfg(feature = "sentry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
+    pub fn sentry_transport(
+        mut self,
+        factory: std::sync::Arc<dyn sentry_core::TransportFactory>,
+    ) -> Self {
+        self.sentry.transport = Some(factory);
+        self
+    }
+
     /// Checks every setting and starts the layer's shared state.
     pub fn build(self) -> Result<Observability, BuildError> {
         let name = self.service_name.trim();
@@ -314,6 +447,8 @@ impl ObservabilityBuilder {
             })?),
             None => None,
         };
+        #[cfg(feature = "sentry")]
+        let sentry_dsn = crate::sentry::Reporter::check(&self.sentry)?;
         let (sink, prometheus) =
             open_backend(&self.backend, &self.duration_buckets, &self.size_buckets);
         if let Some(cors) = &mut cors {
@@ -334,9 +469,13 @@ impl ObservabilityBuilder {
             record_query: self.record_query,
             sink: span_sink,
         };
+        #[cfg(feature = "sentry")]
+        let sentry = crate::sentry::Reporter::build(self.sentry, sentry_dsn, &info, &metrics)?;
         Ok(Observability::start(Shared {
             metrics,
             tracing,
+            #[cfg(feature = "sentry")]
+            sentry,
             info,
             routes: RouteResolver::new(self.route_limit, self.route_fn),
             excluded,

@@ -171,7 +171,7 @@ impl Outcome {
     }
 
     /// True when the exchange is a server error (the E of RED); cancellations are not.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "sentry"))]
     pub(crate) fn is_server_error(&self) -> bool {
         !matches!(
             self.error,

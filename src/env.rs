@@ -112,6 +112,7 @@ pub(crate) fn apply(
     {
         builder.export = crate::trace::otlp::ExportConfig::from_env(&var)?;
     }
+    sentry(&mut builder, &var)?;
     Ok(builder)
 }
 
@@ -167,6 +168,46 @@ fn cors(var: &impl Fn(&str) -> Option<String>) -> Result<Option<Cors>, BuildErro
     cors.compile()
         .map_err(|e| BuildError::env(ORIGINS, &origins, e.to_string()))?;
     Ok(Some(cors))
+}
+
+/// `SENTRY_DSN`, `SENTRY_ENVIRONMENT`, `SENTRY_RELEASE` and `SENTRY_SAMPLE_RATE`.
+#[cfg(feature = "sentry")]
+fn sentry(
+    builder: &mut ObservabilityBuilder,
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<(), BuildError> {
+    use crate::sentry::settings::{parse_dsn, parse_sample_rate};
+    if let Some(dsn) = var("SENTRY_DSN") {
+        // Checked here so the error names the variable; the key is not repeated.
+        parse_dsn(&dsn).map_err(|reason| BuildError::env("SENTRY_DSN", "<hidden>", reason))?;
+        builder.sentry.dsn = Some(dsn);
+    }
+    if let Some(environment) = var("SENTRY_ENVIRONMENT") {
+        builder.sentry.environment = Some(environment);
+    }
+    if let Some(release) = var("SENTRY_RELEASE") {
+        builder.sentry.release = Some(release);
+    }
+    if let Some(rate) = var("SENTRY_SAMPLE_RATE") {
+        builder.sentry.sample_rate = parse_sample_rate(&rate)
+            .map_err(|reason| BuildError::env("SENTRY_SAMPLE_RATE", &rate, reason))?;
+    }
+    Ok(())
+}
+
+/// Without the `sentry` feature a DSN cannot be used: say so once rather than stay silent.
+#[cfg(not(feature = "sentry"))]
+fn sentry(
+    _builder: &mut ObservabilityBuilder,
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<(), BuildError> {
+    if var("SENTRY_DSN").is_some() {
+        tracing::warn!(
+            "SENTRY_DSN is set but tower-observability was built without its `sentry` \
+             feature: errors are not reported"
+        );
+    }
+    Ok(())
 }
 
 /// `key1=value1,key2=value2`, values percent-encoded (W3C Baggage octets).

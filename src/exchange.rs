@@ -41,6 +41,9 @@ pub(crate) struct Exchange {
     response_bytes: u64,
     end: Option<End>,
     span: ServerSpan,
+    /// The request's Sentry hub and what an event needs of the request (DSN set only).
+    #[cfg(feature = "sentry")]
+    report: Option<Box<crate::sentry::RequestReport>>,
 }
 
 impl Exchange {
@@ -72,6 +75,8 @@ impl Exchange {
             response_bytes: 0,
             end: None,
             span,
+            #[cfg(feature = "sentry")]
+            report: shared.sentry.as_ref().map(|reporter| reporter.begin(req)),
         })
     }
 
@@ -85,9 +90,47 @@ impl Exchange {
         self.span.request_context()
     }
 
-    /// Enters the request's span until the guard is dropped: wrap every poll in it.
-    pub(crate) fn enter(&self) -> crate::trace::span::Entered<'_> {
-        self.span.enter()
+    /// Makes the request's context current on this thread until the guard is dropped: its
+    /// span (and Sentry hub): wrap every call into the inner service and every poll of its
+    /// future and body.
+    pub(crate) fn enter(&self) -> Entered<'_> {
+        Entered {
+            _span: self.span.enter(),
+            #[cfg(feature = "sentry")]
+            _report: self.report.as_ref().map(|report| report.enter()),
+        }
+    }
+
+    /// The inner service returned `error` instead of a response.
+    pub(crate) fn on_service_error<E: std::fmt::Display>(&mut self, _error: &E) {
+        #[cfg(feature = "sentry")]
+        if let Some(report) = self.report.as_mut() {
+            report.detail = Some(crate::sentry::Detail::ServiceError {
+                type_name: std::any::type_name::<E>(),
+                message: _error.to_string(),
+            });
+        }
+    }
+
+    /// The response body failed with `error`.
+    pub(crate) fn on_body_error(&mut self, _error: &(dyn std::error::Error + 'static)) {
+        #[cfg(feature = "sentry")]
+        if let Some(report) = self.report.as_mut() {
+            report.detail = Some(crate::sentry::Detail::BodyError {
+                message: _error.to_string(),
+            });
+        }
+    }
+
+    /// The handler or the body panicked with `panic`.
+    pub(crate) fn on_panic(&mut self, _panic: &crate::panic::Caught) {
+        #[cfg(feature = "sentry")]
+        if let Some(report) = self.report.as_mut() {
+            report.detail = Some(crate::sentry::Detail::Panic {
+                message: _panic.message().to_owned(),
+                backtrace: crate::sentry::panic_capture::take(),
+            });
+        }
     }
 
     pub(crate) fn route_name(&self) -> &str {
@@ -106,6 +149,7 @@ impl Exchange {
         if self.grpc_call {
             // Trailers-only responses carry the status in the headers.
             self.grpc_status = GrpcCode::from_headers(res.headers());
+            self.keep_grpc_message(res.headers());
         }
     }
 
@@ -119,6 +163,17 @@ impl Exchange {
         if self.grpc_call {
             if let Some(code) = GrpcCode::from_headers(trailers) {
                 self.grpc_status = Some(code);
+                self.keep_grpc_message(trailers);
+            }
+        }
+    }
+
+    /// Keeps `grpc-message` for the error report when the status is a server fault.
+    fn keep_grpc_message(&mut self, _headers: &HeaderMap) {
+        #[cfg(feature = "sentry")]
+        if let (Some(report), Some(code)) = (self.report.as_mut(), self.grpc_status) {
+            if code.is_server_fault() {
+                report.grpc_message = _headers.get("grpc-message").cloned();
             }
         }
     }
@@ -166,5 +221,18 @@ impl Drop for Exchange {
             &self.route,
             self.start,
         );
+        #[cfg(feature = "sentry")]
+        if let (Some(report), Some(reporter)) = (self.report.take(), self.shared.sentry.as_ref()) {
+            let (trace_id, span_id) = self.span.ids();
+            let trace = crate::sentry::TraceIds { trace_id, span_id };
+            report.finish(reporter, &outcome, self.method, self.route.name(), trace);
+        }
     }
+}
+
+/// The request's context made current; see [`Exchange::enter`].
+pub(crate) struct Entered<'a> {
+    _span: crate::trace::span::Entered<'a>,
+    #[cfg(feature = "sentry")]
+    _report: Option<crate::sentry::Entered>,
 }

@@ -85,6 +85,8 @@ impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
     B: Body,
+    // Error reports carry the message, as tower-http's `TraceLayer` does.
+    E: std::fmt::Display,
 {
     type Output = Result<Response<ResponseBody<B>>, E>;
 
@@ -142,6 +144,9 @@ where
                 ))
             }
             Ok(Poll::Ready(Err(error))) => {
+                if let Some(exchange) = exchange.as_mut() {
+                    exchange.on_service_error(&error);
+                }
                 finish(exchange, End::Failed(Failure::ServiceError));
                 Poll::Ready(Err(error))
             }
@@ -152,6 +157,9 @@ where
                     panic = panic.message(),
                     "request handler panicked"
                 );
+                if let Some(exchange) = exchange.as_mut() {
+                    exchange.on_panic(&panic);
+                }
                 finish(exchange, End::Failed(Failure::Panic));
                 // Recorded either way; answered here only when the layer owns panics.
                 panic.resume_unless(*this.catch_panics);

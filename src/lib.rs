@@ -113,6 +113,7 @@
 //! | `admin` | [`Observability::serve_admin`]: the admin endpoints on their own port (tokio, hyper) | yes |
 //! | `otlp` | export spans with OTLP, gRPC or HTTP/protobuf (opentelemetry, tonic) | no |
 //! | `logging` | `logging::init`: JSON or text log lines carrying the trace (tracing-subscriber) | no |
+//! | `sentry` | report server errors and panics to Sentry (`SENTRY_DSN`), PII scrubbed, one hub per request | no |
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -136,6 +137,8 @@ mod panic;
 mod response_policy;
 mod route;
 mod security_headers;
+#[cfg(feature = "sentry")]
+mod sentry;
 mod service;
 pub mod trace;
 
@@ -155,5 +158,10 @@ pub use observability::{Observability, Readiness};
 pub use panic::PanicError;
 pub use route::{RequestHead, RouteFn, OVERFLOW, UNMATCHED};
 pub use security_headers::{ArrivedOverTls, SecurityHeaders};
+/// The Sentry SDK core the layer reports through: add breadcrumbs, tags or context to the
+/// request being served (`sentry_core::add_breadcrumb`), or build a `before_send` filter.
+#[cfg(feature = "sentry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
+pub use sentry_core;
 pub use service::ObservabilityService;
 pub use trace::span::RequestContext;

@@ -33,6 +33,9 @@ pub(crate) struct Shared {
     /// Security headers and CORS; `None` when both are off.
     pub(crate) policy: Option<Arc<ResponsePolicy>>,
     pub(crate) tracing: TraceConfig,
+    /// Error reporting, when a Sentry DSN is configured.
+    #[cfg(feature = "sentry")]
+    pub(crate) sentry: Option<crate::sentry::Reporter>,
 }
 
 /// The observability of one service: build it once at start-up, then add
@@ -137,6 +140,17 @@ impl Observability {
             .sink
             .as_ref()
             .map_or(true, |sink| sink.shutdown(timeout))
+    }
+
+    /// Waits up to `timeout` for the Sentry events still queued to leave; false if some
+    /// remain. Call it before the process exits (a no-op when no DSN is configured).
+    #[cfg(feature = "sentry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
+    pub fn flush_sentry(&self, timeout: Duration) -> bool {
+        self.shared
+            .sentry
+            .as_ref()
+            .map_or(true, |reporter| reporter.flush(timeout))
     }
 
     /// The service's name, as recorded on `target_info`.

@@ -40,6 +40,7 @@ impl<S> std::fmt::Debug for ObservabilityService<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ObservabilityService<S>
 where
     S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
+    S::Error: std::fmt::Display,
     ReqBody: Body,
     ResBody: Body,
 {

@@ -163,6 +163,10 @@ pub(crate) struct HttpMetrics {
     pub(crate) panics: Counter,
     pub(crate) spans_exported: Counter,
     pub(crate) spans_dropped: Counter,
+    #[cfg(feature = "sentry")]
+    pub(crate) sentry_sent: Counter,
+    #[cfg(feature = "sentry")]
+    pub(crate) sentry_dropped: Counter,
     _target_info: Gauge,
 }
 
@@ -193,6 +197,14 @@ impl HttpMetrics {
         spans_exported.increment(0);
         let spans_dropped = sink.counter(SPANS_DROPPED, vec![]);
         spans_dropped.increment(0);
+        #[cfg(feature = "sentry")]
+        let (sentry_sent, sentry_dropped) = {
+            let sent = sink.counter(SENTRY_EVENTS_SENT, vec![]);
+            sent.increment(0);
+            let dropped = sink.counter(SENTRY_EVENTS_DROPPED, vec![]);
+            dropped.increment(0);
+            (sent, dropped)
+        };
         HttpMetrics {
             sink,
             active,
@@ -200,6 +212,10 @@ impl HttpMetrics {
             panics,
             spans_exported,
             spans_dropped,
+            #[cfg(feature = "sentry")]
+            sentry_sent,
+            #[cfg(feature = "sentry")]
+            sentry_dropped,
             _target_info: target_info,
         }
     }

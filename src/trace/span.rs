@@ -152,6 +152,12 @@ impl ServerSpan {
         }
     }
 
+    /// The trace and span ids, for error reports that link to the trace.
+    #[cfg(feature = "sentry")]
+    pub(crate) fn ids(&self) -> ([u8; 16], [u8; 8]) {
+        (self.context.trace_id.0, self.context.span_id.0)
+    }
+
     pub(crate) fn request_context(&self) -> RequestContext {
         RequestContext {
             span: self.context.clone(),

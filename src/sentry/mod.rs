@@ -1,0 +1,224 @@
+//! Error reporting to Sentry: every server error and panic becomes an event carrying the
+//! route, status, release, environment and trace ids, with PII scrubbed.
+//!
+//! The parts, each in its own file:
+//! - [`settings`]: what the builder and `SENTRY_*` variables configure;
+//! - [`Reporter`] (here): the client built once, shared by every request;
+//! - [`RequestReport`] (here): one request's hub and the little of the request an event
+//!   needs, made in `Exchange::begin` and turned into an event when the exchange ends badly;
+//! - [`event`]: the event itself; [`privacy`]: what of the request may leave the process;
+//! - [`panic_capture`]: backtraces of handler panics; [`transport`]: the bounded queue.
+
+pub(crate) mod event;
+pub(crate) mod panic_capture;
+pub(crate) mod privacy;
+pub(crate) mod settings;
+pub(crate) mod transport;
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, Method, Request, Uri};
+use sentry_core::protocol::Event;
+use sentry_core::types::Dsn;
+use sentry_core::{Client, ClientOptions, Hub, HubSwitchGuard, Scope};
+
+use crate::classify::Outcome;
+use crate::error::BuildError;
+use crate::method::MethodLabel;
+use crate::metrics::HttpMetrics;
+use crate::metrics::ServiceInfo;
+pub(crate) use settings::SentrySettings;
+use transport::{Delivery, HttpTransport};
+
+/// The OpenTelemetry ids of the request's server span, as Sentry's `trace` context wants
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TraceIds {
+    pub(crate) trace_id: [u8; 16],
+    pub(crate) span_id: [u8; 8],
+}
+
+/// The Sentry client of one [`Observability`](crate::Observability): built when a DSN is
+/// configured, shared by every request.
+pub(crate) struct Reporter {
+    client: Arc<Client>,
+    scope: Arc<Scope>,
+    delivery: Arc<Delivery>,
+    pub(crate) service: String,
+    pub(crate) environment: Option<String>,
+    pub(crate) release: Option<String>,
+    pub(crate) send_pii: bool,
+    report_client_errors: bool,
+}
+
+impl Reporter {
+    /// Checks the settings before anything starts: the DSN, or `None` when reporting is
+    /// off.
+    pub(crate) fn check(settings: &SentrySettings) -> Result<Option<Dsn>, BuildError> {
+        let dsn = settings.parsed_dsn()?;
+        if let Some(dsn) = &dsn {
+            if settings.transport.is_none() && dsn.scheme() != sentry_core::types::Scheme::Http {
+                return Err(BuildError::setting(
+                    "sentry_dsn",
+                    "the built-in transport speaks plain HTTP (a Sentry Relay or \
+                     self-hosted Sentry on the network); for an https DSN plug a TLS \
+                     transport with `sentry_transport` (see its documentation)",
+                ));
+            }
+        }
+        Ok(dsn)
+    }
+
+    /// The reporter for `settings` and the DSN [`check`](Self::check) returned, or `None`
+    /// when there is no DSN (reporting off).
+    pub(crate) fn build(
+        settings: SentrySettings,
+        dsn: Option<Dsn>,
+        info: &ServiceInfo,
+        metrics: &HttpMetrics,
+    ) -> Result<Option<Self>, BuildError> {
+        let Some(dsn) = dsn else {
+            return Ok(None);
+        };
+        let environment = settings
+            .environment
+            .clone()
+            .or_else(|| (info.environment != "unknown").then(|| info.environment.clone()));
+        let release = settings
+            .release
+            .clone()
+            .or_else(|| (info.version != "unknown").then(|| info.version.clone()));
+        let delivery = Arc::new(Delivery::new(
+            metrics.sentry_sent.clone(),
+            metrics.sentry_dropped.clone(),
+            settings.queue_capacity,
+        ));
+        let transport: Arc<dyn sentry_core::TransportFactory> = match &settings.transport {
+            Some(factory) => Arc::new(transport::CountingFactory::new(
+                factory.clone(),
+                delivery.clone(),
+            )),
+            None => {
+                let http = HttpTransport::start(&dsn, delivery.clone(), settings.send_timeout)
+                    .map_err(|e| {
+                        BuildError::setting(
+                            "sentry_dsn",
+                            format!("cannot start the Sentry transport: {e}"),
+                        )
+                    })?;
+                Arc::new(Arc::new(http))
+            }
+        };
+        let mut options = ClientOptions::default();
+        options.dsn = Some(dsn);
+        options.release = release.clone().map(Into::into);
+        options.environment = environment.clone().map(Into::into);
+        options.event_sampling_strategy =
+            sentry_core::EventSamplingStrategy::FixedRate(settings.sample_rate);
+        options.before_send = settings.before_send.clone();
+        options.send_default_pii = settings.send_pii;
+        options.default_integrations = false;
+        options.transport = Some(transport);
+        panic_capture::install_hook();
+        Ok(Some(Reporter {
+            client: Arc::new(Client::with_options(options)),
+            scope: Arc::new(Scope::default()),
+            delivery,
+            service: info.name.clone(),
+            environment,
+            release,
+            send_pii: settings.send_pii,
+            report_client_errors: settings.report_client_errors,
+        }))
+    }
+
+    /// Starts the report of one request: its own hub, and what an event would need of it.
+    pub(crate) fn begin<B>(&self, req: &Request<B>) -> Box<RequestReport> {
+        Box::new(RequestReport {
+            hub: Arc::new(Hub::new(Some(self.client.clone()), self.scope.clone())),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            headers: req.headers().clone(),
+            detail: None,
+            grpc_message: None,
+        })
+    }
+
+    /// Waits up to `timeout` for queued events to leave; false if some are still queued.
+    pub(crate) fn flush(&self, timeout: std::time::Duration) -> bool {
+        self.client.flush(Some(timeout))
+    }
+
+    fn wants(&self, outcome: &Outcome) -> bool {
+        // Cancellations (499) are the client's doing, neither server nor client error.
+        outcome.is_server_error()
+            || (self.report_client_errors
+                && outcome.error.is_none()
+                && (400..499).contains(&outcome.status))
+    }
+}
+
+/// Why the exchange failed, beyond what the [`Outcome`] says: the error or panic itself.
+#[derive(Debug)]
+pub(crate) enum Detail {
+    /// The inner service's error: its type and message.
+    ServiceError {
+        type_name: &'static str,
+        message: String,
+    },
+    /// The response body's error message.
+    BodyError { message: String },
+    /// A handler panic: its message and, when captured, backtrace.
+    Panic {
+        message: String,
+        backtrace: Option<std::backtrace::Backtrace>,
+    },
+}
+
+/// One request's error report: its hub, bound while the handler and the body run, and
+/// what of the request an event needs.
+pub(crate) struct RequestReport {
+    hub: Arc<Hub>,
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    pub(crate) headers: HeaderMap,
+    pub(crate) detail: Option<Detail>,
+    pub(crate) grpc_message: Option<HeaderValue>,
+}
+
+impl RequestReport {
+    /// Binds the request's hub to this thread (and arms backtrace capture) until dropped.
+    pub(crate) fn enter(&self) -> Entered {
+        Entered {
+            _hub: HubSwitchGuard::new(self.hub.clone()),
+            _armed: panic_capture::Armed::new(),
+        }
+    }
+
+    /// The exchange ended: sends an event if `outcome` is one to report.
+    pub(crate) fn finish(
+        self: Box<Self>,
+        reporter: &Reporter,
+        outcome: &Outcome,
+        method: MethodLabel,
+        route: &str,
+        trace: TraceIds,
+    ) {
+        if !reporter.wants(outcome) {
+            return;
+        }
+        // In an outage, do not even build events the queue cannot take.
+        if !reporter.delivery.has_room() {
+            reporter.delivery.dropped();
+            return;
+        }
+        let event: Event<'static> = event::build(reporter, &self, outcome, method, route, trace);
+        self.hub.capture_event(event);
+    }
+}
+
+/// The request's hub bound to the current thread; see [`RequestReport::enter`].
+pub(crate) struct Entered {
+    _hub: HubSwitchGuard,
+    _armed: panic_capture::Armed,
+}
