@@ -4,7 +4,8 @@
 //! ratios to `bare`. For instruction counts (stable on a noisy machine) run
 //! `scripts/instructions.sh`, which runs this binary under callgrind with
 //! `OVERHEAD_SCENARIO=<name> OVERHEAD_REQUESTS=<n>` at two request counts and subtracts,
-//! so start-up cost cancels out.
+//! so start-up cost cancels out. Scenarios of optional features (`metrics+sentry`) exist
+//! when the bench is built with them (`--all-features`, as the script does).
 
 use std::hint::black_box;
 
@@ -43,13 +44,26 @@ fn scenarios() -> Vec<(&'static str, Router)> {
     };
     let metrics = ours(Observability::builder("bench").security_headers(SecurityHeaders::none()));
     let headers_cors = ours(Observability::builder("bench").cors(policy()));
-    vec![
+    #[allow(unused_mut)]
+    let mut scenarios = vec![
         ("bare", app()),
         ("metrics", app().layer(metrics.layer())),
         ("metrics+headers+cors", app().layer(headers_cors.layer())),
         ("peer-metrics", peers::metrics(app())),
         ("peer-headers+cors", peers::headers_cors(app())),
-    ]
+    ];
+    #[cfg(feature = "sentry")]
+    {
+        // A DSN set, no errors: the happy path pays for the per-request hub only. Nothing
+        // is sent, so the port needs no listener.
+        let sentry = ours(
+            Observability::builder("bench")
+                .security_headers(SecurityHeaders::none())
+                .sentry_dsn("http://public@127.0.0.1:9/1"),
+        );
+        scenarios.push(("metrics+sentry", app().layer(sentry.layer())));
+    }
+    scenarios
 }
 
 /// The CORS policy every CORS scenario applies: one allowlisted origin, credentials.

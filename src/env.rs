@@ -442,4 +442,41 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("increasing"));
     }
+
+    #[cfg(feature = "sentry")]
+    #[test]
+    fn reads_the_sentry_variables_and_names_them_when_wrong() {
+        let b = from(&[
+            ("SENTRY_DSN", "http://public@127.0.0.1:9/3"),
+            ("SENTRY_ENVIRONMENT", "prod"),
+            ("SENTRY_RELEASE", "checkout@2.0.1"),
+            ("SENTRY_SAMPLE_RATE", "0.25"),
+        ])
+        .unwrap();
+        assert_eq!(b.sentry.dsn.as_deref(), Some("http://public@127.0.0.1:9/3"));
+        assert_eq!(b.sentry.environment.as_deref(), Some("prod"));
+        assert_eq!(b.sentry.release.as_deref(), Some("checkout@2.0.1"));
+        assert_eq!(b.sentry.sample_rate, 0.25);
+        // An empty DSN is unset: reporting off, as the Sentry SDKs read it.
+        assert_eq!(from(&[("SENTRY_DSN", " ")]).unwrap().sentry.dsn, None);
+        for (var, value) in [
+            ("SENTRY_DSN", "not a dsn"),
+            ("SENTRY_DSN", "http://127.0.0.1/3"),
+            ("SENTRY_SAMPLE_RATE", "2"),
+            ("SENTRY_SAMPLE_RATE", "half"),
+        ] {
+            let err = from(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.contains(var), "{var}={value}: {err}");
+        }
+        let err = from(&[("SENTRY_DSN", "https://key@o1.ingest.sentry.io/5")])
+            .unwrap()
+            .metrics_backend(crate::MetricsBackend::IsolatedPrometheus)
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sentry_dsn") && err.contains("sentry_transport"),
+            "{err}"
+        );
+    }
 }

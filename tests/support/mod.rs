@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod processes;
+pub mod sentry_endpoint;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

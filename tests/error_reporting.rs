@@ -1,0 +1,532 @@
+//! Error reporting end to end: real servers on 127.0.0.1, the real transport, and a Sentry
+//! envelope endpoint that stores what arrives.
+
+mod support;
+
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::Path;
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use serde_json::Value;
+use support::sentry_endpoint::*;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower::ServiceExt;
+use tower_observability::sentry_core::{add_breadcrumb, Breadcrumb};
+use tower_observability::{Observability, ObservabilityBuilder};
+
+const SENT: &str = "tower_observability_sentry_events_sent_total";
+const DROPPED: &str = "tower_observability_sentry_events_dropped_total";
+
+fn reporting(name: &str, endpoint: &SentryEndpoint) -> ObservabilityBuilder {
+    isolated(name)
+        .sentry_dsn(endpoint.dsn())
+        .service_version("1.4.2")
+        .environment("staging")
+}
+
+/// Waits until `n` events arrived (or 10 s passed) and returns them.
+async fn events(endpoint: &SentryEndpoint, n: usize) -> Vec<Value> {
+    eventually(Duration::from_secs(10), || {
+        let events = endpoint.events();
+        (events.len() >= n).then_some(events)
+    })
+    .await
+    .unwrap_or_else(|| panic!("expected {n} events, got {:#?}", endpoint.events()))
+}
+
+fn tag<'a>(event: &'a Value, name: &str) -> &'a str {
+    event["tags"][name]
+        .as_str()
+        .unwrap_or_else(|| panic!("no tag {name} in {event:#}"))
+}
+
+/// Sentry reads an absent level as `error`, and the SDK leaves the default out.
+fn level(event: &Value) -> &str {
+    event["level"].as_str().unwrap_or("error")
+}
+
+fn counter(obs: &Observability, name: &str) -> f64 {
+    sample(&obs.render_metrics(), name, &[]).unwrap_or_else(|| panic!("{name} not exported"))
+}
+
+#[tokio::test]
+async fn a_500_arrives_with_route_status_release_environment_and_request() {
+    let endpoint = SentryEndpoint::start().await;
+    let obs = reporting("checkout", &endpoint).build().unwrap();
+    let app = Router::new()
+        .route(
+            "/orders/{id}",
+            get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "db down") }),
+        )
+        .route("/ok", get(|| async { "fine" }))
+        .layer(obs.layer());
+    let addr = serve(app).await;
+    let (status, _) = send(&client(), "GET", &format!("http://{addr}/ok"), b"").await;
+    assert_eq!(status, 200);
+    let (status, _) = send(
+        &client(),
+        "GET",
+        &format!("http://{addr}/orders/7?page=2"),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 503);
+
+    let event = events(&endpoint, 1).await.remove(0);
+    assert_eq!(level(&event), "error");
+    assert_eq!(
+        event["message"]["formatted"]
+            .as_str()
+            .or(event["message"].as_str()),
+        Some("GET /orders/{id} responded 503 Service Unavailable"),
+        "{event:#}"
+    );
+    assert_eq!(event["transaction"], "GET /orders/{id}");
+    assert_eq!(event["release"], "1.4.2");
+    assert_eq!(event["environment"], "staging");
+    assert_eq!(tag(&event, "method"), "GET");
+    assert_eq!(tag(&event, "route"), "/orders/{id}");
+    assert_eq!(tag(&event, "status"), "503");
+    assert_eq!(tag(&event, "service"), "checkout");
+    assert_eq!(tag(&event, "environment"), "staging");
+    assert_eq!(tag(&event, "release"), "1.4.2");
+    assert_eq!(tag(&event, "error.type"), "503");
+    let request = &event["request"];
+    assert_eq!(request["method"], "GET");
+    assert_eq!(request["url"], format!("http://{addr}/orders/7"));
+    assert_eq!(request["query_string"], "page=2");
+    assert_eq!(request["headers"]["host"], addr.to_string());
+
+    let received = endpoint.received();
+    assert_eq!(received.len(), 1, "the 200 is not reported");
+    assert_eq!(received[0].project, "42");
+    assert!(received[0]
+        .auth
+        .as_deref()
+        .is_some_and(|a| a.contains("sentry_key=public-key")));
+    assert!(obs.flush_sentry(Duration::from_secs(5)));
+    assert_eq!(counter(&obs, SENT), 1.0);
+    assert_eq!(counter(&obs, DROPPED), 0.0);
+}
+
+#[derive(Debug)]
+struct LedgerError;
+
+impl std::fmt::Display for LedgerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ledger unreachable: connection refused")
+    }
+}
+
+#[tokio::test]
+async fn an_inner_service_error_arrives_as_an_exception() {
+    let endpoint = SentryEndpoint::start().await;
+    let obs = reporting("ledger", &endpoint)
+        .route_fn(|_| Some("/ledger".into()))
+        .build()
+        .unwrap();
+    let service =
+        tower::service_fn(|_req: Request<_>| async { Err::<Response<Body>, _>(LedgerError) });
+    let layered = tower::Layer::layer(&obs.layer(), service);
+    let req = Request::post("http://ledger.internal/ledger?id=9")
+        .body(Body::empty())
+        .unwrap();
+    let err = layered.oneshot(req).await.unwrap_err();
+    assert_eq!(err.to_string(), "ledger unreachable: connection refused");
+
+    let event = events(&endpoint, 1).await.remove(0);
+    let exception = &event["exception"]["values"][0];
+    assert_eq!(
+        exception["type"], "error_reporting::LedgerError",
+        "{event:#}"
+    );
+    assert_eq!(exception["value"], "ledger unreachable: connection refused");
+    assert_eq!(exception["mechanism"]["handled"], false);
+    assert_eq!(level(&event), "error");
+    assert_eq!(tag(&event, "method"), "POST");
+    assert_eq!(tag(&event, "route"), "/ledger");
+    assert_eq!(tag(&event, "status"), "500");
+    assert_eq!(tag(&event, "error.type"), "service_error");
+    assert_eq!(event["request"]["url"], "http://ledger.internal/ledger");
+}
+
+fn handler_that_panics() -> &'static str {
+    panic!("invariant broken: negative stock")
+}
+
+#[tokio::test]
+async fn a_panic_arrives_with_its_backtrace_and_the_client_gets_a_500() {
+    let endpoint = SentryEndpoint::start().await;
+    let obs = reporting("stock", &endpoint).build().unwrap();
+    let app = Router::new()
+        .route("/stock", get(|| async { handler_that_panics() }))
+        .route("/ok", get(|| async { "fine" }))
+        .layer(obs.layer());
+    let addr = serve(app).await;
+    let (status, _) = send(&client(), "GET", &format!("http://{addr}/stock"), b"").await;
+    assert_eq!(status, 500);
+    let (status, _) = send(&client(), "GET", &format!("http://{addr}/ok"), b"").await;
+    assert_eq!(status, 200, "the service keeps serving");
+
+    let event = events(&endpoint, 1).await.remove(0);
+    let exception = &event["exception"]["values"][0];
+    assert_eq!(exception["type"], "panic");
+    assert_eq!(exception["value"], "invariant broken: negative stock");
+    assert_eq!(exception["mechanism"]["type"], "panic");
+    let frames = exception["stacktrace"]["frames"]
+        .as_array()
+        .expect("a stack trace");
+    let innermost = frames.last().unwrap();
+    assert!(
+        innermost["function"]
+            .as_str()
+            .unwrap()
+            .ends_with("handler_that_panics"),
+        "the stack trace ends in the handler: {frames:#?}"
+    );
+    assert_eq!(innermost["in_app"], true);
+    assert!(innermost["lineno"].as_u64().is_some());
+    assert_eq!(tag(&event, "error.type"), "panic");
+    assert_eq!(tag(&event, "status"), "500");
+    assert_eq!(tag(&event, "route"), "/stock");
+}
+
+#[tokio::test]
+async fn grpc_server_faults_and_body_errors_are_reported_and_4xx_are_not() {
+    let endpoint = SentryEndpoint::start().await;
+    let obs = reporting("mixed", &endpoint).build().unwrap();
+    let app = Router::new()
+        .route(
+            "/pkg.Inventory/Reserve",
+            axum::routing::post(|| async {
+                Response::builder()
+                    .header("content-type", "application/grpc")
+                    .header("grpc-status", "14")
+                    .header("grpc-message", "warehouse%20offline")
+                    .body(Body::empty())
+                    .unwrap()
+            }),
+        )
+        .route(
+            "/export",
+            get(|| async {
+                Body::from_stream(futures_util::stream::iter([
+                    Ok(Bytes::from_static(b"row 1\n")),
+                    Err(std::io::Error::other("disk read failed")),
+                ]))
+            }),
+        )
+        .route("/missing", get(|| async { StatusCode::NOT_FOUND }))
+        .layer(obs.layer());
+    let addr = serve(app).await;
+    let client = client();
+    let (status, _) = send(&client, "GET", &format!("http://{addr}/missing"), b"").await;
+    assert_eq!(status, 404);
+    let req = http::Request::post(format!("http://{addr}/pkg.Inventory/Reserve"))
+        .header("content-type", "application/grpc")
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(client.request(req).await.unwrap().status(), 200);
+    let export = client
+        .request(
+            http::Request::get(format!("http://{addr}/export"))
+                .body(http_body_util::Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await;
+    // The server aborts the connection mid-body: the client may see that at any point.
+    if let Ok(res) = export {
+        let _ = http_body_util::BodyExt::collect(res.into_body()).await;
+    }
+
+    let events = events(&endpoint, 2).await;
+    let grpc = events
+        .iter()
+        .find(|e| e["transaction"] == "POST /pkg.Inventory/Reserve")
+        .expect("the gRPC fault was reported");
+    let message = grpc["message"]["formatted"]
+        .as_str()
+        .or(grpc["message"].as_str());
+    assert_eq!(
+        message,
+        Some("POST /pkg.Inventory/Reserve failed with gRPC UNAVAILABLE: warehouse offline")
+    );
+    assert_eq!(tag(grpc, "error.type"), "UNAVAILABLE");
+    assert_eq!(tag(grpc, "rpc.grpc.status_code"), "14");
+    let body = events
+        .iter()
+        .find(|e| e["transaction"] == "GET /export")
+        .expect("the body error was reported");
+    assert_eq!(body["exception"]["values"][0]["value"], "disk read failed");
+    assert_eq!(tag(body, "error.type"), "body_error");
+    // The transport sends in order: the 404 before them would have arrived first.
+    assert_eq!(endpoint.events().len(), 2, "a 404 is not reported");
+}
+
+#[tokio::test]
+async fn client_errors_are_reported_as_warnings_when_asked() {
+    let endpoint = SentryEndpoint::start().await;
+    let obs = reporting("strict", &endpoint)
+        .sentry_report_client_errors(true)
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/missing", get(|| async { StatusCode::NOT_FOUND }))
+        .layer(obs.layer());
+    let addr = serve(app).await;
+    send(&client(), "GET", &format!("http://{addr}/missing"), b"").await;
+    let event = events(&endpoint, 1).await.remove(0);
+    assert_eq!(level(&event), "warning");
+    assert_eq!(tag(&event, "status"), "404");
+}
+
+#[tokio::test]
+async fn no_credential_address_or_secret_leaves_the_process() {
+    let endpoint = SentryEndpoint::start().await;
+    let obs = reporting("private", &endpoint).build().unwrap();
+    let app = Router::new()
+        .route(
+            "/account",
+            get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+        )
+        .layer(obs.layer())
+        // An outer layer marks a header sensitive, as tower-http's SetSensitiveHeaders does.
+        .layer(tower::util::MapRequestLayer::new(
+            |mut req: Request<Body>| {
+                if let Some(v) = req.headers_mut().get_mut("x-internal-note") {
+                    v.set_sensitive(true);
+                }
+                req
+            },
+        ));
+    let addr = serve(app).await;
+    let secrets = [
+        ("authorization", "Bearer SECRET-bearer-1"),
+        ("proxy-authorization", "Basic SECRET-proxy-2"),
+        ("cookie", "session=SECRET-cookie-3"),
+        ("x-api-key", "SECRET-apikey-4"),
+        ("api-key", "SECRET-apikey-5"),
+        ("x-auth-token", "SECRET-authtoken-6"),
+        ("x-forwarded-for", "203.0.113.77"),
+        ("x-real-ip", "203.0.113.78"),
+        ("forwarded", "for=203.0.113.79"),
+        ("cf-connecting-ip", "203.0.113.80"),
+        ("true-client-ip", "203.0.113.81"),
+        ("x-internal-note", "SECRET-marked-7"),
+        ("referer", "http://app.example/?token=SECRET-referer-8"),
+    ];
+    // Absolute form, so the request line itself carries URL credentials.
+    let mut head = format!(
+        "GET http://ada:SECRET-urlpass-9@{addr}/account?token=SECRET-token-10&password=SECRET-pw-11&page=3 HTTP/1.1\r\nhost: {addr}\r\nuser-agent: pii-test\r\nconnection: close\r\n"
+    );
+    for (name, value) in secrets {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    socket.read_to_end(&mut answer).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 500"));
+
+    let event = events(&endpoint, 1).await.remove(0);
+    let raw: Vec<u8> = endpoint
+        .received()
+        .iter()
+        .flat_map(|r| r.raw.to_vec())
+        .collect();
+    let raw = String::from_utf8_lossy(&raw);
+    for needle in ["SECRET", "203.0.113", "ada:", "hunter", "urlpass"] {
+        assert!(!raw.contains(needle), "{needle:?} left the process: {raw}");
+    }
+    // What is useful and harmless is still there.
+    let request = &event["request"];
+    assert_eq!(request["headers"]["user-agent"], "pii-test");
+    assert_eq!(
+        request["query_string"],
+        "token=[Filtered]&password=[Filtered]&page=3"
+    );
+    assert_eq!(request["url"], format!("http://{addr}/account"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn breadcrumbs_never_leak_between_200_concurrent_requests() {
+    let endpoint = SentryEndpoint::start().await;
+    let obs = reporting("isolated", &endpoint)
+        .sentry_queue_capacity(512)
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/work/{id}",
+            get(|Path(id): Path<u32>| async move {
+                add_breadcrumb(Breadcrumb {
+                    message: Some(format!("crumb-{id}")),
+                    ..Default::default()
+                });
+                // Interleave with the other requests before deciding.
+                for _ in 0..(id % 5) {
+                    tokio::task::yield_now().await;
+                }
+                tokio::time::sleep(Duration::from_millis(u64::from(id % 7))).await;
+                if id % 2 == 1 {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::OK
+                }
+            }),
+        )
+        .layer(obs.layer());
+    let addr = serve(app).await;
+    let client = client();
+    let requests = (0..200u32).map(|id| {
+        let client = client.clone();
+        tokio::spawn(
+            async move { send(&client, "GET", &format!("http://{addr}/work/{id}"), b"").await },
+        )
+    });
+    for r in futures_util::future::join_all(requests).await {
+        r.unwrap();
+    }
+
+    let events = events(&endpoint, 100).await;
+    assert_eq!(events.len(), 100);
+    let mut seen = std::collections::BTreeSet::new();
+    for event in &events {
+        let url = event["request"]["url"].as_str().unwrap();
+        let id: u32 = url.rsplit('/').next().unwrap().parse().unwrap();
+        assert_eq!(id % 2, 1, "only failing requests are reported");
+        let crumbs: Vec<_> = event["breadcrumbs"]["values"]
+            .as_array()
+            .map(|v| v.iter().map(|b| b["message"].as_str().unwrap()).collect())
+            .unwrap_or_default();
+        assert_eq!(crumbs, [format!("crumb-{id}")], "event of request {id}");
+        seen.insert(id);
+    }
+    assert_eq!(seen.len(), 100);
+}
+
+#[tokio::test]
+async fn the_hub_stays_bound_while_the_body_streams() {
+    let endpoint = SentryEndpoint::start().await;
+    let obs = reporting("streams", &endpoint).build().unwrap();
+    let app = Router::new()
+        .route(
+            "/feed",
+            get(|| async {
+                let chunks = futures_util::stream::unfold(0u8, |i| async move {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    add_breadcrumb(Breadcrumb {
+                        message: Some(format!("chunk-{i}")),
+                        ..Default::default()
+                    });
+                    match i {
+                        0..=2 => Some((Ok::<_, std::io::Error>(Bytes::from_static(b"x")), i + 1)),
+                        3 => Some((Err(std::io::Error::other("upstream closed")), i + 1)),
+                        _ => None,
+                    }
+                });
+                Body::from_stream(chunks)
+            }),
+        )
+        .layer(obs.layer());
+    let addr = serve(app).await;
+    let res = client()
+        .request(
+            http::Request::get(format!("http://{addr}/feed"))
+                .body(http_body_util::Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let _ = http_body_util::BodyExt::collect(res.into_body()).await;
+    let event = events(&endpoint, 1).await.remove(0);
+    let crumbs: Vec<_> = event["breadcrumbs"]["values"]
+        .as_array()
+        .expect("breadcrumbs added while the body streamed")
+        .iter()
+        .map(|b| b["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(crumbs, ["chunk-0", "chunk-1", "chunk-2", "chunk-3"]);
+}
+
+/// The median time of `n` sequential requests to `path`.
+async fn median_latency(addr: std::net::SocketAddr, path: &str, n: usize) -> Duration {
+    let client = client();
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let (status, _) = send(&client, "GET", &format!("http://{addr}{path}"), b"").await;
+        assert_eq!(status, 500);
+        times.push(start.elapsed());
+    }
+    times.sort();
+    times[n / 2]
+}
+
+fn failing_app(obs: &Observability) -> Router {
+    Router::new()
+        .route(
+            "/fail",
+            get(|| async { Ok::<_, Infallible>(StatusCode::INTERNAL_SERVER_ERROR) }),
+        )
+        .layer(obs.layer())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_is_down_or_hangs_never_slows_requests_and_drops_are_counted() {
+    const N: usize = 150;
+    const CAPACITY: usize = 8;
+    let baseline = isolated("baseline").build().unwrap();
+    let baseline_addr = serve(failing_app(&baseline)).await;
+    let hanging = hanging_endpoint().await;
+    let cases = [
+        ("down", format!("http://key@{}/1", closed_port())),
+        ("hanging", format!("http://key@{hanging}/1")),
+    ];
+    // Warm up the client and server paths once.
+    median_latency(baseline_addr, "/fail", 10).await;
+    let base = median_latency(baseline_addr, "/fail", N).await;
+    for (case, dsn) in cases {
+        let obs = isolated(case)
+            .sentry_dsn(dsn)
+            .sentry_queue_capacity(CAPACITY)
+            .sentry_send_timeout(Duration::from_millis(500))
+            .build()
+            .unwrap();
+        let addr = serve(failing_app(&obs)).await;
+        let started = Instant::now();
+        let median = median_latency(addr, "/fail", N).await;
+        let loop_time = started.elapsed();
+        assert!(
+            median <= base * 5 + Duration::from_millis(2),
+            "{case}: median {median:?} against {base:?} without reporting"
+        );
+        // Nothing was delivered; everything that did not fit in the queue is counted now.
+        assert_eq!(counter(&obs, SENT), 0.0, "{case}");
+        let dropped = counter(&obs, DROPPED);
+        if case == "hanging" && loop_time < Duration::from_millis(500) {
+            // The first send still hangs: at most the queue and the one in flight wait.
+            assert!(
+                dropped >= (N - CAPACITY - 1) as f64,
+                "{case}: {dropped} dropped of {N}"
+            );
+        }
+        // Once the transport has given up on what it holds, every event is accounted for.
+        let all = eventually(Duration::from_secs(30), || {
+            (counter(&obs, DROPPED) == N as f64).then_some(())
+        })
+        .await;
+        assert!(
+            all.is_some(),
+            "{case}: {} dropped of {N}",
+            counter(&obs, DROPPED)
+        );
+    }
+}
