@@ -1,0 +1,122 @@
+//! The Sentry event of a failed request names the trace it belongs to: its `trace` context
+//! holds the trace and span ids of the server span exported with OTLP, so Sentry links to
+//! the trace. A real OTLP HTTP/protobuf receiver and a Sentry envelope endpoint, both on
+//! 127.0.0.1, configured by the standard variables.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use http::StatusCode;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+use support::sentry_endpoint::SentryEndpoint;
+use support::*;
+use tower_observability::{MetricsBackend, Observability};
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER: &str = "00f067aa0ba902b7";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An HTTP/protobuf OTLP receiver; returns its base endpoint.
+async fn otlp_receiver(spans: Arc<Mutex<Vec<Span>>>) -> String {
+    let app = Router::new().route(
+        "/v1/traces",
+        post(move |body: Bytes| {
+            let spans = spans.clone();
+            async move {
+                let req = ExportTraceServiceRequest::decode(body).unwrap();
+                let mut spans = spans.lock().unwrap();
+                for rs in req.resource_spans {
+                    for ss in rs.scope_spans {
+                        spans.extend(ss.spans);
+                    }
+                }
+                (
+                    [("content-type", "application/x-protobuf")],
+                    ExportTraceServiceResponse::default().encode_to_vec(),
+                )
+            }
+        }),
+    );
+    format!("http://{}", serve(app).await)
+}
+
+#[tokio::test]
+async fn the_events_trace_id_is_the_exported_spans() {
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let otlp = otlp_receiver(spans.clone()).await;
+    let sentry = SentryEndpoint::start().await;
+    let vars: HashMap<&str, String> = [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50".to_owned()),
+        ("SENTRY_DSN", sentry.dsn()),
+    ]
+    .into_iter()
+    .collect();
+    let obs = Observability::from_env_with("linked", |k| vars.get(k).cloned())
+        .unwrap()
+        .metrics_backend(MetricsBackend::IsolatedPrometheus)
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/fail", get(|| async { StatusCode::BAD_GATEWAY }))
+        .route(
+            "/fresh",
+            get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+        )
+        .layer(obs.layer());
+    let addr = serve(app).await;
+    let client = client();
+    // One request continuing the caller's trace, one starting a new one.
+    let req = http::Request::get(format!("http://{addr}/fail"))
+        .header("traceparent", format!("00-{TRACE}-{CALLER}-01"))
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(client.request(req).await.unwrap().status(), 502);
+    let (status, _) = send(&client, "GET", &format!("http://{addr}/fresh"), b"").await;
+    assert_eq!(status, 500);
+
+    let events = eventually(Duration::from_secs(10), || {
+        let events = sentry.events();
+        (events.len() == 2).then_some(events)
+    })
+    .await
+    .expect("two events");
+    let exported = eventually(Duration::from_secs(10), || {
+        let spans = spans.lock().unwrap().clone();
+        (spans.len() >= 2).then_some(spans)
+    })
+    .await
+    .expect("two exported server spans");
+
+    for (name, inherited) in [("GET /fail", true), ("GET /fresh", false)] {
+        let event = events
+            .iter()
+            .find(|e| e["transaction"] == name)
+            .unwrap_or_else(|| panic!("no event for {name}"));
+        let span = exported
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no span for {name}"));
+        let trace = &event["contexts"]["trace"];
+        assert_eq!(trace["trace_id"], hex(&span.trace_id), "{name}");
+        assert_eq!(trace["span_id"], hex(&span.span_id), "{name}");
+        assert_eq!(trace["op"], "http.server");
+        if inherited {
+            assert_eq!(trace["trace_id"], TRACE, "the caller's trace continues");
+        }
+    }
+}
