@@ -42,13 +42,24 @@ fn scenarios() -> Vec<(&'static str, Router)> {
         // Keep the layer's state alive for the whole process.
         Box::leak(Box::new(obs))
     };
-    let metrics = ours(Observability::builder("bench").security_headers(SecurityHeaders::none()));
-    let headers_cors = ours(Observability::builder("bench").cors(policy()));
+    // Tracing is on by default: off here, so these scenarios keep measuring what they name.
+    let metrics = ours(
+        Observability::builder("bench")
+            .security_headers(SecurityHeaders::none())
+            .tracing(false),
+    );
+    let headers_cors = ours(
+        Observability::builder("bench")
+            .cors(policy())
+            .tracing(false),
+    );
+    let tracing = ours(tracing_builder());
     #[allow(unused_mut)]
     let mut scenarios = vec![
         ("bare", app()),
         ("metrics", app().layer(metrics.layer())),
         ("metrics+headers+cors", app().layer(headers_cors.layer())),
+        ("metrics+tracing", app().layer(tracing.layer())),
         ("peer-metrics", peers::metrics(app())),
         ("peer-headers+cors", peers::headers_cors(app())),
     ];
@@ -64,6 +75,33 @@ fn scenarios() -> Vec<(&'static str, Router)> {
         scenarios.push(("metrics+sentry", app().layer(sentry.layer())));
     }
     scenarios
+}
+
+/// Metrics and tracing: every request sampled, its span captured and queued for an
+/// exporter that drops it (built with `--features otlp`; without it nothing is queued).
+fn tracing_builder() -> ObservabilityBuilder {
+    let builder = Observability::builder("bench")
+        .security_headers(SecurityHeaders::none())
+        .sampler(tower_observability::trace::Sampler::AlwaysOn);
+    #[cfg(feature = "otlp")]
+    let builder = builder.span_exporter(DropExporter);
+    builder
+}
+
+/// An exporter that drops every batch: the cost measured is the layer's, not a network's.
+#[cfg(feature = "otlp")]
+#[derive(Debug)]
+struct DropExporter;
+
+#[cfg(feature = "otlp")]
+impl opentelemetry_sdk::trace::SpanExporter for DropExporter {
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        black_box(batch);
+        Ok(())
+    }
 }
 
 /// The CORS policy every CORS scenario applies: one allowlisted origin, credentials.

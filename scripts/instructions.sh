@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind missing: apt-get install valgrind" >&2; exit 1; }
-# All features, so the scenarios of optional features (metrics+sentry) are built too.
+# All features, so the scenarios of optional features (metrics+sentry, metrics+tracing with
+# an exporter that drops) are built too.
 bin=$(cargo bench --bench overhead --all-features --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import json,sys
 for l in sys.stdin:

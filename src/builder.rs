@@ -54,6 +54,7 @@ pub struct ObservabilityBuilder {
     pub(crate) catch_panics: bool,
     pub(crate) security_headers: SecurityHeaders,
     pub(crate) cors: Option<Cors>,
+    pub(crate) tracing: bool,
     pub(crate) sampler: Sampler,
     pub(crate) trust_inbound_context: bool,
     pub(crate) traceresponse: bool,
@@ -83,6 +84,7 @@ impl ObservabilityBuilder {
             catch_panics: true,
             security_headers: SecurityHeaders::api(),
             cors: None,
+            tracing: true,
             sampler: Sampler::default(),
             trust_inbound_context: true,
             traceresponse: false,
@@ -194,6 +196,13 @@ impl ObservabilityBuilder {
     /// policy read from `OBSERVABILITY_CORS_ALLOWED_ORIGINS`.
     pub fn cors(mut self, cors: Cors) -> Self {
         self.cors = Some(cors);
+        self
+    }
+
+    /// Whether requests get a server span, trace context and request id at all (default:
+    /// yes). Off, the layer neither reads nor writes `traceparent` or `x-request-id`.
+    pub fn tracing(mut self, on: bool) -> Self {
+        self.tracing = on;
         self
     }
 
@@ -462,6 +471,7 @@ impl ObservabilityBuilder {
         #[cfg(not(feature = "otlp"))]
         let span_sink = None;
         let tracing = TraceConfig {
+            enabled: self.tracing,
             sampler: self.sampler,
             trust_inbound: self.trust_inbound_context,
             traceresponse: self.traceresponse,

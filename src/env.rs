@@ -96,6 +96,9 @@ pub(crate) fn apply(
         builder.sampler = Sampler::from_env(&name, arg.as_deref())
             .map_err(|reason| BuildError::env("OTEL_TRACES_SAMPLER", &name, reason))?;
     }
+    if let Some(v) = var("OBSERVABILITY_TRACING") {
+        builder.tracing = boolean("OBSERVABILITY_TRACING", &v)?;
+    }
     if let Some(v) = var("OBSERVABILITY_TRACERESPONSE") {
         builder.traceresponse = boolean("OBSERVABILITY_TRACERESPONSE", &v)?;
     }

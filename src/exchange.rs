@@ -40,7 +40,7 @@ pub(crate) struct Exchange {
     grpc_status: Option<GrpcCode>,
     response_bytes: u64,
     end: Option<End>,
-    span: ServerSpan,
+    span: Option<ServerSpan>,
     /// The request's Sentry hub and what an event needs of the request (DSN set only).
     #[cfg(feature = "sentry")]
     report: Option<Box<crate::sentry::RequestReport>>,
@@ -62,7 +62,10 @@ impl Exchange {
         metrics.active(method).increment(1.0);
         // Bodiless requests (most GETs) need no shared counter.
         let request_bytes = (!req.body().is_end_stream()).then(|| Arc::new(AtomicU64::new(0)));
-        let span = ServerSpan::begin(&shared.tracing, req, method, &resolved.route);
+        let span = shared
+            .tracing
+            .enabled
+            .then(|| ServerSpan::begin(&shared.tracing, req, method, &resolved.route));
         Some(Exchange {
             shared: shared.clone(),
             start,
@@ -86,8 +89,8 @@ impl Exchange {
     }
 
     /// The trace context handlers see as a request extension.
-    pub(crate) fn request_context(&self) -> RequestContext {
-        self.span.request_context()
+    pub(crate) fn request_context(&self) -> Option<RequestContext> {
+        self.span.as_ref().map(ServerSpan::request_context)
     }
 
     /// Makes the request's context current on this thread until the guard is dropped: its
@@ -95,7 +98,7 @@ impl Exchange {
     /// future and body.
     pub(crate) fn enter(&self) -> Entered<'_> {
         Entered {
-            _span: self.span.enter(),
+            _span: self.span.as_ref().map(ServerSpan::enter),
             #[cfg(feature = "sentry")]
             _report: self.report.as_ref().map(|report| report.enter()),
         }
@@ -144,8 +147,9 @@ impl Exchange {
     /// The response head arrived.
     pub(crate) fn on_response<B>(&mut self, res: &mut Response<B>) {
         self.status = res.status().as_u16();
-        self.span
-            .on_response(&self.shared.tracing, res.headers_mut());
+        if let Some(span) = &self.span {
+            span.on_response(&self.shared.tracing, res.headers_mut());
+        }
         if self.grpc_call {
             // Trailers-only responses carry the status in the headers.
             self.grpc_status = GrpcCode::from_headers(res.headers());
@@ -214,16 +218,17 @@ impl Drop for Exchange {
         if failure == Some(Failure::Panic) {
             metrics.panics.increment(1);
         }
-        self.span.finish(
-            &self.shared.tracing,
-            &outcome,
-            self.grpc_call,
-            &self.route,
-            self.start,
-        );
+        if let Some(span) = &mut self.span {
+            let tracing = &self.shared.tracing;
+            span.finish(tracing, &outcome, self.grpc_call, &self.route, self.start);
+        }
         #[cfg(feature = "sentry")]
         if let (Some(report), Some(reporter)) = (self.report.take(), self.shared.sentry.as_ref()) {
-            let (trace_id, span_id) = self.span.ids();
+            // With tracing off there is no trace to point to: all-zero (invalid) ids.
+            let (trace_id, span_id) = self
+                .span
+                .as_ref()
+                .map_or(([0; 16], [0; 8]), ServerSpan::ids);
             let trace = crate::sentry::TraceIds { trace_id, span_id };
             report.finish(reporter, &outcome, self.method, self.route.name(), trace);
         }
@@ -232,7 +237,7 @@ impl Drop for Exchange {
 
 /// The request's context made current; see [`Exchange::enter`].
 pub(crate) struct Entered<'a> {
-    _span: crate::trace::span::Entered<'a>,
+    _span: Option<crate::trace::span::Entered<'a>>,
     #[cfg(feature = "sentry")]
     _report: Option<crate::sentry::Entered>,
 }

@@ -99,6 +99,7 @@
 //! `OBSERVABILITY_CORS_EXPOSED_HEADERS`, `OBSERVABILITY_CORS_ALLOW_CREDENTIALS` and
 //! `OBSERVABILITY_CORS_MAX_AGE` (seconds; a public `*` policy needs the builder),
 //! `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`,
+//! `OBSERVABILITY_TRACING` (`false`: no span, context or request id),
 //! `OBSERVABILITY_TRACERESPONSE`, `OBSERVABILITY_TRUST_INBOUND_CONTEXT`,
 //! `OBSERVABILITY_REQUEST_ID_HEADER` (`none` turns request ids off), and with the feature
 //! `otlp`: `OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER` (`otlp` or `none`),

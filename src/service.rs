@@ -62,8 +62,8 @@ where
                 Verdict::Answer(res) => return ResponseFuture::answered(res, exchange),
             },
         };
-        if let Some(exchange) = &exchange {
-            req.extensions_mut().insert(exchange.request_context());
+        if let Some(context) = exchange.as_ref().and_then(Exchange::request_context) {
+            req.extensions_mut().insert(context);
         }
         let counter = exchange.as_ref().and_then(Exchange::request_counter);
         let req = req.map(|body| RequestBody::new(body, counter));

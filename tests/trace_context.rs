@@ -215,3 +215,26 @@ async fn the_client_layer_carries_the_trace_downstream() {
     let lone = TraceParent::from_headers(&last).unwrap();
     assert_ne!(lone.trace_id.to_string(), TRACE);
 }
+
+#[tokio::test]
+async fn tracing_off_leaves_the_headers_alone() {
+    let obs = isolated("quiet").tracing(false).build().unwrap();
+    let app = Router::new()
+        .route(
+            "/plain",
+            get(|ctx: Option<Extension<RequestContext>>| async move {
+                assert!(ctx.is_none() && trace::current().is_none());
+                "plain"
+            }),
+        )
+        .layer(obs.layer());
+    let addr = serve(app).await;
+    let tp = format!("00-{TRACE}-{CALLER}-01");
+    let (headers, body) = get_with(
+        &format!("http://{addr}/plain"),
+        &[("traceparent", &tp), ("x-request-id", "r1")],
+    )
+    .await;
+    assert_eq!(body, "plain");
+    assert!(headers.get("x-request-id").is_none());
+}

@@ -8,7 +8,7 @@
 //! memory stays at the queue's size.
 
 use std::borrow::Cow;
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -337,18 +337,35 @@ enum Control {
     Shutdown(SyncSender<bool>),
 }
 
-/// The bounded queue the layer sends to.
+/// The bounded queue between requests and the exporter thread. A request takes an
+/// uncontended lock and pushes; nothing wakes the exporter, which looks every tick.
+struct Queue {
+    spans: Mutex<Vec<FinishedSpan>>,
+    capacity: usize,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<FinishedSpan>> {
+        // A panic while pushing leaves a valid Vec behind.
+        self.spans.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What the layer holds: the queue, and the line to the exporter thread.
 struct QueueSink {
-    spans: SyncSender<FinishedSpan>,
+    queue: Arc<Queue>,
     control: Mutex<mpsc::Sender<Control>>,
     dropped: Counter,
 }
 
 impl SpanSink for QueueSink {
     fn submit(&self, span: FinishedSpan) {
-        match self.spans.try_send(span) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => self.dropped.increment(1),
+        let mut spans = self.queue.lock();
+        if spans.len() < self.queue.capacity {
+            spans.push(span);
+        } else {
+            drop(spans);
+            self.dropped.increment(1);
         }
     }
 
@@ -380,10 +397,14 @@ where
     E: SpanExporter + 'static,
     F: FnOnce() -> Result<E, String> + Send + 'static,
 {
-    let (spans, queue) = mpsc::sync_channel(worker.batch.max_queue_size);
+    let queue = Arc::new(Queue {
+        spans: Mutex::new(Vec::with_capacity(worker.batch.max_queue_size)),
+        capacity: worker.batch.max_queue_size,
+    });
     let (control, orders) = mpsc::channel();
     let (ready, started) = mpsc::sync_channel::<Result<(), String>>(1);
     let dropped = worker.dropped.clone();
+    let worker_queue = queue.clone();
     std::thread::Builder::new()
         .name("tower-observability-otlp".into())
         .spawn(move || {
@@ -405,14 +426,17 @@ where
                 Ok(mut exporter) => {
                     exporter.set_resource(&worker.resource);
                     let _ = ready.send(Ok(()));
+                    let spare = Vec::with_capacity(worker_queue.capacity);
                     Export {
                         runtime,
                         exporter,
                         worker,
                         scope: scope(),
                         failing: false,
+                        queue: worker_queue,
+                        spare,
                     }
-                    .run(queue, orders);
+                    .run(orders);
                 }
                 Err(e) => {
                     let _ = ready.send(Err(e));
@@ -422,7 +446,7 @@ where
         .map_err(|e| BuildError::setting("span_exporter", format!("cannot start: {e}")))?;
     match started.recv() {
         Ok(Ok(())) => Ok(Arc::new(QueueSink {
-            spans,
+            queue,
             control: Mutex::new(control),
             dropped,
         })),
@@ -441,75 +465,65 @@ struct Export<E> {
     scope: InstrumentationScope,
     /// Whether the last export failed (failures are logged on change, not every time).
     failing: bool,
+    queue: Arc<Queue>,
+    /// Swapped with the queue's buffer, so draining allocates nothing.
+    spare: Vec<FinishedSpan>,
 }
 
 impl<E: SpanExporter> Export<E> {
-    fn run(mut self, queue: mpsc::Receiver<FinishedSpan>, orders: mpsc::Receiver<Control>) {
-        let batch_size = self.worker.batch.max_export_batch_size;
+    fn run(mut self, orders: mpsc::Receiver<Control>) {
         let delay = self.worker.batch.scheduled_delay;
-        let mut batch = Vec::with_capacity(batch_size);
+        let tick = delay.min(TICK);
         let mut due = Instant::now() + delay;
         loop {
-            match orders.try_recv() {
+            match orders.recv_timeout(tick) {
                 Ok(Control::Flush(ack)) => {
-                    let ok = self.drain(&queue, &mut batch);
+                    let ok = self.drain();
                     let _ = ack.send(ok);
                 }
                 Ok(Control::Shutdown(ack)) => {
-                    let ok = self.drain(&queue, &mut batch);
-                    let ok = ok && self.exporter.shutdown().is_ok();
+                    let ok = self.drain();
+                    let ok = self.exporter.shutdown().is_ok() && ok;
                     let _ = ack.send(ok);
                     return;
                 }
-                Err(_) => {}
-            }
-            let wait = due.saturating_duration_since(Instant::now()).min(TICK);
-            match queue.recv_timeout(wait) {
-                Ok(span) => {
-                    batch.push(self.convert(span));
-                    if batch.len() >= batch_size {
-                        self.export(&mut batch);
-                        due = Instant::now() + delay;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    if Instant::now() >= due {
-                        if !batch.is_empty() {
-                            self.export(&mut batch);
-                        }
-                        due = Instant::now() + delay;
-                    }
-                }
                 // The layer is gone: send what is left and stop.
                 Err(RecvTimeoutError::Disconnected) => {
-                    self.drain(&queue, &mut batch);
+                    self.drain();
                     let _ = self.exporter.shutdown();
                     return;
                 }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            let queued = self.queue.lock().len();
+            if queued >= self.worker.batch.max_export_batch_size
+                || (queued > 0 && Instant::now() >= due)
+            {
+                self.drain();
+                due = Instant::now() + delay;
             }
         }
     }
 
-    /// Exports everything queued now; true if every export succeeded.
-    fn drain(&mut self, queue: &mpsc::Receiver<FinishedSpan>, batch: &mut Vec<SpanData>) -> bool {
+    /// Exports everything queued now, in batches; true if every export succeeded.
+    fn drain(&mut self) -> bool {
+        std::mem::swap(&mut *self.queue.lock(), &mut self.spare);
+        let mut spans = std::mem::take(&mut self.spare);
         let mut ok = true;
-        while let Ok(span) = queue.try_recv() {
-            batch.push(self.convert(span));
-            if batch.len() >= self.worker.batch.max_export_batch_size {
-                ok &= self.export(batch);
-            }
-        }
-        if !batch.is_empty() {
+        let size = self.worker.batch.max_export_batch_size;
+        while !spans.is_empty() {
+            let n = spans.len().min(size);
+            let batch: Vec<SpanData> = spans
+                .drain(..n)
+                .map(|span| to_span_data(span, &self.scope))
+                .collect();
             ok &= self.export(batch);
         }
+        self.spare = spans;
         ok
     }
 
-    fn export(&mut self, batch: &mut Vec<SpanData>) -> bool {
-        let spans = std::mem::replace(
-            batch,
-            Vec::with_capacity(self.worker.batch.max_export_batch_size),
-        );
+    fn export(&mut self, spans: Vec<SpanData>) -> bool {
         let n = spans.len() as u64;
         let timeout = self.worker.batch.export_timeout;
         let exporter = &self.exporter;
@@ -537,10 +551,6 @@ impl<E: SpanExporter> Export<E> {
                 false
             }
         }
-    }
-
-    fn convert(&self, span: FinishedSpan) -> SpanData {
-        to_span_data(span, &self.scope)
     }
 }
 
@@ -605,10 +615,16 @@ fn to_span_data(span: FinishedSpan, scope: &InstrumentationScope) -> SpanData {
     let route = span
         .route
         .as_ref()
-        .map(|r| r.name())
-        .filter(|r| *r != UNMATCHED && *r != OVERFLOW);
-    let name: Cow<'static, str> = match (span.kind, route) {
-        (Kind::Server, Some(route)) => format!("{name_method} {route}").into(),
+        .map(|r| r.shared_name())
+        .filter(|r| **r != *UNMATCHED && **r != *OVERFLOW);
+    let name: Cow<'static, str> = match (span.kind, &route) {
+        (Kind::Server, Some(route)) => {
+            let mut name = String::with_capacity(name_method.len() + 1 + route.len());
+            name.push_str(name_method);
+            name.push(' ');
+            name.push_str(route);
+            name.into()
+        }
         _ => name_method.into(),
     };
     let mut attributes = Vec::with_capacity(16);
@@ -620,7 +636,11 @@ fn to_span_data(span: FinishedSpan, scope: &InstrumentationScope) -> SpanData {
         ));
     }
     let uri = &span.uri;
-    let scheme = uri.scheme_str().unwrap_or("http").to_owned();
+    let scheme: Value = match uri.scheme_str() {
+        None | Some("http") => "http".into(),
+        Some("https") => "https".into(),
+        Some(other) => string(other),
+    };
     let host_header = span.host.as_ref().and_then(|h| h.to_str().ok());
     let authority = uri.authority().map(|a| a.as_str()).or(host_header);
     let parsed = authority.and_then(|a| a.parse::<http::uri::Authority>().ok());
@@ -629,7 +649,7 @@ fn to_span_data(span: FinishedSpan, scope: &InstrumentationScope) -> SpanData {
     match span.kind {
         Kind::Server => {
             if let Some(route) = route {
-                attributes.push(KeyValue::new("http.route", string(route)));
+                attributes.push(KeyValue::new("http.route", route));
             }
             attributes.push(KeyValue::new("url.path", string(uri.path())));
             attributes.push(KeyValue::new("url.scheme", scheme));
@@ -643,21 +663,23 @@ fn to_span_data(span: FinishedSpan, scope: &InstrumentationScope) -> SpanData {
                 attributes.push(KeyValue::new("client.address", peer.ip().to_string()));
                 attributes.push(KeyValue::new("client.port", i64::from(peer.port())));
             }
-            if let Some(id) = &span.request_id {
+            // A generated request id is the trace id: only the caller's is worth recording.
+            if let Some(id) = span.request_id.as_ref().and_then(|id| id.from_caller()) {
                 attributes.push(KeyValue::new(
                     "http.request.header.x-request-id",
-                    Value::Array(Array::String(vec![StringValue::from(
-                        id.as_str().to_owned(),
-                    )])),
+                    Value::Array(Array::String(vec![StringValue::from(id.to_owned())])),
                 ));
             }
         }
         Kind::Client => {
             let full = match (span.record_query, uri.query()) {
                 (true, _) | (false, None) => uri.to_string(),
-                (false, Some(_)) => {
-                    format!("{scheme}://{}{}", authority.unwrap_or(""), uri.path())
-                }
+                (false, Some(_)) => format!(
+                    "{}://{}{}",
+                    uri.scheme_str().unwrap_or("http"),
+                    authority.unwrap_or(""),
+                    uri.path()
+                ),
             };
             attributes.push(KeyValue::new("url.full", full));
         }
@@ -730,5 +752,98 @@ fn to_span_data(span: FinishedSpan, scope: &InstrumentationScope) -> SpanData {
         links,
         status,
         instrumentation_scope: scope.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<ExportConfig, BuildError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ExportConfig::from_env(&move |k: &str| map.get(k).cloned())
+    }
+
+    fn otlp(c: &ExportConfig) -> &OtlpSettings {
+        match &c.target {
+            Target::Otlp(settings) => settings,
+            other => panic!("expected OTLP, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn standard_variables() {
+        // Unset: OTLP over HTTP/protobuf to the default endpoint, as the specification says.
+        let c = config(&[]).unwrap();
+        assert_eq!(otlp(&c), &OtlpSettings::default());
+        assert_eq!(c.batch, BatchSettings::default());
+
+        let c = config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]).unwrap();
+        assert_eq!(
+            otlp(&c).endpoint.as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        let c = config(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+        ])
+        .unwrap();
+        assert_eq!(otlp(&c).protocol, OtlpProtocol::Grpc);
+        assert_eq!(otlp(&c).endpoint.as_deref(), Some("http://collector:4317"));
+        assert_eq!(otlp(&c).timeout, Duration::from_millis(2500));
+        // The per-signal variables win, and their endpoint is taken as it is.
+        let c = config(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4318"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://b:9999/traces"),
+        ])
+        .unwrap();
+        assert_eq!(otlp(&c).protocol, OtlpProtocol::HttpProtobuf);
+        assert_eq!(otlp(&c).endpoint.as_deref(), Some("http://b:9999/traces"));
+        let c = config(&[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "250"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "1000"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.batch,
+            BatchSettings {
+                max_queue_size: 100,
+                max_export_batch_size: 10,
+                scheduled_delay: Duration::from_millis(250),
+                export_timeout: Duration::from_secs(1),
+            }
+        );
+        assert!(matches!(
+            config(&[("OTEL_TRACES_EXPORTER", "none")]).unwrap().target,
+            Target::None
+        ));
+        assert!(config(&[("OTEL_SDK_DISABLED", "true")]).unwrap().disabled);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, value) in [
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "carrier-pigeon"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "not a url"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "-1"),
+            ("OTEL_TRACES_EXPORTER", "zipkin"),
+            ("OTEL_SDK_DISABLED", "perhaps"),
+        ] {
+            let err = config(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.contains(var), "{var}={value}: {err}");
+        }
     }
 }

@@ -11,10 +11,18 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// Longest request id taken from a caller; longer ones are replaced.
 const MAX_LEN: usize = 128;
 
-/// The id of one request, available to handlers as a request extension
-/// (`Extension<RequestId>` in axum) and as `request_id` in log lines.
+/// The id of one request, available to handlers in the
+/// [`RequestContext`](super::RequestContext) request extension and as `request_id` in log
+/// lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(HeaderValue);
+pub struct RequestId(Id);
+
+/// A generated id is the trace id: kept as bytes, written as hex only when needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Id {
+    Caller(HeaderValue),
+    Generated(TraceId),
+}
 
 impl RequestId {
     /// The caller's id from `header` when there is exactly one valid value, else a new one
@@ -23,27 +31,37 @@ impl RequestId {
         let mut values = headers.get_all(header).iter();
         if let (Some(value), None) = (values.next(), values.next()) {
             if is_valid(value.as_bytes()) {
-                return RequestId(value.clone());
+                return RequestId(Id::Caller(value.clone()));
             }
         }
-        let hex = trace.to_hex();
-        RequestId(HeaderValue::from_str(hex.as_str()).expect("hex is a valid header value"))
+        RequestId(Id::Generated(trace))
     }
 
-    /// The id.
-    pub fn as_str(&self) -> &str {
-        // Only ids checked by `is_valid` or made from hex get here.
-        self.0.to_str().unwrap_or("")
+    /// The id the caller sent, if it was taken (`None` when it was generated).
+    pub fn from_caller(&self) -> Option<&str> {
+        match &self.0 {
+            // Only ids checked by `is_valid` are kept: visible ASCII.
+            Id::Caller(value) => value.to_str().ok(),
+            Id::Generated(_) => None,
+        }
     }
 
-    pub(crate) fn header_value(&self) -> &HeaderValue {
-        &self.0
+    pub(crate) fn header_value(&self) -> HeaderValue {
+        match &self.0 {
+            Id::Caller(value) => value.clone(),
+            Id::Generated(trace) => {
+                HeaderValue::from_str(trace.to_hex().as_str()).expect("hex is a valid header value")
+            }
+        }
     }
 }
 
 impl std::fmt::Display for RequestId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        match &self.0 {
+            Id::Caller(_) => f.write_str(self.from_caller().unwrap_or("")),
+            Id::Generated(trace) => f.write_str(trace.to_hex().as_str()),
+        }
     }
 }
 
@@ -70,9 +88,7 @@ mod tests {
             for v in values {
                 h.append(REQUEST_ID, HeaderValue::from_str(v).unwrap());
             }
-            RequestId::take_or_make(&h, &name, trace)
-                .as_str()
-                .to_owned()
+            RequestId::take_or_make(&h, &name, trace).to_string()
         };
         let generated = trace.to_string();
         let long = "a".repeat(129);

@@ -19,6 +19,8 @@ use crate::route::Route;
 
 /// The tracing settings every request reads.
 pub(crate) struct TraceConfig {
+    /// Whether requests get a server span at all.
+    pub(crate) enabled: bool,
     pub(crate) sampler: Sampler,
     pub(crate) trust_inbound: bool,
     pub(crate) traceresponse: bool,
@@ -30,6 +32,7 @@ pub(crate) struct TraceConfig {
 impl Default for TraceConfig {
     fn default() -> Self {
         TraceConfig {
+            enabled: true,
             sampler: Sampler::default(),
             trust_inbound: true,
             traceresponse: false,
@@ -124,7 +127,7 @@ impl ServerSpan {
             "request",
             trace_id = %context.trace_id.to_hex(),
             span_id = %context.span_id.to_hex(),
-            request_id = request_id.as_ref().map(RequestId::as_str),
+            request_id = request_id.as_ref().map(tracing::field::display),
             http.request.method = method.as_str(),
             http.route = route.name(),
             http.response.status_code = tracing::field::Empty,
@@ -176,9 +179,7 @@ impl ServerSpan {
     /// The response head is leaving: echo the request id, add `traceresponse` if asked.
     pub(crate) fn on_response(&self, config: &TraceConfig, headers: &mut HeaderMap) {
         if let (Some(id), Some(name)) = (&self.request_id, &config.request_id) {
-            headers
-                .entry(name)
-                .or_insert_with(|| id.header_value().clone());
+            headers.entry(name).or_insert_with(|| id.header_value());
         }
         if config.traceresponse {
             headers.insert(TRACERESPONSE, self.context.traceparent().to_header_value());
