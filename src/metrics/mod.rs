@@ -161,7 +161,10 @@ pub(crate) struct HttpMetrics {
     active: [Gauge; MethodLabel::ALL.len()],
     pub(crate) routes_overflowed: Counter,
     pub(crate) panics: Counter,
+    // Registered in every build so dashboards read 0, not absent; counted with `otlp`.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
     pub(crate) spans_exported: Counter,
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
     pub(crate) spans_dropped: Counter,
     #[cfg(feature = "sentry")]
     pub(crate) sentry_sent: Counter,

@@ -1,24 +1,5 @@
 //! Outbound propagation: a tower layer for HTTP clients that opens a client span under the
 //! request being served and injects `traceparent` and `tracestate` into the call.
-//!
-//! ```
-//! use tower::ServiceBuilder;
-//! # use tower_observability::{MetricsBackend, Observability};
-//! # let obs = Observability::builder("frontend")
-//! #     .metrics_backend(MetricsBackend::IsolatedPrometheus).build()?;
-//! # let hyper_client = tower::service_fn(|_req: http::Request<String>| async {
-//! #     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
-//! # });
-//! let client = ServiceBuilder::new()
-//!     .layer(obs.client_layer())
-//!     .service(hyper_client);
-//! # let _ = client;
-//! # Ok::<(), tower_observability::BuildError>(())
-//! ```
-//!
-//! reqwest users: reqwest is not a tower service, so inject by hand before sending:
-//! `let mut headers = HeaderMap::new(); obs.client_layer().outbound_context().inject(&mut headers);
-//! client.get(url).headers(headers)` (this injects; the client span is not recorded).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -39,6 +20,36 @@ use crate::observability::Shared;
 
 /// Layer for outbound HTTP clients; made by
 /// [`Observability::client_layer`](crate::Observability::client_layer).
+///
+/// Every call gets a client span (kind client, named by the method, with `url.full`
+/// without the query, `server.address`, `http.response.status_code`, status Error on 4xx
+/// and 5xx) under the request being served on this thread, or the root of a new trace, and
+/// carries it in `traceparent` (and the caller's `tracestate`). The span ends when the
+/// response head arrives.
+///
+/// ```
+/// use tower::ServiceBuilder;
+/// # use tower_observability::{MetricsBackend, Observability};
+/// # let obs = Observability::builder("frontend")
+/// #     .metrics_backend(MetricsBackend::IsolatedPrometheus).build()?;
+/// # let hyper_client = tower::service_fn(|_req: http::Request<String>| async {
+/// #     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+/// # });
+/// let client = ServiceBuilder::new()
+///     .layer(obs.client_layer())
+///     .service(hyper_client); // e.g. hyper_util's legacy Client, or a tonic Channel
+/// # let _ = client;
+/// # Ok::<(), tower_observability::BuildError>(())
+/// ```
+///
+/// reqwest is not a tower service: inject the context before sending (the client span
+/// itself is then not recorded):
+///
+/// ```ignore
+/// let mut headers = http::HeaderMap::new();
+/// obs.client_layer().outbound_context().inject(&mut headers);
+/// let res = reqwest_client.get(url).headers(headers).send().await?;
+/// ```
 #[derive(Clone)]
 pub struct TraceClientLayer {
     shared: Arc<Shared>,
