@@ -507,8 +507,8 @@ async fn a_collector_down_or_hanging_costs_requests_nothing() {
         eprintln!("{name:>13}: p50 {p50:?}  p99 {p99:?}");
         medians.push((name, p50, p99));
         if *name != "none" {
-            // Everything sent is accounted for: exported, dropped, or still queued (<= 128
-            // queued plus one batch of 32 in flight).
+            // Everything sent is accounted for: exported, dropped, or still held: up to 128
+            // queued, and up to 128 the exporter thread took and is stuck sending.
             let text = obs.render_metrics();
             let dropped = sample(&text, "tower_observability_spans_dropped_total", &[]).unwrap();
             let exported = sample(&text, "tower_observability_spans_exported_total", &[]).unwrap();
@@ -516,7 +516,7 @@ async fn a_collector_down_or_hanging_costs_requests_nothing() {
             if name.contains("hanging") {
                 let sent = (REQUESTS + 50) as f64; // each request, and the warm-up
                 assert!(
-                    dropped >= sent - 128.0 - 32.0,
+                    dropped >= sent - 2.0 * 128.0,
                     "{name}: {dropped} of {sent} dropped"
                 );
             }
