@@ -352,9 +352,9 @@ impl ObservabilityBuilder {
         self
     }
 
-    /// Sends personal data too (default: off): credential, cookie and client-address
-    /// headers, and secret-looking query values. Header values marked sensitive
-    /// (`HeaderValue::set_sensitive`) are never sent.
+    /// Sends personal data too (default: off): every request header (not only host, user
+    /// agent, content type and length, accept, origin and request id) and the query as it
+    /// came. Header values marked sensitive (`HeaderValue::set_sensitive`) are never sent.
     #[cfg(feature = "sentry")]
     #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
     pub fn sentry_send_pii(mut self, send: bool) -> Self {

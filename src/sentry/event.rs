@@ -143,15 +143,13 @@ fn error_type(error: ErrorType) -> String {
 
 fn request(reporter: &Reporter, report: &RequestReport) -> Request {
     Request {
-        url: privacy::url(&report.uri, &report.headers).and_then(|u| u.parse().ok()),
+        url: privacy::url(&report.uri, report.headers.host()).and_then(|u| u.parse().ok()),
         method: Some(report.method.as_str().to_owned()),
         query_string: report
             .uri
             .query()
             .map(|q| privacy::query(q, reporter.send_pii)),
-        headers: privacy::headers(&report.headers, reporter.send_pii)
-            .into_iter()
-            .collect(),
+        headers: report.headers.to_map(),
         ..Request::default()
     }
 }

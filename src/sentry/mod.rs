@@ -17,7 +17,7 @@ pub(crate) mod transport;
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue, Method, Request, Uri};
+use http::{HeaderValue, Method, Request, Uri};
 use sentry_core::protocol::Event;
 use sentry_core::types::Dsn;
 use sentry_core::{Client, ClientOptions, Hub, HubSwitchGuard, Scope};
@@ -27,6 +27,7 @@ use crate::error::BuildError;
 use crate::method::MethodLabel;
 use crate::metrics::HttpMetrics;
 use crate::metrics::ServiceInfo;
+use privacy::KeptHeaders;
 pub(crate) use settings::SentrySettings;
 use transport::{Delivery, HttpTransport};
 
@@ -138,7 +139,7 @@ impl Reporter {
             hub: Arc::new(Hub::new(Some(self.client.clone()), self.scope.clone())),
             method: req.method().clone(),
             uri: req.uri().clone(),
-            headers: req.headers().clone(),
+            headers: KeptHeaders::capture(req.headers(), self.send_pii),
             detail: None,
             grpc_message: None,
         })
@@ -181,7 +182,7 @@ pub(crate) struct RequestReport {
     hub: Arc<Hub>,
     pub(crate) method: Method,
     pub(crate) uri: Uri,
-    pub(crate) headers: HeaderMap,
+    pub(crate) headers: KeptHeaders,
     pub(crate) detail: Option<Detail>,
     pub(crate) grpc_message: Option<HeaderValue>,
 }
