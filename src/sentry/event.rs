@@ -20,7 +20,7 @@ pub(crate) fn build(
     route: &str,
     trace: TraceIds,
 ) -> Event<'static> {
-    let method_name = report.method.as_str();
+    let method_name = report.request.method.as_str();
     let transaction = format!("{method_name} {route}");
     let server_error = outcome.error.is_some();
     let mut event = Event {
@@ -143,13 +143,13 @@ fn error_type(error: ErrorType) -> String {
 
 fn request(reporter: &Reporter, report: &RequestReport) -> Request {
     Request {
-        url: privacy::url(&report.uri, report.headers.host()).and_then(|u| u.parse().ok()),
-        method: Some(report.method.as_str().to_owned()),
+        url: report.request.url().and_then(|u| u.parse().ok()),
+        method: Some(report.request.method.as_str().to_owned()),
         query_string: report
-            .uri
+            .request
             .query()
             .map(|q| privacy::query(q, reporter.send_pii)),
-        headers: report.headers.to_map(),
+        headers: report.request.headers(),
         ..Request::default()
     }
 }

@@ -10,6 +10,7 @@
 //! - [`panic_capture`]: backtraces of handler panics; [`transport`]: the bounded queue.
 
 pub(crate) mod event;
+pub(crate) mod kept;
 pub(crate) mod panic_capture;
 pub(crate) mod privacy;
 pub(crate) mod settings;
@@ -17,7 +18,7 @@ pub(crate) mod transport;
 
 use std::sync::Arc;
 
-use http::{HeaderValue, Method, Request, Uri};
+use http::{HeaderValue, Request};
 use sentry_core::protocol::Event;
 use sentry_core::types::Dsn;
 use sentry_core::{Client, ClientOptions, Hub, HubSwitchGuard, Scope};
@@ -27,7 +28,7 @@ use crate::error::BuildError;
 use crate::method::MethodLabel;
 use crate::metrics::HttpMetrics;
 use crate::metrics::ServiceInfo;
-use privacy::KeptHeaders;
+use kept::KeptRequest;
 pub(crate) use settings::SentrySettings;
 use transport::{Delivery, HttpTransport};
 
@@ -137,9 +138,7 @@ impl Reporter {
     pub(crate) fn begin<B>(&self, req: &Request<B>) -> Box<RequestReport> {
         Box::new(RequestReport {
             hub: Arc::new(Hub::new(Some(self.client.clone()), self.scope.clone())),
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            headers: KeptHeaders::capture(req.headers(), self.send_pii),
+            request: KeptRequest::capture(req, self.send_pii),
             detail: None,
             grpc_message: None,
         })
@@ -180,9 +179,7 @@ pub(crate) enum Detail {
 /// what of the request an event needs.
 pub(crate) struct RequestReport {
     hub: Arc<Hub>,
-    pub(crate) method: Method,
-    pub(crate) uri: Uri,
-    pub(crate) headers: KeptHeaders,
+    pub(crate) request: KeptRequest,
     pub(crate) detail: Option<Detail>,
     pub(crate) grpc_message: Option<HeaderValue>,
 }

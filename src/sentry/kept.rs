@@ -1,0 +1,215 @@
+//! What of a request is kept for the event it may become.
+//!
+//! Most requests never fail, so keeping must cost next to nothing: the URL's authority and
+//! path and the allowlisted headers ([`KEPT_HEADERS`]) are copied into one fixed buffer
+//! inside the request's report: no allocation, no reference count touched (cloning a
+//! `HeaderValue` or `Uri` may allocate when its bytes are not shared yet). Values longer
+//! than the room left are cut. With PII on, every header is kept as well (a map clone: the
+//! price of the opt-in).
+
+use std::collections::BTreeMap;
+
+use http::{HeaderMap, Method, Request};
+
+use super::privacy::{KEPT, KEPT_HEADERS};
+
+/// Bytes kept per request: room for a long URL and the usual header values.
+const ROOM: usize = 640;
+/// No header value takes more than this, so the URL keeps some room.
+const MAX_HEADER: usize = 256;
+const AUTHORITY: usize = 0;
+const PATH_AND_QUERY: usize = 1;
+const FIRST_HEADER: usize = 2;
+const ABSENT: (u16, u16) = (u16::MAX, 0);
+
+pub(crate) struct KeptRequest {
+    pub(crate) method: Method,
+    https: bool,
+    /// `(start, len)` in `bytes` of the authority, the path and query, then each kept header.
+    slots: [(u16, u16); FIRST_HEADER + KEPT],
+    used: u16,
+    bytes: [u8; ROOM],
+    /// Every header, when PII is on.
+    all_headers: Option<Box<HeaderMap>>,
+}
+
+impl KeptRequest {
+    pub(crate) fn capture<B>(req: &Request<B>, send_pii: bool) -> Self {
+        let uri = req.uri();
+        let mut kept = KeptRequest {
+            method: req.method().clone(),
+            https: uri.scheme() == Some(&http::uri::Scheme::HTTPS),
+            slots: [ABSENT; FIRST_HEADER + KEPT],
+            used: 0,
+            bytes: [0; ROOM],
+            all_headers: send_pii.then(|| Box::new(req.headers().clone())),
+        };
+        for (name, value) in req.headers() {
+            if let Some(i) = KEPT_HEADERS.iter().position(|k| k == name) {
+                if kept.slots[FIRST_HEADER + i] == ABSENT && !value.is_sensitive() {
+                    let value = value.as_bytes();
+                    kept.put(FIRST_HEADER + i, &value[..value.len().min(MAX_HEADER)]);
+                }
+            }
+        }
+        if let Some(authority) = uri.authority() {
+            // Host and port only: `user:password@` never leaves.
+            let host = authority.as_str().rsplit('@').next().unwrap_or_default();
+            kept.put(AUTHORITY, host.as_bytes());
+        }
+        let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
+        kept.put(PATH_AND_QUERY, path.as_bytes());
+        kept
+    }
+
+    fn put(&mut self, slot: usize, value: &[u8]) {
+        let start = usize::from(self.used);
+        let len = value.len().min(ROOM - start);
+        self.bytes[start..start + len].copy_from_slice(&value[..len]);
+        // Both fit in u16: ROOM is far below u16::MAX.
+        self.slots[slot] = (start as u16, len as u16);
+        self.used += len as u16;
+    }
+
+    fn get(&self, slot: usize) -> Option<&str> {
+        let (start, len) = self.slots[slot];
+        if (start, len) == ABSENT {
+            return None;
+        }
+        let (start, len) = (usize::from(start), usize::from(len));
+        // A value cut inside a UTF-8 sequence, or not text at all, is left out.
+        std::str::from_utf8(&self.bytes[start..start + len]).ok()
+    }
+
+    /// `scheme://host[:port]/path`: no user, no password, no query. Requests in origin form
+    /// (what servers mostly see) take their host from the `Host` header.
+    pub(crate) fn url(&self) -> Option<String> {
+        let scheme = if self.https { "https" } else { "http" };
+        let host = self
+            .get(AUTHORITY)
+            // A Host header holding credentials is refused rather than parsed.
+            .or_else(|| self.get(FIRST_HEADER).filter(|h| !h.contains('@')))?;
+        let path = self.get(PATH_AND_QUERY)?;
+        let path = path.split_once('?').map_or(path, |(path, _)| path);
+        Some(format!("{scheme}://{host}{path}"))
+    }
+
+    /// The raw query, if the request had one.
+    pub(crate) fn query(&self) -> Option<&str> {
+        self.get(PATH_AND_QUERY)?.split_once('?').map(|(_, q)| q)
+    }
+
+    /// The headers the event carries: the allowlist, or every header with PII on; never
+    /// a value marked sensitive.
+    pub(crate) fn headers(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        if let Some(all) = &self.all_headers {
+            for (name, value) in all.iter() {
+                if value.is_sensitive() {
+                    continue;
+                }
+                let Ok(value) = value.to_str() else { continue };
+                out.entry(name.as_str().to_owned())
+                    .and_modify(|v: &mut String| {
+                        v.push_str(", ");
+                        v.push_str(value);
+                    })
+                    .or_insert_with(|| value.to_owned());
+            }
+            return out;
+        }
+        for (i, name) in KEPT_HEADERS.iter().enumerate() {
+            if let Some(value) = self.get(FIRST_HEADER + i) {
+                out.insert(name.as_str().to_owned(), value.to_owned());
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn request(uri: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut req = Request::get(uri).body(()).unwrap();
+        for (name, value) in headers {
+            req.headers_mut().append(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        req
+    }
+
+    #[test]
+    fn credentials_and_addresses_never_pass_without_pii() {
+        let secrets = [
+            "authorization",
+            "proxy-authorization",
+            "cookie",
+            "set-cookie",
+            "x-api-key",
+            "api-key",
+            "x-auth-token",
+            "x-csrf-token",
+            "x-forwarded-for",
+            "x-real-ip",
+            "forwarded",
+            "cf-connecting-ip",
+            "true-client-ip",
+            "referer",
+            "x-tenant-secret",
+        ];
+        let mut headers: Vec<(&str, &str)> = secrets.iter().map(|n| (*n, "secret")).collect();
+        headers.extend([("user-agent", "curl"), ("x-request-id", "r-1")]);
+        let mut req = request("/a", &headers);
+        let mut marked = HeaderValue::from_static("hidden");
+        marked.set_sensitive(true);
+        req.headers_mut().insert("content-type", marked.clone());
+        req.headers_mut().insert("x-custom", marked);
+
+        let kept = KeptRequest::capture(&req, false).headers();
+        assert_eq!(
+            kept.keys().collect::<Vec<_>>(),
+            ["user-agent", "x-request-id"]
+        );
+        let with_pii = KeptRequest::capture(&req, true).headers();
+        assert!(with_pii.contains_key("authorization"));
+        assert!(
+            !with_pii.contains_key("x-custom"),
+            "is_sensitive is always honoured"
+        );
+        assert!(!with_pii.contains_key("content-type"));
+    }
+
+    #[test]
+    fn urls_lose_credentials_and_query() {
+        let req = request("http://ada:hunter2@example.com:8080/a/b?token=x", &[]);
+        let kept = KeptRequest::capture(&req, false);
+        assert_eq!(kept.url().as_deref(), Some("http://example.com:8080/a/b"));
+        assert_eq!(kept.query(), Some("token=x"));
+        let req = request("/users/7?x=1", &[("host", "api.example.com")]);
+        let kept = KeptRequest::capture(&req, false);
+        assert_eq!(
+            kept.url().as_deref(),
+            Some("http://api.example.com/users/7")
+        );
+        let req = request("/users/7", &[("host", "ada:pw@api.example.com")]);
+        assert_eq!(KeptRequest::capture(&req, false).url(), None);
+    }
+
+    #[test]
+    fn long_values_are_cut_not_overflowed() {
+        let long = "a".repeat(5000);
+        let req = request(
+            &format!("/search?q={long}"),
+            &[("user-agent", &long), ("host", "h")],
+        );
+        let kept = KeptRequest::capture(&req, false);
+        assert_eq!(kept.headers()["user-agent"].len(), MAX_HEADER);
+        assert!(kept.url().unwrap().starts_with("http://h/search"));
+        assert!(kept.query().unwrap().len() < ROOM);
+    }
+}
