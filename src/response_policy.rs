@@ -90,27 +90,22 @@ impl ResponsePolicy {
 
     pub(crate) fn decide<B>(policy: &Arc<Self>, req: &Request<B>) -> Verdict {
         let hsts = policy.headers.as_ref().is_some_and(|h| h.hsts_for(req));
+        let mut this = PolicyFor {
+            policy: policy.clone(),
+            hsts,
+            grant: Grant::NotCors,
+        };
         match policy.cors.as_ref().map(|cors| cors.decide(req)) {
             Some(CorsDecision::Answer(mut res)) => {
                 // The answer carries its own CORS headers; the security headers join them.
-                let this = PolicyFor {
-                    policy: policy.clone(),
-                    hsts,
-                    grant: Grant::NotCors,
-                };
                 this.apply(res.headers_mut());
                 Verdict::Answer(res)
             }
-            Some(CorsDecision::Pass(grant)) => Verdict::Pass(PolicyFor {
-                policy: policy.clone(),
-                hsts,
-                grant,
-            }),
-            None => Verdict::Pass(PolicyFor {
-                policy: policy.clone(),
-                hsts,
-                grant: Grant::NotCors,
-            }),
+            Some(CorsDecision::Pass(grant)) => {
+                this.grant = grant;
+                Verdict::Pass(this)
+            }
+            None => Verdict::Pass(this),
         }
     }
 }
@@ -120,19 +115,15 @@ impl PolicyFor {
     /// then the response's own over them, except those the layer owns.
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
         let policy = &*self.policy;
-        let origin = match &self.grant {
-            Grant::Echo(origin) => Some(origin),
-            Grant::Any => Some(&crate::cors::ANY),
-            Grant::NotCors | Grant::Refused => None,
-        };
-        let template = &policy.templates[usize::from(self.hsts)][usize::from(origin.is_some())];
+        let granted = matches!(self.grant, Grant::Echo(_) | Grant::Any);
+        let template = &policy.templates[usize::from(self.hsts)][usize::from(granted)];
         let own = std::mem::replace(headers, template.clone());
-        if let Some(Grant::Echo(origin)) = Some(&self.grant) {
-            // Replaces the template's slot: no new entry.
+        if let Grant::Echo(origin) = &self.grant {
+            // Replaces the template's `*` slot: no new entry.
             let _ = headers.try_insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
         }
         let cors_request = !matches!(self.grant, Grant::NotCors);
-        let vary_ours = policy.cors.as_ref().is_some_and(|c| c.varies()) && !own.is_empty();
+        let vary_ours = policy.cors.as_ref().is_some_and(|c| c.varies());
         let mut vary_merge = false;
         let mut keep = false;
         let mut last: Option<HeaderName> = None;

@@ -16,6 +16,9 @@ pub(crate) fn is_preflight(method: &http::Method, headers: &HeaderMap) -> bool {
         && headers.contains_key(header::ORIGIN)
 }
 
+const ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK: header::HeaderName =
+    header::HeaderName::from_static("access-control-allow-private-network");
+
 /// The `Vary` of every preflight answer: it depends on all three request headers.
 static PREFLIGHT_VARY: HeaderValue = HeaderValue::from_static(
     "origin, access-control-request-method, access-control-request-headers",
@@ -57,7 +60,7 @@ pub(crate) fn answer(
                 headers.insert(header::ACCESS_CONTROL_MAX_AGE, max_age.clone());
             }
             if grant.private_network {
-                headers.insert("access-control-allow-private-network", super::TRUE.clone());
+                headers.insert(ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK, super::TRUE.clone());
             }
         }
     }
