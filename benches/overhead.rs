@@ -53,6 +53,14 @@ fn scenarios() -> Vec<(&'static str, Router)> {
             .cors(policy())
             .tracing(false),
     );
+    // The two halves of the policy alone, to see what each costs.
+    let headers = ours(Observability::builder("bench").tracing(false));
+    let cors = ours(
+        Observability::builder("bench")
+            .security_headers(SecurityHeaders::none())
+            .cors(policy())
+            .tracing(false),
+    );
     let tracing = ours(tracing_builder());
     #[allow(unused_mut)]
     let mut scenarios = vec![
@@ -60,6 +68,8 @@ fn scenarios() -> Vec<(&'static str, Router)> {
         ("metrics", app().layer(metrics.layer())),
         ("metrics+headers+cors", app().layer(headers_cors.layer())),
         ("metrics+tracing", app().layer(tracing.layer())),
+        ("metrics+headers", app().layer(headers.layer())),
+        ("metrics+cors", app().layer(cors.layer())),
         ("peer-metrics", peers::metrics(app())),
         ("peer-headers+cors", peers::headers_cors(app())),
     ];
