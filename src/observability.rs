@@ -132,14 +132,25 @@ impl Observability {
             .is_some_and(|sink| sink.flush(timeout))
     }
 
-    /// Flushes the spans still queued and stops the span exporter: call it once when the
-    /// service shuts down. False if that did not end within `timeout`.
+    /// Flushes the spans (and, with the `sentry` feature, the error events) still queued and
+    /// stops the span exporter: call it once when the service shuts down. False if that did
+    /// not end within `timeout`.
     pub fn shutdown(&self, timeout: Duration) -> bool {
-        self.shared
+        let started = std::time::Instant::now();
+        let spans = self
+            .shared
             .tracing
             .sink
             .as_ref()
-            .map_or(true, |sink| sink.shutdown(timeout))
+            .map_or(true, |sink| sink.shutdown(timeout));
+        #[cfg(feature = "sentry")]
+        let events = self.flush_sentry(timeout.saturating_sub(started.elapsed()));
+        #[cfg(not(feature = "sentry"))]
+        let events = {
+            let _ = started;
+            true
+        };
+        spans && events
     }
 
     /// Waits up to `timeout` for the Sentry events still queued to leave; false if some

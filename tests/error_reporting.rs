@@ -287,6 +287,57 @@ async fn client_errors_are_reported_as_warnings_when_asked() {
 }
 
 #[tokio::test]
+async fn before_send_and_the_sample_rate_decide_what_is_sent() {
+    let endpoint = SentryEndpoint::start().await;
+    let obs = reporting("filtered", &endpoint)
+        .sentry_before_send(|mut event| {
+            if event.transaction.as_deref() == Some("GET /noisy") {
+                return None;
+            }
+            event.tags.insert("team".into(), "payments".into());
+            Some(event)
+        })
+        .build()
+        .unwrap();
+    let failing = || {
+        Router::new()
+            .route("/noisy", get(|| async { StatusCode::BAD_GATEWAY }))
+            .route("/real", get(|| async { StatusCode::BAD_GATEWAY }))
+    };
+    let addr = serve(failing().layer(obs.layer())).await;
+    send(&client(), "GET", &format!("http://{addr}/noisy"), b"").await;
+    send(&client(), "GET", &format!("http://{addr}/real"), b"").await;
+    let event = events(&endpoint, 1).await.remove(0);
+    assert_eq!(event["transaction"], "GET /real");
+    assert_eq!(tag(&event, "team"), "payments");
+    assert!(
+        obs.shutdown(Duration::from_secs(5)),
+        "shutdown flushes the events"
+    );
+    assert_eq!(
+        endpoint.events().len(),
+        1,
+        "before_send dropped the noisy one"
+    );
+
+    let never = SentryEndpoint::start().await;
+    let sampled_out = reporting("sampled", &never)
+        .sentry_sample_rate(0.0)
+        .build()
+        .unwrap();
+    let addr = serve(failing().layer(sampled_out.layer())).await;
+    for _ in 0..5 {
+        send(&client(), "GET", &format!("http://{addr}/real"), b"").await;
+    }
+    assert!(sampled_out.flush_sentry(Duration::from_secs(5)));
+    assert!(
+        never.received().is_empty(),
+        "a sample rate of 0 sends nothing"
+    );
+    assert_eq!(counter(&sampled_out, SENT), 0.0);
+}
+
+#[tokio::test]
 async fn no_credential_address_or_secret_leaves_the_process() {
     let endpoint = SentryEndpoint::start().await;
     let obs = reporting("private", &endpoint).build().unwrap();
