@@ -270,6 +270,53 @@ async fn grpc_server_faults_and_body_errors_are_reported_and_4xx_are_not() {
 }
 
 #[tokio::test]
+async fn a_client_that_goes_away_is_not_a_server_error() {
+    let endpoint = SentryEndpoint::start().await;
+    let obs = reporting("gone", &endpoint).build().unwrap();
+    let app = Router::new()
+        .route(
+            "/stream",
+            get(|| async {
+                Body::from_stream(futures_util::stream::unfold(0u32, |i| async move {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    (i < 500).then(|| (Ok::<_, Infallible>(Bytes::from_static(b"tick")), i + 1))
+                }))
+            }),
+        )
+        .route("/fail", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+        .layer(obs.layer());
+    let addr = serve(app).await;
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket
+        .write_all(b"GET /stream HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    socket.read(&mut buf).await.unwrap();
+    drop(socket);
+    let cancelled = [("error_type", "cancelled")];
+    eventually(Duration::from_secs(5), || {
+        sample(
+            &obs.render_metrics(),
+            "http_server_request_duration_seconds_count",
+            &cancelled,
+        )
+    })
+    .await
+    .expect("the abandoned request was recorded as cancelled");
+    // A sentinel after it: the transport sends in order.
+    send(&client(), "GET", &format!("http://{addr}/fail"), b"").await;
+    let events = events(&endpoint, 1).await;
+    assert!(obs.flush_sentry(Duration::from_secs(5)));
+    let transactions: Vec<_> = endpoint
+        .events()
+        .iter()
+        .map(|e| e["transaction"].clone())
+        .collect();
+    assert_eq!(transactions, ["GET /fail"], "{events:#?}");
+}
+
+#[tokio::test]
 async fn client_errors_are_reported_as_warnings_when_asked() {
     let endpoint = SentryEndpoint::start().await;
     let obs = reporting("strict", &endpoint)
