@@ -312,10 +312,12 @@ fn lower(name: Cow<'static, str>) -> Cow<'static, str> {
 
 /// A header value made once: static strings are not copied, owned ones are shared.
 fn header_value(value: Cow<'static, str>) -> Option<HeaderValue> {
+    // `from_static` accepts only visible ASCII and tab (and panics on the rest), while
+    // `from_str` also takes obs-text: check first, never panic.
+    let visible = |s: &str| s.bytes().all(|b| b == b'\t' || (32..127).contains(&b));
     match value {
-        Cow::Borrowed(s) => HeaderValue::from_str(s)
-            .ok()
-            .map(|_| HeaderValue::from_static(s)),
+        Cow::Borrowed(s) if visible(s) => Some(HeaderValue::from_static(s)),
+        Cow::Borrowed(s) => HeaderValue::from_str(s).ok(),
         Cow::Owned(s) => HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok(),
     }
 }
@@ -538,6 +540,10 @@ mod tests {
             .trust_forwarded_proto_from(["10.0.0.0/33"]))
         .contains("10.0.0.0/33"));
         assert!(SecurityHeaders::none().compile().unwrap().is_none());
+        // Non-ASCII (obs-text) is a valid value, and must not reach `from_static`'s panic.
+        let h = SecurityHeaders::none().header("x-note", "caf\u{e9}");
+        assert!(h.compile().unwrap().is_some());
+        assert!(err(SecurityHeaders::none().header("x-note", "a\u{7f}")).contains("x-note"));
     }
 
     #[test]
