@@ -80,6 +80,7 @@ fn scenarios() -> Vec<(&'static str, Router)> {
         let sentry = ours(
             Observability::builder("bench")
                 .security_headers(SecurityHeaders::none())
+                .tracing(false)
                 .sentry_dsn("http://public@127.0.0.1:9/1"),
         );
         scenarios.push(("metrics+sentry", app().layer(sentry.layer())));

@@ -224,12 +224,11 @@ impl Drop for Exchange {
         }
         #[cfg(feature = "sentry")]
         if let (Some(report), Some(reporter)) = (self.report.take(), self.shared.sentry.as_ref()) {
-            // With tracing off there is no trace to point to: all-zero (invalid) ids.
-            let (trace_id, span_id) = self
-                .span
-                .as_ref()
-                .map_or(([0; 16], [0; 8]), ServerSpan::ids);
-            let trace = crate::sentry::TraceIds { trace_id, span_id };
+            // With tracing off there is no trace to point to.
+            let trace = self.span.as_ref().map(|span| {
+                let (trace_id, span_id) = span.ids();
+                crate::sentry::TraceIds { trace_id, span_id }
+            });
             report.finish(reporter, &outcome, self.method, self.route.name(), trace);
         }
     }

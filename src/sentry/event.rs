@@ -18,7 +18,7 @@ pub(crate) fn build(
     outcome: &Outcome,
     method: MethodLabel,
     route: &str,
-    trace: TraceIds,
+    trace: Option<TraceIds>,
 ) -> Event<'static> {
     let method_name = report.request.method.as_str();
     let transaction = format!("{method_name} {route}");
@@ -71,20 +71,22 @@ pub(crate) fn build(
         tags.insert("rpc.grpc.status_code".into(), code.as_u8().to_string());
     }
     // The server span's ids, so Sentry links the event to the trace.
-    event.contexts.insert(
-        "trace".into(),
-        Context::Trace(Box::new(TraceContext {
-            trace_id: trace.trace_id.into(),
-            span_id: trace.span_id.into(),
-            op: Some("http.server".into()),
-            status: Some(if server_error {
-                SpanStatus::InternalError
-            } else {
-                SpanStatus::InvalidArgument
-            }),
-            ..TraceContext::default()
-        })),
-    );
+    if let Some(trace) = trace {
+        event.contexts.insert(
+            "trace".into(),
+            Context::Trace(Box::new(TraceContext {
+                trace_id: trace.trace_id.into(),
+                span_id: trace.span_id.into(),
+                op: Some("http.server".into()),
+                status: Some(if server_error {
+                    SpanStatus::InternalError
+                } else {
+                    SpanStatus::InvalidArgument
+                }),
+                ..TraceContext::default()
+            })),
+        );
+    }
     event
 }
 

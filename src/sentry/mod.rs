@@ -200,7 +200,7 @@ impl RequestReport {
         outcome: &Outcome,
         method: MethodLabel,
         route: &str,
-        trace: TraceIds,
+        trace: Option<TraceIds>,
     ) {
         if !reporter.wants(outcome) {
             return;
