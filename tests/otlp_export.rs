@@ -568,3 +568,69 @@ async fn a_collector_down_or_hanging_costs_requests_nothing() {
     hung.shutdown(Duration::from_secs(1));
     assert!(start.elapsed() < Duration::from_secs(3));
 }
+
+/// An exporter of the application's own: keeps what it is given.
+#[derive(Debug, Clone, Default)]
+struct Keep(Arc<Mutex<Vec<opentelemetry_sdk::trace::SpanData>>>);
+
+impl opentelemetry_sdk::trace::SpanExporter for Keep {
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.lock().unwrap().extend(batch);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_users_exporter_or_processor_gets_the_spans_and_untrusted_callers_become_links() {
+    let kept = Keep::default();
+    let obs = isolated("edge")
+        .span_exporter(kept.clone())
+        .batch_settings(tower_observability::trace::BatchSettings {
+            scheduled_delay: Duration::from_millis(20),
+            ..Default::default()
+        })
+        .trust_inbound_context(false)
+        .build()
+        .unwrap();
+    let addr = serve(users().layer(obs.layer())).await;
+    let tp = format!("00-{TRACE}-{CALLER}-01");
+    call(&format!("http://{addr}/users/1"), &[("traceparent", &tp)]).await;
+    assert!(obs.flush_traces(Duration::from_secs(5)));
+    let spans = kept.0.lock().unwrap().clone();
+    assert_eq!(spans.len(), 1);
+    let span = &spans[0];
+    assert_eq!(span.name, "GET /users/{id}");
+    // Not trusted: a new root, linked to the caller's span.
+    assert_ne!(span.span_context.trace_id().to_string(), TRACE);
+    assert_eq!(span.parent_span_id, opentelemetry::trace::SpanId::INVALID);
+    assert_eq!(span.links.len(), 1);
+    assert_eq!(span.links[0].span_context.trace_id().to_string(), TRACE);
+    assert_eq!(span.links[0].span_context.span_id().to_string(), CALLER);
+    // The same exporter cannot serve two layers.
+    let builder = isolated("twice").span_exporter(Keep::default());
+    assert!(builder.clone().build().is_ok());
+    assert!(builder.build().unwrap_err().to_string().contains("span_exporter"));
+
+    // A processor of the application's own pipeline, handed each span as it ends.
+    let through = Keep::default();
+    let obs = isolated("pipeline")
+        .span_processor(opentelemetry_sdk::trace::SimpleSpanProcessor::new(
+            through.clone(),
+        ))
+        .build()
+        .unwrap();
+    let addr = serve(users().layer(obs.layer())).await;
+    call(&format!("http://{addr}/users/2"), &[("traceparent", &tp)]).await;
+    let got = eventually(Duration::from_secs(5), || {
+        let spans = through.0.lock().unwrap().clone();
+        (!spans.is_empty()).then_some(spans)
+    })
+    .await
+    .unwrap();
+    assert_eq!(got[0].span_context.trace_id().to_string(), TRACE);
+    assert_eq!(got[0].parent_span_id.to_string(), CALLER);
+    assert!(got[0].parent_span_is_remote);
+}
