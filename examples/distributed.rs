@@ -19,7 +19,7 @@ use std::time::Duration;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -64,32 +64,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let frontend = Router::new()
         .route(
             "/checkout/{id}",
-            get(
-                move |Path(id): Path<u64>, Extension(ctx): Extension<RequestContext>| {
-                    let mut http = http.clone();
-                    async move {
-                        tracing::info!(order = id, "checking out");
-                        let req = http::Request::get(format!("http://{back_addr}/price/{id}"))
-                            .body(Full::new(Bytes::new()))
-                            .expect("a valid request");
-                        let res = http.call(req).await.map_err(|e| {
-                            tracing::error!(error = %e, "backend unreachable");
-                            StatusCode::BAD_GATEWAY
-                        })?;
-                        let body = res
-                            .into_body()
-                            .collect()
-                            .await
-                            .map_err(|_| StatusCode::BAD_GATEWAY)?;
-                        let price: Value = serde_json::from_slice(&body.to_bytes())
-                            .map_err(|_| StatusCode::BAD_GATEWAY)?;
-                        Ok::<_, StatusCode>(Json(json!({
-                            "price": price,
-                            "trace_id": ctx.span.trace_id.to_string(),
-                        })))
-                    }
-                },
-            ),
+            get(move |Path(id): Path<u64>, ctx: RequestContext| {
+                let mut http = http.clone();
+                async move {
+                    tracing::info!(order = id, "checking out");
+                    let req = http::Request::get(format!("http://{back_addr}/price/{id}"))
+                        .body(Full::new(Bytes::new()))
+                        .expect("a valid request");
+                    let res = http.call(req).await.map_err(|e| {
+                        tracing::error!(error = %e, "backend unreachable");
+                        StatusCode::BAD_GATEWAY
+                    })?;
+                    let body = res
+                        .into_body()
+                        .collect()
+                        .await
+                        .map_err(|_| StatusCode::BAD_GATEWAY)?;
+                    let price: Value = serde_json::from_slice(&body.to_bytes())
+                        .map_err(|_| StatusCode::BAD_GATEWAY)?;
+                    Ok::<_, StatusCode>(Json(json!({
+                        "price": price,
+                        "trace_id": ctx.span.trace_id.to_string(),
+                    })))
+                }
+            }),
         )
         .layer(frontend_obs.layer());
 

@@ -18,7 +18,7 @@ use crate::method::MethodLabel;
 use crate::metrics::series::Sample;
 use crate::observability::Shared;
 use crate::route::Route;
-use crate::trace::span::{RequestContext, ServerSpan};
+use crate::trace::span::ServerSpan;
 
 /// How an exchange ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,11 +86,6 @@ impl Exchange {
     /// The counter the request body wrapper adds to, if the request has a body.
     pub(crate) fn request_counter(&self) -> Option<Arc<AtomicU64>> {
         self.request_bytes.clone()
-    }
-
-    /// The trace context handlers see as a request extension.
-    pub(crate) fn request_context(&self) -> Option<RequestContext> {
-        self.span.as_ref().map(ServerSpan::request_context)
     }
 
     /// Makes the request's context current on this thread until the guard is dropped: its

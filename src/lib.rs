@@ -61,7 +61,7 @@
 //! `otlp`, spans are exported with OTLP (gRPC or HTTP/protobuf) through a bounded queue:
 //! a collector that is down or hangs never slows a request, and drops are counted in
 //! `tower_observability_spans_dropped_total`. Handlers read the context from the
-//! [`RequestContext`] request extension or [`trace::current`].
+//! [`RequestContext`] (an axum extractor, or [`trace::current_request`]).
 //!
 //! # Security headers and CORS
 //!

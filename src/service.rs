@@ -52,7 +52,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let exchange = Exchange::begin(&self.shared, &req);
         let policy = match self.shared.policy.as_ref() {
             None => None,
@@ -62,9 +62,6 @@ where
                 Verdict::Answer(res) => return ResponseFuture::answered(res, exchange),
             },
         };
-        if let Some(context) = exchange.as_ref().and_then(Exchange::request_context) {
-            req.extensions_mut().insert(context);
-        }
         let counter = exchange.as_ref().and_then(Exchange::request_counter);
         let req = req.map(|body| RequestBody::new(body, counter));
         let catch_panics = self.shared.catch_panics;

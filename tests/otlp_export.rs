@@ -612,7 +612,11 @@ async fn a_users_exporter_or_processor_gets_the_spans_and_untrusted_callers_beco
     // The same exporter cannot serve two layers.
     let builder = isolated("twice").span_exporter(Keep::default());
     assert!(builder.clone().build().is_ok());
-    assert!(builder.build().unwrap_err().to_string().contains("span_exporter"));
+    assert!(builder
+        .build()
+        .unwrap_err()
+        .to_string()
+        .contains("span_exporter"));
 
     // A processor of the application's own pipeline, handed each span as it ends.
     let through = Keep::default();

@@ -6,7 +6,6 @@ mod support;
 
 use std::sync::{Arc, Mutex};
 
-use axum::extract::Extension;
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
@@ -34,7 +33,7 @@ async fn get_with(uri: &str, headers: &[(&str, &str)]) -> (HeaderMap, Bytes) {
 }
 
 /// A handler that answers with the trace context it runs in, as `traceparent|request id`.
-async fn whoami(Extension(ctx): Extension<RequestContext>) -> String {
+async fn whoami(ctx: RequestContext) -> String {
     let current = trace::current().expect("the handler runs inside the request span");
     assert_eq!(current, ctx.span);
     format!(
@@ -167,7 +166,7 @@ async fn the_client_layer_carries_the_trace_downstream() {
     let frontend = Router::new()
         .route(
             "/outer",
-            get(move |Extension(ctx): Extension<RequestContext>| {
+            get(move |ctx: RequestContext| {
                 let mut downstream = downstream.clone();
                 async move {
                     let req = Request::get(format!("http://{backend_addr}/inner"))
@@ -222,8 +221,8 @@ async fn tracing_off_leaves_the_headers_alone() {
     let app = Router::new()
         .route(
             "/plain",
-            get(|ctx: Option<Extension<RequestContext>>| async move {
-                assert!(ctx.is_none() && trace::current().is_none());
+            get(|| async move {
+                assert!(trace::current_request().is_none() && trace::current().is_none());
                 "plain"
             }),
         )

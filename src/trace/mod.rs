@@ -30,7 +30,7 @@ use std::fmt;
 use http::HeaderMap;
 
 pub use client::{TraceClient, TraceClientFuture, TraceClientLayer};
-pub use current::current;
+pub use current::{current, current_request};
 pub use hex::Hex;
 #[cfg(feature = "otlp")]
 pub use otlp::{BatchSettings, OtlpProtocol, OtlpSettings};

@@ -11,9 +11,8 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// Longest request id taken from a caller; longer ones are replaced.
 const MAX_LEN: usize = 128;
 
-/// The id of one request, available to handlers in the
-/// [`RequestContext`](super::RequestContext) request extension and as `request_id` in log
-/// lines.
+/// The id of one request, available to handlers in the [`RequestContext`](super::RequestContext)
+/// and as `request_id` in log lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(Id);
 

@@ -70,7 +70,11 @@ impl TraceConfig {
     }
 }
 
-/// What a handler can read of its request's trace: `Extension<RequestContext>` in axum.
+/// What a handler can read of its request's trace: [`current_request`](super::current_request),
+/// or an axum extractor (`async fn handler(ctx: RequestContext)`).
+///
+/// Not a request extension: inserting one costs every request an allocation, and the
+/// context is current on the thread whenever the handler runs.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     /// The server span's context (pass it to work spawned off the request).
@@ -91,10 +95,10 @@ struct Capture {
 }
 
 pub(crate) struct ServerSpan {
-    context: SpanContext,
+    /// The span's context and the request id: what [`current`] hands out while polled.
+    current: RequestContext,
     parent: Option<SpanId>,
     link: Option<TraceParent>,
-    request_id: Option<RequestId>,
     span: tracing::Span,
     capture: Option<Box<Capture>>,
 }
@@ -146,10 +150,12 @@ impl ServerSpan {
             })
         });
         ServerSpan {
-            context,
+            current: RequestContext {
+                span: context,
+                request_id,
+            },
             parent,
             link,
-            request_id,
             span,
             capture,
         }
@@ -158,31 +164,27 @@ impl ServerSpan {
     /// The trace and span ids, for error reports that link to the trace.
     #[cfg(feature = "sentry")]
     pub(crate) fn ids(&self) -> ([u8; 16], [u8; 8]) {
-        (self.context.trace_id.0, self.context.span_id.0)
-    }
-
-    pub(crate) fn request_context(&self) -> RequestContext {
-        RequestContext {
-            span: self.context.clone(),
-            request_id: self.request_id.clone(),
-        }
+        (self.current.span.trace_id.0, self.current.span.span_id.0)
     }
 
     /// Enters the span (for `tracing` and for [`current`](super::current)) until dropped.
     pub(crate) fn enter(&self) -> Entered<'_> {
         Entered {
             _span: self.span.enter(),
-            _current: current::enter(&self.context),
+            _current: current::enter(&self.current),
         }
     }
 
     /// The response head is leaving: echo the request id, add `traceresponse` if asked.
     pub(crate) fn on_response(&self, config: &TraceConfig, headers: &mut HeaderMap) {
-        if let (Some(id), Some(name)) = (&self.request_id, &config.request_id) {
+        if let (Some(id), Some(name)) = (&self.current.request_id, &config.request_id) {
             headers.entry(name).or_insert_with(|| id.header_value());
         }
         if config.traceresponse {
-            headers.insert(TRACERESPONSE, self.context.traceparent().to_header_value());
+            headers.insert(
+                TRACERESPONSE,
+                self.current.span.traceparent().to_header_value(),
+            );
         }
     }
 
@@ -218,7 +220,7 @@ impl ServerSpan {
         } = *capture;
         sink.submit(FinishedSpan {
             kind: Kind::Server,
-            context: self.context.clone(),
+            context: self.current.span.clone(),
             parent: self.parent.map(|p| (p, true)),
             link: self.link,
             method,
@@ -228,7 +230,7 @@ impl ServerSpan {
             user_agent,
             host,
             peer,
-            request_id: self.request_id.take(),
+            request_id: self.current.request_id.take(),
             grpc_call,
             start,
             end: start + started.elapsed(),
@@ -270,4 +272,21 @@ fn peer_address<B>(req: &Request<B>) -> Option<SocketAddr> {
         return Some(info.0);
     }
     req.extensions().get::<SocketAddr>().copied()
+}
+
+/// `async fn handler(ctx: RequestContext)`: the context of the request being served;
+/// rejected with a 500 when the handler is not behind the observability layer.
+#[cfg(feature = "axum")]
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestContext {
+    type Rejection = (http::StatusCode, &'static str);
+
+    async fn from_request_parts(
+        _parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        super::current_request().ok_or((
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+            "RequestContext needs the observability layer with tracing on",
+        ))
+    }
 }
