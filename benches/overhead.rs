@@ -62,6 +62,7 @@ fn scenarios() -> Vec<(&'static str, Router)> {
             .tracing(false),
     );
     let tracing = ours(tracing_builder());
+    let _ = TRACING.set(tracing);
     #[allow(unused_mut)]
     let mut scenarios = vec![
         ("bare", app()),
@@ -88,14 +89,24 @@ fn scenarios() -> Vec<(&'static str, Router)> {
     scenarios
 }
 
+/// The metrics+tracing layer, flushed at the end of an instruction count.
+static TRACING: std::sync::OnceLock<&'static Observability> = std::sync::OnceLock::new();
+
 /// Metrics and tracing: every request sampled, its span captured and queued for an
 /// exporter that drops it (built with `--features otlp`; without it nothing is queued).
 fn tracing_builder() -> ObservabilityBuilder {
     let builder = Observability::builder("bench")
         .security_headers(SecurityHeaders::none())
         .sampler(tower_observability::trace::Sampler::AlwaysOn);
+    // A queue no run fills: under callgrind the exporter thread is scheduled rarely, and
+    // spans dropped for a full queue would make the count look cheaper than it is.
     #[cfg(feature = "otlp")]
-    let builder = builder.span_exporter(DropExporter);
+    let builder = builder.span_exporter(DropExporter).batch_settings(
+        tower_observability::trace::BatchSettings {
+            max_queue_size: 1 << 20,
+            ..Default::default()
+        },
+    );
     builder
 }
 
@@ -253,6 +264,11 @@ fn main() {
                 one_request(&router).await;
             }
         });
+        // Every span the run queued is converted and exported before counting stops, so
+        // the exporter thread's work is in the count, in proportion to the requests.
+        if let Some(obs) = TRACING.get() {
+            assert!(obs.flush_traces(std::time::Duration::from_secs(600)));
+        }
         return;
     }
     benches();

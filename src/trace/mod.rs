@@ -43,6 +43,9 @@ pub use tracestate::{TraceState, MAX_MEMBERS, TRACESTATE};
 /// `traceresponse`: the server's own span, for callers that asked for it (opt-in).
 pub const TRACERESPONSE: &str = "traceresponse";
 
+pub(crate) const TRACERESPONSE_NAME: http::HeaderName =
+    http::HeaderName::from_static(TRACERESPONSE);
+
 /// A 16-byte trace id; all zeros is invalid.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TraceId(pub [u8; 16]);
@@ -169,10 +172,13 @@ impl SpanContext {
     /// Writes `traceparent` (and `tracestate` when not empty) into outbound headers,
     /// replacing any already there.
     pub fn inject(&self, headers: &mut HeaderMap) {
-        headers.insert(TRACEPARENT, self.traceparent().to_header_value());
+        headers.insert(
+            traceparent::TRACEPARENT_NAME,
+            self.traceparent().to_header_value(),
+        );
         match self.state.to_header_value() {
-            Some(state) => headers.insert(TRACESTATE, state),
-            None => headers.remove(TRACESTATE),
+            Some(state) => headers.insert(tracestate::TRACESTATE_NAME, state),
+            None => headers.remove(&tracestate::TRACESTATE_NAME),
         };
     }
 

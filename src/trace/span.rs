@@ -12,7 +12,7 @@ use super::export::{FinishedSpan, Kind, SpanSink};
 use super::{
     RequestId, Sampler, SpanContext, SpanId, TraceFlags, TraceId, TraceParent, TraceState,
 };
-use super::{REQUEST_ID, TRACERESPONSE};
+use super::{REQUEST_ID, TRACERESPONSE_NAME};
 use crate::classify::Outcome;
 use crate::method::MethodLabel;
 use crate::route::Route;
@@ -100,7 +100,7 @@ pub(crate) struct ServerSpan {
     parent: Option<SpanId>,
     link: Option<TraceParent>,
     span: tracing::Span,
-    capture: Option<Box<Capture>>,
+    capture: Option<Capture>,
 }
 
 impl ServerSpan {
@@ -139,7 +139,7 @@ impl ServerSpan {
         );
         let capture = (context.flags.is_sampled() && config.sink.is_some()).then(|| {
             let headers = req.headers();
-            Box::new(Capture {
+            Capture {
                 method: req.method().clone(),
                 uri: req.uri().clone(),
                 version: req.version(),
@@ -147,7 +147,7 @@ impl ServerSpan {
                 host: headers.get(http::header::HOST).cloned(),
                 peer: peer_address(req),
                 start: SystemTime::now(),
-            })
+            }
         });
         ServerSpan {
             current: RequestContext {
@@ -182,7 +182,7 @@ impl ServerSpan {
         }
         if config.traceresponse {
             headers.insert(
-                TRACERESPONSE,
+                TRACERESPONSE_NAME,
                 self.current.span.traceparent().to_header_value(),
             );
         }
@@ -217,7 +217,7 @@ impl ServerSpan {
             host,
             peer,
             start,
-        } = *capture;
+        } = capture;
         sink.submit(FinishedSpan {
             kind: Kind::Server,
             context: self.current.span.clone(),

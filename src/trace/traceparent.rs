@@ -1,12 +1,15 @@
 //! The `traceparent` header (W3C Trace Context Level 1 and 2): parsed by the version-00
 //! rules, future versions included, and written into a stack buffer.
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{hex, SpanId, TraceFlags, TraceId};
 
 /// `traceparent`.
 pub const TRACEPARENT: &str = "traceparent";
+
+/// The header name, made once: looking up by `&str` parses the name on every request.
+pub(crate) const TRACEPARENT_NAME: HeaderName = HeaderName::from_static(TRACEPARENT);
 
 /// Length of a version-00 value: `00-` + 32 + `-` + 16 + `-` + 2.
 const LEN: usize = 55;
@@ -26,7 +29,7 @@ impl TraceParent {
     /// Reads the header from a request: exactly one valid `traceparent` line, else `None`
     /// (several lines are invalid: the caller's context is ambiguous).
     pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
-        let mut lines = headers.get_all(TRACEPARENT).iter();
+        let mut lines = headers.get_all(&TRACEPARENT_NAME).iter();
         let line = lines.next()?;
         if lines.next().is_some() {
             return None;

@@ -6,12 +6,15 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::traceparent::trim_ows;
 
 /// `tracestate`.
 pub const TRACESTATE: &str = "tracestate";
+
+/// The header name, made once (see `TRACEPARENT_NAME`).
+pub(crate) const TRACESTATE_NAME: HeaderName = HeaderName::from_static(TRACESTATE);
 
 /// At most this many members in a list.
 pub const MAX_MEMBERS: usize = 32;
@@ -29,7 +32,7 @@ pub struct TraceState(Option<Arc<str>>);
 impl TraceState {
     /// Reads every `tracestate` line of a request as one list; an invalid list is empty.
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        let mut lines = headers.get_all(TRACESTATE).iter();
+        let mut lines = headers.get_all(&TRACESTATE_NAME).iter();
         let Some(first) = lines.next() else {
             return TraceState::default();
         };
