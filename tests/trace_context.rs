@@ -198,6 +198,8 @@ async fn the_client_layer_carries_the_trace_downstream() {
     );
     assert!(outbound.flags.is_sampled());
     assert_eq!(TraceState::from_headers(&seen[0]).as_str(), "vendor=v");
+    // The served request's id (generated: the trace id) travels with the call.
+    assert_eq!(seen[0]["x-request-id"], TRACE);
 
     // Outside any request the client layer starts a new trace.
     let mut lone = ServiceBuilder::new()

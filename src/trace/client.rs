@@ -24,8 +24,9 @@ use crate::observability::Shared;
 /// Every call gets a client span (kind client, named by the method, with `url.full`
 /// without the query, `server.address`, `http.response.status_code`, status Error on 4xx
 /// and 5xx) under the request being served on this thread, or the root of a new trace, and
-/// carries it in `traceparent` (and the caller's `tracestate`). The span ends when the
-/// response head arrives.
+/// carries it in `traceparent` (and the caller's `tracestate`), with the served request's
+/// id in `x-request-id` unless the call sets one. The span ends when the response head
+/// arrives.
 ///
 /// ```
 /// use tower::ServiceBuilder;
@@ -125,7 +126,17 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = &self.shared.tracing;
-        let parent = current::current();
+        let served = current::current_request();
+        // The request id travels with the call, so every service's logs share it.
+        if let (Some(name), Some(id)) = (
+            &config.request_id,
+            served.as_ref().and_then(|r| r.request_id.as_ref()),
+        ) {
+            if !req.headers().contains_key(name) {
+                req.headers_mut().insert(name.clone(), id.header_value());
+            }
+        }
+        let parent = served.map(|r| r.span);
         let context = match &parent {
             Some(parent) => SpanContext {
                 span_id: super::SpanId::random(),
