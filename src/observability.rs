@@ -142,7 +142,7 @@ impl Observability {
             .tracing
             .sink
             .as_ref()
-            .map_or(true, |sink| sink.shutdown(timeout));
+            .is_none_or(|sink| sink.shutdown(timeout));
         #[cfg(feature = "sentry")]
         let events = self.flush_sentry(timeout.saturating_sub(started.elapsed()));
         #[cfg(not(feature = "sentry"))]
@@ -161,7 +161,7 @@ impl Observability {
         self.shared
             .sentry
             .as_ref()
-            .map_or(true, |reporter| reporter.flush(timeout))
+            .is_none_or(|reporter| reporter.flush(timeout))
     }
 
     /// The service's name, as recorded on `target_info`.
