@@ -4,6 +4,8 @@
 //! is down or hangs costs requests nothing and its drops are counted; a JSON log line
 //! written in a handler carries the exported span's trace id.
 
+#[path = "../examples/common/greeter.rs"]
+mod greeter;
 mod support;
 
 use std::collections::HashMap;
@@ -637,4 +639,86 @@ async fn a_users_exporter_or_processor_gets_the_spans_and_untrusted_callers_beco
     assert_eq!(got[0].span_context.trace_id().to_string(), TRACE);
     assert_eq!(got[0].parent_span_id.to_string(), CALLER);
     assert!(got[0].parent_span_is_remote);
+}
+
+#[tokio::test]
+async fn grpc_calls_become_server_and_client_spans_with_rpc_attributes() {
+    use greeter::{Greeter, GreeterClient, HelloRequest};
+    let kept = Keep::default();
+    let obs = isolated("greeter")
+        .span_exporter(kept.clone())
+        .build()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(obs.layer())
+            .add_service(Greeter)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    // The client layer works on a tonic channel too.
+    let mut client = GreeterClient::new(
+        ServiceBuilder::new()
+            .layer(obs.client_layer())
+            .service(channel),
+    );
+    let hello = |fail_with| HelloRequest {
+        name: "test".into(),
+        fail_with,
+    };
+    client.say_hello(hello(0)).await.unwrap();
+    assert_eq!(
+        client.say_hello(hello(14)).await.unwrap_err().code() as i32,
+        14
+    );
+    assert!(obs.flush_traces(Duration::from_secs(5)));
+    let spans = kept.0.lock().unwrap().clone();
+    let attr = |span: &opentelemetry_sdk::trace::SpanData, key: &str| {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    };
+    let servers: Vec<_> = spans
+        .iter()
+        .filter(|s| s.span_kind == opentelemetry::trace::SpanKind::Server)
+        .collect();
+    let clients: Vec<_> = spans
+        .iter()
+        .filter(|s| s.span_kind == opentelemetry::trace::SpanKind::Client)
+        .collect();
+    assert_eq!((servers.len(), clients.len()), (2, 2), "{spans:#?}");
+    for span in &servers {
+        assert_eq!(span.name, "POST /demo.Greeter/SayHello");
+        assert_eq!(attr(span, "rpc.system").as_deref(), Some("grpc"));
+        assert_eq!(attr(span, "rpc.service").as_deref(), Some("demo.Greeter"));
+        assert_eq!(attr(span, "rpc.method").as_deref(), Some("SayHello"));
+        assert_eq!(attr(span, "network.protocol.version").as_deref(), Some("2"));
+        // Each server span is the child of the client span that called it.
+        let caller = clients
+            .iter()
+            .find(|c| c.span_context.span_id() == span.parent_span_id)
+            .expect("a client span as parent");
+        assert_eq!(caller.span_context.trace_id(), span.span_context.trace_id());
+    }
+    let failed = servers
+        .iter()
+        .find(|s| attr(s, "rpc.grpc.status_code").as_deref() == Some("14"))
+        .expect("the UNAVAILABLE call");
+    assert!(matches!(
+        failed.status,
+        opentelemetry::trace::Status::Error { .. }
+    ));
+    assert_eq!(attr(failed, "error.type").as_deref(), Some("UNAVAILABLE"));
+    let ok = servers
+        .iter()
+        .find(|s| attr(s, "rpc.grpc.status_code").as_deref() == Some("0"))
+        .expect("the OK call");
+    assert_eq!(ok.status, opentelemetry::trace::Status::Unset);
 }
