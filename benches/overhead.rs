@@ -33,7 +33,7 @@ fn app() -> Router {
 
 /// Every scenario: a name and the router it serves. `bare` first: the others are read
 /// as ratios to it.
-fn scenarios() -> Vec<(&'static str, Router)> {
+fn scenarios() -> Vec<Scenario> {
     let ours = |b: ObservabilityBuilder| -> &'static Observability {
         let obs = b
             .metrics_backend(MetricsBackend::IsolatedPrometheus)
@@ -64,15 +64,15 @@ fn scenarios() -> Vec<(&'static str, Router)> {
     let tracing = ours(tracing_builder());
     let _ = TRACING.set(tracing);
     #[allow(unused_mut)]
-    let mut scenarios = vec![
-        ("bare", app()),
-        ("metrics", app().layer(metrics.layer())),
-        ("metrics+headers+cors", app().layer(headers_cors.layer())),
-        ("metrics+tracing", app().layer(tracing.layer())),
-        ("metrics+headers", app().layer(headers.layer())),
-        ("metrics+cors", app().layer(cors.layer())),
-        ("peer-metrics", peers::metrics(app())),
-        ("peer-headers+cors", peers::headers_cors(app())),
+    let mut scenarios: Vec<Scenario> = vec![
+        ("bare", app()).into(),
+        ("metrics", app().layer(metrics.layer())).into(),
+        ("metrics+headers+cors", app().layer(headers_cors.layer())).into(),
+        ("metrics+tracing", app().layer(tracing.layer())).into(),
+        ("metrics+headers", app().layer(headers.layer())).into(),
+        ("metrics+cors", app().layer(cors.layer())).into(),
+        ("peer-metrics", peers::metrics(app())).into(),
+        ("peer-headers+cors", peers::headers_cors(app())).into(),
     ];
     #[cfg(feature = "sentry")]
     {
@@ -84,10 +84,65 @@ fn scenarios() -> Vec<(&'static str, Router)> {
                 .tracing(false)
                 .sentry_dsn("http://public@127.0.0.1:9/1"),
         );
-        scenarios.push(("metrics+sentry", app().layer(sentry.layer())));
+        scenarios.push(("metrics+sentry", app().layer(sentry.layer())).into());
     }
+    #[cfg(all(feature = "sentry", feature = "otlp"))]
+    {
+        // Every feature on, the same policy as the peer stack below.
+        let all = ours(
+            tracing_builder()
+                .cors(policy())
+                .sentry_dsn("http://public@127.0.0.1:9/1"),
+        );
+        let _ = ALL.set(all);
+        scenarios.push(("all", app().layer(all.layer())).into());
+    }
+    let (router, dispatch) = peers_all::all(app());
+    scenarios.push(Scenario {
+        name: "peer-all",
+        router,
+        dispatch: Some(dispatch),
+    });
     scenarios
 }
+
+/// One benchmarked service: its name, its router and, for the peer stack, the tracing
+/// subscriber it needs (set for its requests only, so it never sees ours).
+struct Scenario {
+    name: &'static str,
+    router: Router,
+    dispatch: Option<tracing::Dispatch>,
+}
+
+impl From<(&'static str, Router)> for Scenario {
+    fn from((name, router): (&'static str, Router)) -> Self {
+        Scenario {
+            name,
+            router,
+            dispatch: None,
+        }
+    }
+}
+
+impl Scenario {
+    /// Runs `f` with this scenario's subscriber, if it has one.
+    fn with<T>(&self, f: impl FnOnce() -> T) -> T {
+        match &self.dispatch {
+            Some(dispatch) => tracing::dispatcher::with_default(dispatch, f),
+            None => f(),
+        }
+    }
+}
+
+fn find(name: &str) -> Scenario {
+    scenarios()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no scenario {name:?}"))
+}
+
+/// The all-features layer, flushed at the end of an instruction count.
+static ALL: std::sync::OnceLock<&'static Observability> = std::sync::OnceLock::new();
 
 /// The metrics+tracing layer, flushed at the end of an instruction count.
 static TRACING: std::sync::OnceLock<&'static Observability> = std::sync::OnceLock::new();
@@ -138,15 +193,20 @@ const ORIGIN: &str = "https://app.example.com";
 
 /// What service authors assemble from crates.io today for the same features.
 mod peers {
+    use std::sync::OnceLock;
+
     use axum::Router;
     use http::{header, HeaderName, HeaderValue, Method};
     use tower_http::cors::{AllowOrigin, CorsLayer};
     use tower_http::set_header::SetResponseHeaderLayer;
 
     /// axum-prometheus, the most used metrics layer for axum.
+    /// It installs a global recorder, which can happen once per process: every scenario
+    /// using it shares the one layer.
     pub(super) fn metrics(app: Router) -> Router {
-        let (layer, _handle) = axum_prometheus::PrometheusMetricLayer::pair();
-        app.layer(layer)
+        static LAYER: OnceLock<axum_prometheus::PrometheusMetricLayer<'static>> = OnceLock::new();
+        let layer = LAYER.get_or_init(|| axum_prometheus::PrometheusMetricLayer::pair().0);
+        app.layer(layer.clone())
     }
 
     /// tower-http's CorsLayer with the same allowlist, and six header layers with the
@@ -180,6 +240,91 @@ mod peers {
     }
 }
 
+/// The whole peer stack: tower-http's TraceLayer with W3C extraction feeding
+/// tracing-opentelemetry (every request sampled, an exporter that drops), axum-prometheus,
+/// tower-http's CorsLayer and six header layers, and sentry-tower's two layers with a
+/// transport that drops.
+mod peer_all {
+    use std::sync::Arc;
+
+    use axum::Router;
+    use opentelemetry::propagation::{Extractor, TextMapPropagator};
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::propagation::TraceContextPropagator;
+    use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+    use tower_http::trace::TraceLayer;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[derive(Debug)]
+    struct DropExporter;
+
+    impl SpanExporter for DropExporter {
+        async fn export(&self, batch: Vec<SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
+            std::hint::black_box(batch);
+            Ok(())
+        }
+    }
+
+    struct Headers<'a>(&'a http::HeaderMap);
+
+    impl Extractor for Headers<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key).and_then(|v| v.to_str().ok())
+        }
+        fn keys(&self) -> Vec<&str> {
+            self.0.keys().map(|k| k.as_str()).collect()
+        }
+    }
+
+    struct DropTransport;
+
+    impl sentry_core::Transport for DropTransport {
+        fn send_envelope(&self, envelope: sentry_core::Envelope) {
+            std::hint::black_box(envelope);
+        }
+    }
+
+    pub(super) fn all(app: Router) -> (Router, tracing::Dispatch) {
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(DropExporter)
+            .build();
+        let tracer = provider.tracer("peer");
+        std::mem::forget(provider);
+        let dispatch = tracing::Dispatch::new(
+            tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer)),
+        );
+        let mut options = sentry_core::ClientOptions::default();
+        options.dsn = "http://public@127.0.0.1:9/1".parse().ok();
+        options.transport = Some(Arc::new(|_: &sentry_core::ClientOptions| {
+            Arc::new(DropTransport) as Arc<dyn sentry_core::Transport>
+        }));
+        let client = sentry_core::Client::from(options);
+        sentry_core::Hub::main().bind_client(Some(Arc::new(client)));
+        let trace = TraceLayer::new_for_http().make_span_with(|req: &http::Request<_>| {
+            let parent = TraceContextPropagator::new().extract(&Headers(req.headers()));
+            let span = tracing::info_span!(
+                "request",
+                otel.kind = "server",
+                http.request.method = %req.method(),
+                url.path = req.uri().path(),
+                http.response.status_code = tracing::field::Empty,
+            );
+            let _ = span.set_parent(parent);
+            span
+        });
+        let app = super::peers::headers_cors(super::peers::metrics(app))
+            .layer(trace)
+            .layer(sentry_tower::SentryHttpLayer::new().enable_transaction())
+            .layer(sentry_tower::NewSentryLayer::<
+                http::Request<axum::body::Body>,
+            >::new_from_top());
+        (app, dispatch)
+    }
+}
+
+use peer_all as peers_all;
+
 /// One request through the router, body read to the end (the layer records at the end).
 async fn one_request(router: &Router) {
     let req = Request::get("/users/42")
@@ -204,8 +349,10 @@ fn overhead(c: &mut Criterion) {
     // Some peer layers spawn tasks when built.
     let _guard = rt.enter();
     let mut group = c.benchmark_group("per_request");
-    for (name, router) in scenarios() {
-        group.bench_function(name, |b| b.iter(|| rt.block_on(one_request(&router))));
+    for scenario in scenarios() {
+        group.bench_function(scenario.name, |b| {
+            b.iter(|| scenario.with(|| rt.block_on(one_request(&scenario.router))))
+        });
     }
     group.finish();
 }
@@ -221,14 +368,15 @@ fn serve(name: &str, addr: &str) {
         .build()
         .unwrap();
     let _guard = rt.enter();
-    let (_, router) = scenarios()
-        .into_iter()
-        .find(|(n, _)| *n == name)
-        .unwrap_or_else(|| panic!("no scenario {name:?}"));
+    let scenario = find(name);
+    if let Some(dispatch) = &scenario.dispatch {
+        // Worker threads are not this thread: the peer's subscriber is the global one here.
+        let _ = tracing::dispatcher::set_global_default(dispatch.clone());
+    }
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         println!("serving {name} on {}", listener.local_addr().unwrap());
-        axum::serve(listener, router).await.unwrap();
+        axum::serve(listener, scenario.router).await.unwrap();
     });
 }
 
@@ -236,7 +384,7 @@ fn main() {
     if std::env::var_os("OVERHEAD_LIST").is_some() {
         let rt = runtime();
         let _guard = rt.enter();
-        scenarios().iter().for_each(|(name, _)| println!("{name}"));
+        scenarios().iter().for_each(|s| println!("{}", s.name));
         return;
     }
     if let (Ok(name), Ok(addr)) = (
@@ -253,20 +401,19 @@ fn main() {
             .unwrap_or(1000);
         let rt = runtime();
         let _guard = rt.enter();
-        let (_, router) = scenarios()
-            .into_iter()
-            .find(|(n, _)| *n == name)
-            .unwrap_or_else(|| panic!("no scenario {name:?}"));
-        rt.block_on(async {
-            // One warm-up request registers the label set, as in a running service.
-            one_request(&router).await;
-            for _ in 0..requests {
-                one_request(&router).await;
-            }
+        let scenario = find(&name);
+        scenario.with(|| {
+            rt.block_on(async {
+                // One warm-up request registers the label set, as in a running service.
+                one_request(&scenario.router).await;
+                for _ in 0..requests {
+                    one_request(&scenario.router).await;
+                }
+            })
         });
         // Every span the run queued is converted and exported before counting stops, so
         // the exporter thread's work is in the count, in proportion to the requests.
-        if let Some(obs) = TRACING.get() {
+        for obs in [TRACING.get(), ALL.get()].into_iter().flatten() {
             assert!(obs.flush_traces(std::time::Duration::from_secs(600)));
         }
         return;

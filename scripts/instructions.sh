@@ -22,13 +22,15 @@ fi
 low=${LOW:-2000}; high=${HIGH:-12000}
 count() { # scenario requests -> total instructions
   local out; out=$(mktemp)
-  OVERHEAD_SCENARIO=$1 OVERHEAD_REQUESTS=$2 valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" >/dev/null 2>&1
+  OVERHEAD_SCENARIO=$1 OVERHEAD_REQUESTS=$2 valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" >/dev/null 2>"$out.err" \
+    || { echo "scenario $1 failed:" >&2; tail -20 "$out.err" >&2; exit 1; }
+  rm -f "$out.err"
   grep -E '^summary:' "$out" | awk '{print $2}'; rm -f "$out"
 }
 declare -A per
 printf '%-16s %14s %14s\n' scenario "instr/request" "added vs bare"
 for s in "${scenarios[@]}"; do
-  a=$(count "$s" "$low"); b=$(count "$s" "$high")
+  a=$(count "$s" "$low") || exit 1; b=$(count "$s" "$high") || exit 1
   per[$s]=$(( (b - a) / (high - low) ))
   base=${per[bare]:-${per[$s]}}
   printf '%-16s %14d %14d\n' "$s" "${per[$s]}" $(( per[$s] - base ))

@@ -98,20 +98,10 @@ pub async fn eventually<T>(limit: Duration, mut check: impl FnMut() -> Option<T>
     }
 }
 
-/// Resident memory of this process, in bytes (Linux).
-pub fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kib * 1024
-}
+#[path = "../../benches/support/memory.rs"]
+mod memory;
+#[allow(unused_imports)] // Not every test binary measures memory.
+pub use memory::rss_bytes;
 
 /// The path of a Debian tool the test command installs, or a failure naming the package.
 pub fn tool(name: &str, package: &str) -> std::path::PathBuf {
