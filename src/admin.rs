@@ -61,7 +61,7 @@ impl AdminService {
         }
         match path {
             "/metrics" => {
-                let mut res = Response::new(Full::new(Bytes::from(self.obs.render_metrics())));
+                let mut res = Response::new(Full::new(self.obs.render_metrics_bytes()));
                 res.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static(PROMETHEUS_TEXT),

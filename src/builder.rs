@@ -458,7 +458,7 @@ impl ObservabilityBuilder {
         };
         #[cfg(feature = "sentry")]
         let sentry_dsn = crate::sentry::Reporter::check(&self.sentry)?;
-        let (sink, prometheus) =
+        let (sink, exposition) =
             open_backend(&self.backend, &self.duration_buckets, &self.size_buckets);
         if let Some(cors) = &mut cors {
             cors.register(&sink);
@@ -490,7 +490,8 @@ impl ObservabilityBuilder {
             routes: RouteResolver::new(self.route_limit, self.route_fn),
             excluded,
             catch_panics: self.catch_panics,
-            prometheus,
+            exposition,
+            scrape_buffer: Default::default(),
             readiness: Readiness::new(true),
             policy: ResponsePolicy::new(headers, cors),
         }))

@@ -40,7 +40,9 @@ pub(crate) struct Exchange {
     grpc_status: Option<GrpcCode>,
     response_bytes: u64,
     end: Option<End>,
-    span: Option<ServerSpan>,
+    /// Boxed: a span is 400 bytes, which every request would otherwise move around
+    /// (the future and the body carry the exchange), tracing on or off.
+    span: Option<Box<ServerSpan>>,
     /// The request's Sentry hub and what an event needs of the request (DSN set only).
     #[cfg(feature = "sentry")]
     report: Option<Box<crate::sentry::RequestReport>>,
@@ -62,10 +64,14 @@ impl Exchange {
         metrics.active(method).increment(1.0);
         // Bodiless requests (most GETs) need no shared counter.
         let request_bytes = (!req.body().is_end_stream()).then(|| Arc::new(AtomicU64::new(0)));
-        let span = shared
-            .tracing
-            .enabled
-            .then(|| ServerSpan::begin(&shared.tracing, req, method, &resolved.route));
+        let span = shared.tracing.enabled.then(|| {
+            Box::new(ServerSpan::begin(
+                &shared.tracing,
+                req,
+                method,
+                &resolved.route,
+            ))
+        });
         Some(Exchange {
             shared: shared.clone(),
             start,
@@ -93,7 +99,7 @@ impl Exchange {
     /// future and body.
     pub(crate) fn enter(&self) -> Entered<'_> {
         Entered {
-            _span: self.span.as_ref().map(ServerSpan::enter),
+            _span: self.span.as_deref().map(ServerSpan::enter),
             #[cfg(feature = "sentry")]
             _report: self.report.as_ref().map(|report| report.enter()),
         }
@@ -194,7 +200,7 @@ impl Drop for Exchange {
         };
         let outcome = Outcome::classify(self.status, self.grpc_call, self.grpc_status, failure);
         let sample = Sample {
-            seconds: self.start.elapsed().as_secs_f64(),
+            nanos: u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX),
             request_bytes: self
                 .request_bytes
                 .as_ref()
@@ -234,4 +240,15 @@ pub(crate) struct Entered<'a> {
     _span: Option<crate::trace::span::Entered<'a>>,
     #[cfg(feature = "sentry")]
     _report: Option<crate::sentry::Entered>,
+}
+
+#[cfg(test)]
+mod tests {
+    /// The exchange rides in every response future and body, and is moved with them:
+    /// what it holds inline, every request copies, tracing on or off.
+    #[test]
+    fn the_exchange_stays_small() {
+        let size = std::mem::size_of::<super::Exchange>();
+        assert!(size <= 96, "Exchange is {size} bytes: box what grew");
+    }
 }

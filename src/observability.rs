@@ -5,14 +5,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use metrics_exporter_prometheus::PrometheusHandle;
-
 use crate::builder::ObservabilityBuilder;
 use crate::error::BuildError;
 use crate::exclude::PathFilter;
 use crate::layer::ObservabilityLayer;
+use crate::metrics::exposition::ScrapeBuffer;
 use crate::metrics::process::ProcessStats;
-use crate::metrics::{HttpMetrics, ServiceInfo};
+use crate::metrics::{Exposition, HttpMetrics, ServiceInfo};
 use crate::response_policy::ResponsePolicy;
 use crate::route::RouteResolver;
 use crate::trace::span::TraceConfig;
@@ -28,7 +27,9 @@ pub(crate) struct Shared {
     pub(crate) routes: RouteResolver,
     pub(crate) excluded: PathFilter,
     pub(crate) catch_panics: bool,
-    pub(crate) prometheus: Option<PrometheusHandle>,
+    pub(crate) exposition: Exposition,
+    /// The buffer `/metrics` renders into, reused between scrapes.
+    pub(crate) scrape_buffer: ScrapeBuffer,
     pub(crate) readiness: Readiness,
     /// Security headers and CORS; `None` when both are off.
     pub(crate) policy: Option<Arc<ResponsePolicy>>,
@@ -103,7 +104,7 @@ impl Observability {
 
     pub(crate) fn start(shared: Shared) -> Self {
         let shared = Arc::new(shared);
-        if shared.prometheus.is_some() {
+        if shared.exposition.is_some() {
             spawn_upkeep(Arc::downgrade(&shared));
         }
         Observability { shared }
@@ -177,14 +178,22 @@ impl Observability {
     /// The metrics in the Prometheus text format, as `/metrics` serves them: the registry
     /// (when the backend has one) followed by the process metrics.
     pub fn render_metrics(&self) -> String {
-        let mut out = self
-            .shared
-            .prometheus
-            .as_ref()
-            .map(PrometheusHandle::render)
-            .unwrap_or_default();
-        ProcessStats::read().render(&mut out);
-        out
+        self.shared
+            .scrape_buffer
+            .render_owned(|out| self.render_into(out))
+    }
+
+    /// [`render_metrics`](Self::render_metrics) into a buffer reused from one scrape to
+    /// the next, as the admin endpoint serves it.
+    pub(crate) fn render_metrics_bytes(&self) -> bytes::Bytes {
+        self.shared
+            .scrape_buffer
+            .render(|out| self.render_into(out))
+    }
+
+    fn render_into(&self, out: &mut String) {
+        self.shared.exposition.render(out);
+        ProcessStats::read().render(out);
     }
 }
 
@@ -195,9 +204,7 @@ fn spawn_upkeep(shared: Weak<Shared>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        if let Some(handle) = &shared.prometheus {
-            handle.run_upkeep();
-        }
+        shared.exposition.run_upkeep();
     };
     if let Err(e) = std::thread::Builder::new()
         .name("tower-observability-upkeep".into())

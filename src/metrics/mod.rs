@@ -1,6 +1,8 @@
 //! RED metrics: where they are recorded (the [`MetricsBackend`]), their names
 //! ([`names`]) and the handles cached per label set.
 
+pub(crate) mod exposition;
+pub(crate) mod histogram;
 pub mod names;
 pub(crate) mod process;
 pub(crate) mod series;
@@ -11,6 +13,9 @@ use metrics::{Counter, Gauge, Histogram, Label, Unit};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
+
+pub(crate) use exposition::Exposition;
+use histogram::HttpHistograms;
 
 use crate::method::MethodLabel;
 use names::*;
@@ -82,14 +87,81 @@ pub fn prometheus_builder(duration_buckets: &[f64], size_buckets: &[f64]) -> Pro
 
 /// The recorder the crate registered its handles with.
 pub(crate) enum Sink {
-    Own(Arc<PrometheusRecorder>),
+    /// A Prometheus registry the crate owns: the HTTP histograms are kept by the crate
+    /// ([`histogram`]), everything else by the exporter's recorder.
+    Own(Arc<Registry>),
+    /// The application's recorder, through the `metrics` facade.
     Global,
+}
+
+/// A registry the crate owns: the exporter's recorder and the crate's own histograms,
+/// rendered together.
+pub(crate) struct Registry {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    pub(crate) histograms: HttpHistograms,
+}
+
+impl Registry {
+    fn new(duration_buckets: &[f64], size_buckets: &[f64]) -> Self {
+        let recorder = prometheus_builder(duration_buckets, size_buckets).build_recorder();
+        Registry {
+            handle: recorder.handle(),
+            recorder,
+            histograms: HttpHistograms::new(duration_buckets, size_buckets),
+        }
+    }
+
+    /// Appends the exposition: the exporter's metrics, then the crate's histograms.
+    pub(crate) fn render(&self, out: &mut String) {
+        out.push_str(&self.handle.render());
+        self.histograms.render(out);
+    }
+
+    /// Folds the exporter's queued histogram samples into buckets.
+    pub(crate) fn run_upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+}
+
+/// The global recorder: the crate's registry, installed by [`open_backend`].
+struct Installed(Arc<Registry>);
+
+impl metrics::Recorder for Installed {
+    fn describe_counter(
+        &self,
+        key: metrics::KeyName,
+        unit: Option<Unit>,
+        d: metrics::SharedString,
+    ) {
+        self.0.recorder.describe_counter(key, unit, d)
+    }
+    fn describe_gauge(&self, key: metrics::KeyName, unit: Option<Unit>, d: metrics::SharedString) {
+        self.0.recorder.describe_gauge(key, unit, d)
+    }
+    fn describe_histogram(
+        &self,
+        key: metrics::KeyName,
+        unit: Option<Unit>,
+        d: metrics::SharedString,
+    ) {
+        self.0.recorder.describe_histogram(key, unit, d)
+    }
+    fn register_counter(&self, key: &metrics::Key, m: &metrics::Metadata<'_>) -> Counter {
+        self.0.recorder.register_counter(key, m)
+    }
+    fn register_gauge(&self, key: &metrics::Key, m: &metrics::Metadata<'_>) -> Gauge {
+        self.0.recorder.register_gauge(key, m)
+    }
+    fn register_histogram(&self, key: &metrics::Key, m: &metrics::Metadata<'_>) -> Histogram {
+        self.0.recorder.register_histogram(key, m)
+    }
 }
 
 impl Sink {
     fn with<T>(&self, f: impl FnOnce() -> T) -> T {
         match self {
-            Sink::Own(recorder) => metrics::with_local_recorder(&**recorder, f),
+            Sink::Own(registry) => metrics::with_local_recorder(&registry.recorder, f),
             Sink::Global => f(),
         }
     }
@@ -107,34 +179,36 @@ impl Sink {
     }
 }
 
-/// The Prometheus recorder this crate installed globally, shared by every layer built later.
-static INSTALLED: Mutex<Option<Arc<PrometheusRecorder>>> = Mutex::new(None);
+/// The registry this crate installed globally, shared by every layer built later.
+static INSTALLED: Mutex<Option<Arc<Registry>>> = Mutex::new(None);
 
-/// Resolves a backend to the recorder handles are registered with and the handle `/metrics`
-/// renders.
+/// Resolves a backend to where handles are registered and what `/metrics` renders.
 pub(crate) fn open_backend(
     backend: &MetricsBackend,
     duration_buckets: &[f64],
     size_buckets: &[f64],
-) -> (Sink, Option<PrometheusHandle>) {
-    let build = || Arc::new(prometheus_builder(duration_buckets, size_buckets).build_recorder());
+) -> (Sink, Exposition) {
+    let build = || Arc::new(Registry::new(duration_buckets, size_buckets));
     match backend {
         MetricsBackend::IsolatedPrometheus => {
-            let recorder = build();
-            let handle = recorder.handle();
-            (Sink::Own(recorder), Some(handle))
+            let registry = build();
+            (Sink::Own(registry.clone()), Exposition::Own(registry))
         }
-        MetricsBackend::Global { render } => (Sink::Global, render.clone()),
+        MetricsBackend::Global { render } => (
+            Sink::Global,
+            render.clone().map_or(Exposition::None, Exposition::Handle),
+        ),
         MetricsBackend::InstallPrometheus => {
             let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(recorder) = installed.as_ref() {
-                let handle = recorder.handle();
-                return (Sink::Own(recorder.clone()), Some(handle));
+            if let Some(registry) = installed.as_ref() {
+                return (
+                    Sink::Own(registry.clone()),
+                    Exposition::Own(registry.clone()),
+                );
             }
-            let recorder = build();
-            let handle = recorder.handle();
-            if metrics::set_global_recorder(recorder.clone()).is_ok() {
-                *installed = Some(recorder.clone());
+            let registry = build();
+            if metrics::set_global_recorder(Installed(registry.clone())).is_ok() {
+                *installed = Some(registry.clone());
             } else {
                 tracing::warn!(
                     "a metrics recorder is already installed: tower-observability records into \
@@ -142,7 +216,7 @@ pub(crate) fn open_backend(
                      record into the application's recorder instead"
                 );
             }
-            (Sink::Own(recorder), Some(handle))
+            (Sink::Own(registry.clone()), Exposition::Own(registry))
         }
     }
 }

@@ -1,10 +1,11 @@
 //! Metric handles cached per label set, so a request records without building strings.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use metrics::{Histogram, Label};
 
+use super::histogram::{self, LabelText, NANOS_PER_SECOND};
 use super::names::*;
 use super::Sink;
 use crate::classify::{ErrorType, Outcome};
@@ -12,15 +13,32 @@ use crate::method::MethodLabel;
 
 /// The histograms of one (route, method, status, error type) label set.
 pub(crate) struct Series {
-    duration: Histogram,
-    request_size: Histogram,
-    response_size: Histogram,
-    rpc_duration: Option<Histogram>,
+    duration: Handle,
+    request_size: Handle,
+    response_size: Handle,
+    rpc_duration: Option<Handle>,
+}
+
+/// One histogram of a label set: kept by the crate, or the application's recorder's.
+enum Handle {
+    Own(Arc<histogram::Series>),
+    /// Through the facade, with the recorded units per exposed unit.
+    Facade(Histogram, f64),
+}
+
+impl Handle {
+    #[inline]
+    fn record(&self, value: u64) {
+        match self {
+            Handle::Own(series) => series.record(value),
+            Handle::Facade(histogram, per_unit) => histogram.record(value as f64 / per_unit),
+        }
+    }
 }
 
 /// What one finished exchange records.
 pub(crate) struct Sample {
-    pub(crate) seconds: f64,
+    pub(crate) nanos: u64,
     pub(crate) request_bytes: u64,
     pub(crate) response_bytes: u64,
 }
@@ -61,39 +79,76 @@ impl SeriesCache {
 impl Series {
     fn register(sink: &Sink, route: &str, method: MethodLabel, outcome: &Outcome) -> Self {
         let error = outcome.error.map(error_label);
-        let mut labels = vec![
-            Label::new(LABEL_METHOD, method.as_str()),
-            Label::new(LABEL_ROUTE, route.to_owned()),
-            Label::new(LABEL_STATUS, outcome.status.to_string()),
-        ];
-        if let Some(error) = &error {
-            labels.push(Label::new(LABEL_ERROR_TYPE, error.clone()));
-        }
-        let rpc_duration = outcome.grpc.map(|code| {
-            let mut rpc = vec![
-                Label::new(LABEL_RPC_SYSTEM, "grpc"),
-                Label::new(LABEL_RPC_METHOD, route.trim_start_matches('/').to_owned()),
-                Label::new(LABEL_RPC_GRPC_STATUS, code.as_u8().to_string()),
-            ];
-            if let Some(error) = &error {
-                rpc.push(Label::new(LABEL_ERROR_TYPE, error.clone()));
+        let status = outcome.status.to_string();
+        let rpc_code = outcome.grpc.map(|code| code.as_u8().to_string());
+        let rpc_method = route.trim_start_matches('/');
+        match sink {
+            Sink::Own(registry) => {
+                let h = &registry.histograms;
+                let mut labels = LabelText::default();
+                labels.push(LABEL_METHOD, method.as_str());
+                labels.push(LABEL_ROUTE, route);
+                labels.push(LABEL_STATUS, &status);
+                if let Some(error) = &error {
+                    labels.push(LABEL_ERROR_TYPE, error);
+                }
+                let labels = labels.finish();
+                let rpc_duration = rpc_code.map(|code| {
+                    let mut rpc = LabelText::default();
+                    rpc.push(LABEL_RPC_SYSTEM, "grpc");
+                    rpc.push(LABEL_RPC_METHOD, rpc_method);
+                    rpc.push(LABEL_RPC_GRPC_STATUS, &code);
+                    if let Some(error) = &error {
+                        rpc.push(LABEL_ERROR_TYPE, error);
+                    }
+                    Handle::Own(h.rpc_duration.series(&rpc.finish()))
+                });
+                Series {
+                    duration: Handle::Own(h.duration.series(&labels)),
+                    request_size: Handle::Own(h.request_size.series(&labels)),
+                    response_size: Handle::Own(h.response_size.series(&labels)),
+                    rpc_duration,
+                }
             }
-            sink.histogram(RPC_SERVER_CALL_DURATION, rpc)
-        });
-        Series {
-            duration: sink.histogram(HTTP_SERVER_REQUEST_DURATION, labels.clone()),
-            request_size: sink.histogram(HTTP_SERVER_REQUEST_BODY_SIZE, labels.clone()),
-            response_size: sink.histogram(HTTP_SERVER_RESPONSE_BODY_SIZE, labels),
-            rpc_duration,
+            Sink::Global => {
+                let mut labels = vec![
+                    Label::new(LABEL_METHOD, method.as_str()),
+                    Label::new(LABEL_ROUTE, route.to_owned()),
+                    Label::new(LABEL_STATUS, status),
+                ];
+                if let Some(error) = &error {
+                    labels.push(Label::new(LABEL_ERROR_TYPE, error.clone()));
+                }
+                let rpc_duration = rpc_code.map(|code| {
+                    let mut rpc = vec![
+                        Label::new(LABEL_RPC_SYSTEM, "grpc"),
+                        Label::new(LABEL_RPC_METHOD, rpc_method.to_owned()),
+                        Label::new(LABEL_RPC_GRPC_STATUS, code),
+                    ];
+                    if let Some(error) = &error {
+                        rpc.push(Label::new(LABEL_ERROR_TYPE, error.clone()));
+                    }
+                    let h = sink.histogram(RPC_SERVER_CALL_DURATION, rpc);
+                    Handle::Facade(h, NANOS_PER_SECOND)
+                });
+                let histogram =
+                    |name, per_unit| Handle::Facade(sink.histogram(name, labels.clone()), per_unit);
+                Series {
+                    duration: histogram(HTTP_SERVER_REQUEST_DURATION, NANOS_PER_SECOND),
+                    request_size: histogram(HTTP_SERVER_REQUEST_BODY_SIZE, 1.0),
+                    response_size: histogram(HTTP_SERVER_RESPONSE_BODY_SIZE, 1.0),
+                    rpc_duration,
+                }
+            }
         }
     }
 
     fn record(&self, sample: &Sample) {
-        self.duration.record(sample.seconds);
-        self.request_size.record(sample.request_bytes as f64);
-        self.response_size.record(sample.response_bytes as f64);
+        self.duration.record(sample.nanos);
+        self.request_size.record(sample.request_bytes);
+        self.response_size.record(sample.response_bytes);
         if let Some(rpc) = &self.rpc_duration {
-            rpc.record(sample.seconds);
+            rpc.record(sample.nanos);
         }
     }
 }
