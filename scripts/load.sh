@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk" >&2; exit 1; }
-bin=$(cargo bench --bench overhead --no-run --message-format=json 2>/dev/null \
+bin=$(cargo bench --bench overhead --all-features --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import json,sys
 for l in sys.stdin:
     m=json.loads(l)
@@ -23,7 +23,8 @@ for s in "${scenarios[@]}"; do
   OVERHEAD_SERVE=$s OVERHEAD_ADDR=127.0.0.1:$port taskset -c 0 "$bin" >/dev/null 2>&1 &
   pid=$!
   for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/users/42" >/dev/null && break; sleep 0.1; done
-  out=$(taskset -c 1 wrk -t1 -c"$conns" -d"$duration" --latency "http://127.0.0.1:$port/users/42")
+  # The same request as the instruction counts: an allowlisted origin, so CORS does its work.
+  out=$(taskset -c 1 wrk -t1 -c"$conns" -d"$duration" --latency -H "Origin: https://app.example.com" "http://127.0.0.1:$port/users/42")
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p99=$(echo "$out" | awk '$1=="99%" {print $2}')
