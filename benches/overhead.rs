@@ -50,12 +50,15 @@ fn untraced() -> ObservabilityBuilder {
     Observability::builder("bench").tracing(false)
 }
 
+/// A scenario's name and how to build it.
+type Entry = (&'static str, fn() -> Scenario);
+
 /// Every scenario, by name, and how to build it: only the one measured is built, so an
 /// instruction count never includes another scenario's set-up. `bare` first: the others
 /// are read as ratios to it.
-fn catalogue() -> Vec<(&'static str, fn() -> Scenario)> {
+fn catalogue() -> Vec<Entry> {
     #[allow(unused_mut)]
-    let mut list: Vec<(&'static str, fn() -> Scenario)> = vec![
+    let mut list: Vec<Entry> = vec![
         ("bare", || app().into()),
         ("metrics", || {
             layered(ours(untraced().security_headers(SecurityHeaders::none())))
@@ -103,27 +106,40 @@ fn catalogue() -> Vec<(&'static str, fn() -> Scenario)> {
                 .sentry_dsn(DSN_DOWN);
             layered(flushed(ours(traced(all)), true))
         }));
-        // The same with the collector and Sentry down: spans go to a real OTLP exporter
-        // whose port is closed. Nothing may change but the exporter's failed attempts.
-        list.push(("all/collector-down", || {
-            let obs = ours(
-                Observability::builder("bench")
-                    .sampler(tower_observability::trace::Sampler::AlwaysOn)
-                    .otlp(tower_observability::trace::OtlpSettings {
-                        protocol: tower_observability::trace::OtlpProtocol::HttpProtobuf,
-                        endpoint: Some("http://127.0.0.1:9/v1/traces".into()),
-                        timeout: std::time::Duration::from_secs(1),
-                    })
-                    .batch_settings(big_queue())
-                    .cors(policy())
-                    .sentry_dsn(DSN_DOWN),
-            );
-            // Flushed too, so every span's conversion and failed export is counted; the
-            // flush itself reports the failure.
-            layered(flushed(obs, false))
+        // Every feature on with the real OTLP exporter (HTTP/protobuf), to a collector that
+        // is up (`OVERHEAD_OTLP_UP`, a receiver in another process, so its work is not
+        // counted; `scripts/instructions.sh` starts one) and to one that is down (a closed
+        // port). The two must cost the same within noise.
+        list.push(("all/otlp-up", || {
+            let endpoint = std::env::var("OVERHEAD_OTLP_UP")
+                .expect("OVERHEAD_OTLP_UP: the URL of a running OTLP/HTTP receiver");
+            otlp_to(endpoint, true)
+        }));
+        list.push(("all/otlp-down", || {
+            otlp_to("http://127.0.0.1:9/v1/traces".into(), false)
         }));
     }
     list
+}
+
+/// Every feature on, spans exported over OTLP/HTTP to `endpoint`; flushed at the end of a
+/// count, so every span's conversion and export attempt is counted.
+#[cfg(all(feature = "sentry", feature = "otlp"))]
+fn otlp_to(endpoint: String, up: bool) -> Scenario {
+    use tower_observability::trace::{OtlpProtocol, OtlpSettings, Sampler};
+    let obs = ours(
+        Observability::builder("bench")
+            .sampler(Sampler::AlwaysOn)
+            .otlp(OtlpSettings {
+                protocol: OtlpProtocol::HttpProtobuf,
+                endpoint: Some(endpoint),
+                timeout: std::time::Duration::from_secs(2),
+            })
+            .batch_settings(big_queue())
+            .cors(policy())
+            .sentry_dsn(DSN_DOWN),
+    );
+    layered(flushed(obs, up))
 }
 
 /// A Sentry DSN whose port nothing listens on.

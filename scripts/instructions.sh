@@ -24,6 +24,13 @@ if [ ${#scenarios[@]} -eq 0 ]; then
   scenarios=($(OVERHEAD_LIST=1 "$bin"))
 fi
 low=${LOW:-2000}; high=${HIGH:-12000}
+# The collector that is up, for the `all/otlp-up` scenario: another process, not counted.
+sink_out=$(mktemp)
+python3 scripts/otlp-sink.py --seconds 7200 >"$sink_out" &
+sink=$!
+trap 'kill $sink 2>/dev/null || true; rm -f "$sink_out"' EXIT
+for _ in $(seq 50); do [ -s "$sink_out" ] && break; sleep 0.1; done
+export OVERHEAD_OTLP_UP=$(head -1 "$sink_out")
 count() { # scenario requests -> counted instructions
   local dir; dir=$(mktemp -d)
   OVERHEAD_SCENARIO=$1 OVERHEAD_REQUESTS=$2 valgrind --tool=callgrind --separate-threads=yes \

@@ -16,7 +16,14 @@ if [ ${#scenarios[@]} -eq 0 ]; then
   scenarios=($(OVERHEAD_LIST=1 "$bin"))
 fi
 duration=${DURATION:-10s}; conns=${CONNECTIONS:-32}
-printf '%-16s %12s %10s %10s\n' scenario "req/s" "p99" "vs bare"
+# The collector that is up, for `all/otlp-up`: its own process, on wrk's core.
+sink_out=$(mktemp)
+taskset -c 1 python3 scripts/otlp-sink.py --seconds 3600 >"$sink_out" &
+sink=$!
+trap 'kill $sink 2>/dev/null || true; rm -f "$sink_out"' EXIT
+for _ in $(seq 50); do [ -s "$sink_out" ] && break; sleep 0.1; done
+export OVERHEAD_OTLP_UP=$(head -1 "$sink_out")
+printf '%-22s %12s %10s %10s\n' scenario "req/s" "p99" "vs bare"
 base=""
 for s in "${scenarios[@]}"; do
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -29,5 +36,5 @@ for s in "${scenarios[@]}"; do
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p99=$(echo "$out" | awk '$1=="99%" {print $2}')
   [ -n "$base" ] || base=$rps
-  printf '%-16s %12.0f %10s %9.0f%%\n' "$s" "$rps" "$p99" "$(python3 -c "print(100*$rps/$base)")"
+  printf '%-22s %12.0f %10s %9.0f%%\n' "$s" "$rps" "$p99" "$(python3 -c "print(100*$rps/$base)")"
 done
