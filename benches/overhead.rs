@@ -190,10 +190,15 @@ fn flushed(obs: &'static Observability, must_succeed: bool) -> &'static Observab
     obs
 }
 
-/// A queue no run fills: under callgrind the exporter thread is scheduled rarely, and
-/// spans dropped for a full queue would make the count look cheaper than it is.
+/// For instruction counts, a queue no run fills: under callgrind the exporter thread is
+/// scheduled rarely, and spans dropped for a full queue would make the count look cheaper
+/// than it is. Under load (`OVERHEAD_SERVE`), the crate's defaults, as in production: a
+/// full queue drops and counts, and a collector that is down never piles spans up.
 #[cfg(feature = "otlp")]
 fn big_queue() -> tower_observability::trace::BatchSettings {
+    if std::env::var_os("OVERHEAD_SERVE").is_some() {
+        return Default::default();
+    }
     tower_observability::trace::BatchSettings {
         max_queue_size: 1 << 20,
         ..Default::default()
