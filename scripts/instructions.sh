@@ -12,25 +12,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind missing: apt-get install valgrind" >&2; exit 1; }
 # All features, so the scenarios of optional features (metrics+sentry, all, ...) exist.
-bin=$(cargo bench --bench overhead --all-features --no-run --message-format=json 2>/dev/null \
-  | python3 -c 'import json,sys
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="overhead" and m.get("executable"):
-        print(m["executable"])' | tail -1)
+source scripts/bench-common.sh
+bin=$(overhead_binary)
+# The collector that is up, for the `all/otlp-up` scenario: another process, not counted.
+start_otlp_sink
 [ -x "$bin" ] || { echo "bench binary not built" >&2; exit 1; }
 scenarios=("$@")
 if [ ${#scenarios[@]} -eq 0 ]; then
   scenarios=($(OVERHEAD_LIST=1 "$bin"))
 fi
 low=${LOW:-2000}; high=${HIGH:-12000}
-# The collector that is up, for the `all/otlp-up` scenario: another process, not counted.
-sink_out=$(mktemp)
-python3 scripts/otlp-sink.py --seconds 7200 >"$sink_out" &
-sink=$!
-trap 'kill $sink 2>/dev/null || true; rm -f "$sink_out"' EXIT
-for _ in $(seq 50); do [ -s "$sink_out" ] && break; sleep 0.1; done
-export OVERHEAD_OTLP_UP=$(head -1 "$sink_out")
 count() { # scenario requests -> counted instructions
   local dir; dir=$(mktemp -d)
   OVERHEAD_SCENARIO=$1 OVERHEAD_REQUESTS=$2 valgrind --tool=callgrind --separate-threads=yes \

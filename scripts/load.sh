@@ -5,24 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk" >&2; exit 1; }
-bin=$(cargo bench --bench overhead --all-features --no-run --message-format=json 2>/dev/null \
-  | python3 -c 'import json,sys
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="overhead" and m.get("executable"):
-        print(m["executable"])' | tail -1)
+source scripts/bench-common.sh
+bin=$(overhead_binary)
+# The collector that is up, for `all/otlp-up`: its own process, on wrk's core.
+start_otlp_sink taskset -c 1
 scenarios=("$@")
 if [ ${#scenarios[@]} -eq 0 ]; then
   scenarios=($(OVERHEAD_LIST=1 "$bin"))
 fi
 duration=${DURATION:-10s}; conns=${CONNECTIONS:-32}
-# The collector that is up, for `all/otlp-up`: its own process, on wrk's core.
-sink_out=$(mktemp)
-taskset -c 1 python3 scripts/otlp-sink.py --seconds 3600 >"$sink_out" &
-sink=$!
-trap 'kill $sink 2>/dev/null || true; rm -f "$sink_out"' EXIT
-for _ in $(seq 50); do [ -s "$sink_out" ] && break; sleep 0.1; done
-export OVERHEAD_OTLP_UP=$(head -1 "$sink_out")
 # Rounds interleave the scenarios, so a slow patch of the machine hits them all alike;
 # each scenario's median round is reported.
 rounds=${ROUNDS:-3}

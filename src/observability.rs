@@ -177,6 +177,21 @@ impl Observability {
 
     /// The metrics in the Prometheus text format, as `/metrics` serves them: the registry
     /// (when the backend has one) followed by the process metrics.
+    ///
+    /// Each call returns a new `String`. To serve scrapes, prefer the admin endpoints
+    /// ([`admin_service`](Self::admin_service), `admin_router`, `serve_admin`): they
+    /// render into a buffer reused between scrapes, which for a large exposition (tens of
+    /// megabytes at thousands of routes) is about three times faster.
+    ///
+    /// ```
+    /// # use tower_observability::{MetricsBackend, Observability};
+    /// let obs = Observability::builder("api")
+    ///     .metrics_backend(MetricsBackend::IsolatedPrometheus)
+    ///     .build()?;
+    /// let text = obs.render_metrics();
+    /// assert!(text.contains("target_info{"));
+    /// # Ok::<(), tower_observability::BuildError>(())
+    /// ```
     pub fn render_metrics(&self) -> String {
         self.shared
             .scrape_buffer
