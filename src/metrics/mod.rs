@@ -97,14 +97,15 @@ pub(crate) enum Sink {
 /// A registry the crate owns: the exporter's recorder and the crate's own histograms,
 /// rendered together.
 pub(crate) struct Registry {
-    recorder: PrometheusRecorder,
+    recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
     pub(crate) histograms: HttpHistograms,
 }
 
 impl Registry {
     fn new(duration_buckets: &[f64], size_buckets: &[f64]) -> Self {
-        let recorder = prometheus_builder(duration_buckets, size_buckets).build_recorder();
+        let recorder =
+            Arc::new(prometheus_builder(duration_buckets, size_buckets).build_recorder());
         Registry {
             handle: recorder.handle(),
             recorder,
@@ -124,44 +125,10 @@ impl Registry {
     }
 }
 
-/// The global recorder: the crate's registry, installed by [`open_backend`].
-struct Installed(Arc<Registry>);
-
-impl metrics::Recorder for Installed {
-    fn describe_counter(
-        &self,
-        key: metrics::KeyName,
-        unit: Option<Unit>,
-        d: metrics::SharedString,
-    ) {
-        self.0.recorder.describe_counter(key, unit, d)
-    }
-    fn describe_gauge(&self, key: metrics::KeyName, unit: Option<Unit>, d: metrics::SharedString) {
-        self.0.recorder.describe_gauge(key, unit, d)
-    }
-    fn describe_histogram(
-        &self,
-        key: metrics::KeyName,
-        unit: Option<Unit>,
-        d: metrics::SharedString,
-    ) {
-        self.0.recorder.describe_histogram(key, unit, d)
-    }
-    fn register_counter(&self, key: &metrics::Key, m: &metrics::Metadata<'_>) -> Counter {
-        self.0.recorder.register_counter(key, m)
-    }
-    fn register_gauge(&self, key: &metrics::Key, m: &metrics::Metadata<'_>) -> Gauge {
-        self.0.recorder.register_gauge(key, m)
-    }
-    fn register_histogram(&self, key: &metrics::Key, m: &metrics::Metadata<'_>) -> Histogram {
-        self.0.recorder.register_histogram(key, m)
-    }
-}
-
 impl Sink {
     fn with<T>(&self, f: impl FnOnce() -> T) -> T {
         match self {
-            Sink::Own(registry) => metrics::with_local_recorder(&registry.recorder, f),
+            Sink::Own(registry) => metrics::with_local_recorder(&*registry.recorder, f),
             Sink::Global => f(),
         }
     }
@@ -207,7 +174,7 @@ pub(crate) fn open_backend(
                 );
             }
             let registry = build();
-            if metrics::set_global_recorder(Installed(registry.clone())).is_ok() {
+            if metrics::set_global_recorder(registry.recorder.clone()).is_ok() {
                 *installed = Some(registry.clone());
             } else {
                 tracing::warn!(
