@@ -20,6 +20,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The lint components, if this toolchain came without them.
+for component in rustfmt clippy; do
+  cmd=$([ "$component" = rustfmt ] && echo fmt || echo clippy)
+  cargo "$cmd" --version >/dev/null 2>&1 || rustup component add "$component"
+done
+
 echo "== fmt";    cargo fmt --all -- --check
 echo "== clippy"; cargo clippy --all-targets --all-features -- -D warnings
 echo "== default features build alone"; cargo check --quiet
