@@ -6,6 +6,15 @@
 //! client-side codes (`INVALID_ARGUMENT`, `NOT_FOUND`, ...) are not server errors. A request
 //! the client abandoned is recorded as `499` / `cancelled`, which is kept apart from server
 //! errors so SLOs can choose.
+//!
+//! gRPC-Web (`application/grpc-web*`) answers over HTTP/1.1 too, so a response that is not
+//! trailers-only carries its status inside the body, in a final frame flagged as trailers.
+//! The layer does not decode bodies: such a response counts as its head says, which is OK
+//! for a `200` and the gRPC mapping of the HTTP status otherwise (a `503` from a proxy is
+//! `UNAVAILABLE`). Trailers-only errors, the way servers fail a unary call, carry
+//! `grpc-status` in the head and are read exactly; a failure that only the body's trailer
+//! frame reports (a stream failing after messages) is not seen. Native gRPC has no such
+//! excuse: a response that ends without any `grpc-status` is `UNKNOWN`, as clients see it.
 
 use http::HeaderMap;
 
@@ -35,6 +44,7 @@ const GRPC_CODE_NAMES: [&str; 17] = [
 pub(crate) struct GrpcCode(u8);
 
 impl GrpcCode {
+    pub(crate) const OK: GrpcCode = GrpcCode(0);
     pub(crate) const UNKNOWN: GrpcCode = GrpcCode(2);
     pub(crate) const INTERNAL: GrpcCode = GrpcCode(13);
 
@@ -48,11 +58,17 @@ impl GrpcCode {
     }
 
     /// Reads `grpc-status` from a header map (response headers or trailers).
+    ///
+    /// The head of a gRPC-Web response without one says OK: its status, if any, is in the
+    /// body, which is not decoded (see the module docs); [`Outcome::classify`] still maps
+    /// a non-200 HTTP status.
     pub(crate) fn from_headers(headers: &HeaderMap) -> Option<Self> {
-        // An unparsable status is a broken server: UNKNOWN, as gRPC clients treat it.
-        headers
-            .get("grpc-status")
-            .map(|v| Self::parse(v.as_bytes()).unwrap_or(Self::UNKNOWN))
+        match headers.get("grpc-status") {
+            // An unparsable status is a broken server: UNKNOWN, as gRPC clients treat it.
+            Some(v) => Some(Self::parse(v.as_bytes()).unwrap_or(Self::UNKNOWN)),
+            None if grpc_protocol(headers) == Some(GrpcProtocol::Web) => Some(Self::OK),
+            None => None,
+        }
     }
 
     /// The code a gRPC client derives from an HTTP status when no `grpc-status` came
@@ -82,11 +98,39 @@ impl GrpcCode {
     }
 }
 
-/// Whether a request is a gRPC call: `content-type: application/grpc` or `application/grpc+...`.
+/// The two wire formats of gRPC over HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GrpcProtocol {
+    /// `application/grpc`, `application/grpc+proto`, ...: status in HTTP trailers.
+    Native,
+    /// `application/grpc-web`, `application/grpc-web-text`, with `+format` suffixes.
+    Web,
+}
+
+/// The gRPC format a `content-type` names, if any (media types ignore ASCII case).
+pub(crate) fn grpc_protocol(headers: &HeaderMap) -> Option<GrpcProtocol> {
+    const GRPC: &[u8] = b"application/grpc";
+    let value = headers.get(http::header::CONTENT_TYPE)?.as_bytes();
+    let rest = value
+        .get(GRPC.len()..)
+        .filter(|_| value[..GRPC.len()].eq_ignore_ascii_case(GRPC))?;
+    // The type ends, or a `+format` suffix or parameters follow.
+    let ends = |rest: &[u8]| matches!(rest.first(), None | Some(b'+' | b';' | b' '));
+    if ends(rest) {
+        return Some(GrpcProtocol::Native);
+    }
+    let web = rest.get(..4).filter(|w| w.eq_ignore_ascii_case(b"-web"))?;
+    let rest = &rest[web.len()..];
+    let rest = match rest.get(..5) {
+        Some(text) if text.eq_ignore_ascii_case(b"-text") => &rest[5..],
+        _ => rest,
+    };
+    ends(rest).then_some(GrpcProtocol::Web)
+}
+
+/// Whether a request is a gRPC call, native or gRPC-Web.
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    grpc_protocol(headers).is_some()
 }
 
 /// How an exchange ended, when it did not simply complete.
@@ -153,9 +197,10 @@ impl Outcome {
             (_, Some(Failure::Panic | Failure::ServiceError | Failure::BodyError)) => {
                 grpc_status.unwrap_or(GrpcCode::INTERNAL)
             }
-            (Some(code), None) => code,
+            // Only gRPC-Web's OK comes without a `grpc-status`: a non-200 head overrides it.
+            (Some(code), None) if status == 200 || code != GrpcCode::OK => code,
             (None, None) if status == 200 => GrpcCode::UNKNOWN,
-            (None, None) => GrpcCode::from_http_status(status),
+            (_, None) => GrpcCode::from_http_status(status),
         });
         let error = match (failure, grpc) {
             (Some(f), _) => Some(ErrorType::Failure(f)),
@@ -255,22 +300,78 @@ mod tests {
         assert_eq!(GrpcCode::from_headers(&trailers), Some(GrpcCode::UNKNOWN));
     }
 
+    fn content_type(ct: &[u8]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_bytes(ct).unwrap(),
+        );
+        h
+    }
+
     #[test]
     fn grpc_content_types() {
-        let mut h = HeaderMap::new();
-        assert!(!is_grpc(&h));
+        assert_eq!(grpc_protocol(&HeaderMap::new()), None);
         for ct in [
             "application/grpc",
             "application/grpc+proto",
-            "application/grpc-web",
+            "application/grpc+json",
+            "application/grpc; charset=utf-8",
+            "Application/GRPC",
         ] {
-            h.insert(http::header::CONTENT_TYPE, ct.parse().unwrap());
-            assert!(is_grpc(&h), "{ct}");
+            let native = Some(GrpcProtocol::Native);
+            assert_eq!(grpc_protocol(&content_type(ct.as_bytes())), native, "{ct}");
         }
-        h.insert(
-            http::header::CONTENT_TYPE,
-            "application/json".parse().unwrap(),
-        );
-        assert!(!is_grpc(&h));
+        for ct in [
+            "application/grpc-web",
+            "application/grpc-web+proto",
+            "application/grpc-web-text",
+            "application/grpc-web-text+proto",
+            "application/grpc-WEB",
+        ] {
+            let web = Some(GrpcProtocol::Web);
+            assert_eq!(grpc_protocol(&content_type(ct.as_bytes())), web, "{ct}");
+        }
+        for ct in [
+            &b"application/json"[..],
+            b"application/grpcx",
+            b"application/grpc-webby",
+            b"application/grpc-web-textual",
+            b"application/grp",
+            b"application/grpc\xff",
+            b"\xff\xfe",
+        ] {
+            let h = content_type(ct);
+            assert!(!is_grpc(&h), "{}", String::from_utf8_lossy(ct));
+        }
+    }
+
+    #[test]
+    fn grpc_web_status_comes_from_the_head_or_the_http_status() {
+        let web = content_type(b"application/grpc-web+proto");
+        // Status in the body, not decoded: the head says OK.
+        assert_eq!(GrpcCode::from_headers(&web), Some(GrpcCode::OK));
+        let ok = Outcome::classify(200, true, GrpcCode::from_headers(&web), None);
+        assert_eq!((ok.grpc, ok.error), (Some(GrpcCode::OK), None));
+        // Trailers-only: the status is in the head and read exactly.
+        let mut trailers_only = web.clone();
+        trailers_only.insert("grpc-status", "14".parse().unwrap());
+        let code = GrpcCode::from_headers(&trailers_only);
+        let failed = Outcome::classify(200, true, code, None);
+        assert_eq!(failed.error, Some(ErrorType::Grpc(GrpcCode(14))));
+        // A proxy's 503 without any status: the gRPC mapping of the HTTP status.
+        let proxy = Outcome::classify(503, true, GrpcCode::from_headers(&web), None);
+        assert_eq!(proxy.grpc.map(GrpcCode::name), Some("UNAVAILABLE"));
+        assert!(proxy.is_server_error());
+        let missing = Outcome::classify(404, true, GrpcCode::from_headers(&web), None);
+        assert_eq!(missing.grpc.map(GrpcCode::name), Some("UNIMPLEMENTED"));
+        // Native gRPC: no status anywhere is a broken server.
+        let native = content_type(b"application/grpc");
+        assert_eq!(GrpcCode::from_headers(&native), None);
+        // Trailers never carry a content-type: only a real status there counts.
+        assert_eq!(GrpcCode::from_headers(&HeaderMap::new()), None);
+        let mut bad = HeaderMap::new();
+        bad.insert("grpc-status", http::HeaderValue::from_bytes(b"\xff").unwrap());
+        assert_eq!(GrpcCode::from_headers(&bad), Some(GrpcCode::UNKNOWN));
     }
 }

@@ -147,18 +147,30 @@ fn cors(var: &impl Fn(&str) -> Option<String>) -> Result<Option<Cors>, BuildErro
             None => Ok(None),
         };
     };
+    // Compiled after each step, so an error names the variable that made it.
+    let check = |cors: &Cors, var: &str, value: &str| {
+        cors.compile()
+            .map(drop)
+            .map_err(|e| BuildError::env(var, value, e.to_string()))
+    };
     let mut cors = Cors::allow_origins(list(&origins));
+    check(&cors, ORIGINS, &origins)?;
     if let Some(v) = var(REFINE[0]) {
         cors = cors.allow_methods(list(&v));
+        check(&cors, REFINE[0], &v)?;
     }
     if let Some(v) = var(REFINE[1]) {
         cors = cors.allow_headers(list(&v));
+        check(&cors, REFINE[1], &v)?;
     }
     if let Some(v) = var(REFINE[2]) {
         cors = cors.expose_headers(list(&v));
+        check(&cors, REFINE[2], &v)?;
     }
     if let Some(v) = var(REFINE[3]) {
         cors = cors.allow_credentials(boolean(REFINE[3], &v)?);
+        // Credentials forbid the `*` the variables above may hold.
+        check(&cors, REFINE[3], &v)?;
     }
     if let Some(v) = var(REFINE[4]) {
         let secs = v.trim().parse::<u64>().ok().filter(|s| *s <= 86_400);
@@ -166,10 +178,8 @@ fn cors(var: &impl Fn(&str) -> Option<String>) -> Result<Option<Cors>, BuildErro
             BuildError::env(REFINE[4], &v, "expected whole seconds from 0 to 86400")
         })?;
         cors = cors.max_age(std::time::Duration::from_secs(secs));
+        check(&cors, REFINE[4], &v)?;
     }
-    // Checked here too, so the error names a variable rather than the builder setting.
-    cors.compile()
-        .map_err(|e| BuildError::env(ORIGINS, &origins, e.to_string()))?;
     Ok(Some(cors))
 }
 
@@ -359,21 +369,62 @@ mod tests {
         ] {
             assert!(cors.contains(part), "{part} in {cors}");
         }
+        let b = from(&[("OBSERVABILITY_SECURITY_HEADERS", "off")]).unwrap();
+        assert!(b.security_headers.compile().unwrap().is_none());
+    }
+
+    /// The variable a CORS error names, with the allowlist set and `vars` on top.
+    fn cors_error_var(vars: &[(&str, &str)]) -> String {
+        let mut all = vec![("OBSERVABILITY_CORS_ALLOWED_ORIGINS", "https://a.test")];
+        all.extend_from_slice(vars);
+        match from(&all) {
+            Err(BuildError::InvalidEnv { var, .. }) => var,
+            other => panic!("{vars:?}: expected an environment error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_cors_refinement_names_its_own_variable() {
         for (var, value) in [
             ("OBSERVABILITY_CORS_ALLOW_CREDENTIALS", "sometimes"),
             ("OBSERVABILITY_CORS_MAX_AGE", "1h"),
             ("OBSERVABILITY_CORS_ALLOWED_METHODS", "GE T"),
+            ("OBSERVABILITY_CORS_ALLOWED_METHODS", "GET,PO(ST"),
+            ("OBSERVABILITY_CORS_ALLOWED_HEADERS", "content-type,x bad"),
+            ("OBSERVABILITY_CORS_EXPOSED_HEADERS", "x-trace-id,\u{e9}t\u{e9}"),
         ] {
-            let err = from(&[
-                ("OBSERVABILITY_CORS_ALLOWED_ORIGINS", "https://a.test"),
-                (var, value),
-            ])
-            .unwrap_err()
-            .to_string();
-            assert!(err.contains("OBSERVABILITY_CORS"), "{var}={value}: {err}");
+            assert_eq!(cors_error_var(&[(var, value)]), var, "{var}={value}");
         }
-        let b = from(&[("OBSERVABILITY_SECURITY_HEADERS", "off")]).unwrap();
-        assert!(b.security_headers.compile().unwrap().is_none());
+        // Credentials with a `*` elsewhere: the credentials are what make it wrong.
+        for wildcard in [
+            "OBSERVABILITY_CORS_ALLOWED_METHODS",
+            "OBSERVABILITY_CORS_ALLOWED_HEADERS",
+            "OBSERVABILITY_CORS_EXPOSED_HEADERS",
+        ] {
+            let vars = [
+                (wildcard, "*"),
+                ("OBSERVABILITY_CORS_ALLOW_CREDENTIALS", "true"),
+            ];
+            assert_eq!(
+                cors_error_var(&vars),
+                "OBSERVABILITY_CORS_ALLOW_CREDENTIALS",
+                "{wildcard}=*"
+            );
+            // Without credentials the same `*` is a valid policy.
+            let mut all = vec![("OBSERVABILITY_CORS_ALLOWED_ORIGINS", "https://a.test")];
+            all.push((wildcard, "*"));
+            assert!(from(&all).is_ok(), "{wildcard}=*");
+        }
+        // A bad origin is still the allowlist's fault, even with every refinement set.
+        let err = from(&[
+            ("OBSERVABILITY_CORS_ALLOWED_ORIGINS", "https://a.test/path"),
+            ("OBSERVABILITY_CORS_ALLOWED_METHODS", "GET"),
+            ("OBSERVABILITY_CORS_ALLOWED_HEADERS", "content-type"),
+        ]);
+        assert!(
+            matches!(&err, Err(BuildError::InvalidEnv { var, .. }) if var == "OBSERVABILITY_CORS_ALLOWED_ORIGINS"),
+            "{err:?}"
+        );
     }
 
     #[test]

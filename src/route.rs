@@ -1,9 +1,12 @@
 //! Route resolution: one route per request, shared by every signal.
 //!
 //! In order: axum's `MatchedPath` (nested routers included), the gRPC `/pkg.Service/Method`
-//! path, the user's route function, else `unmatched`. A raw request path never becomes a
-//! label: the only unbounded sources (gRPC paths and the user's function) go through a cap,
-//! and beyond it every new route is recorded as `overflow`.
+//! path, the user's route function, else `unmatched`. One exception: a gRPC call matched by
+//! a catch-all (tonic's `Routes::into_axum_router` mounts a service as
+//! `/pkg.Service/{*rest}`) takes its method path, since the template would fold every
+//! method into one. A raw request path never becomes a label: the only unbounded sources
+//! (gRPC paths and the user's function) go through a cap, and beyond it every new route is
+//! recorded as `overflow`.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -138,13 +141,15 @@ impl RouteResolver {
     pub(crate) fn resolve<B>(&self, req: &Request<B>) -> Resolved {
         #[cfg(feature = "axum")]
         if let Some(matched) = req.extensions().get::<axum::extract::MatchedPath>() {
-            return self.lookup(matched.as_str());
+            let matched = matched.as_str();
+            // Only a catch-all costs the content-type lookup: other templates name the route.
+            let method = ends_in_catch_all(matched)
+                .then(|| grpc_method(req))
+                .flatten();
+            return self.lookup(method.unwrap_or(matched));
         }
-        if is_grpc(req.headers()) {
-            let path = req.uri().path();
-            if is_grpc_method_path(path) {
-                return self.lookup(path);
-            }
+        if let Some(method) = grpc_method(req) {
+            return self.lookup(method);
         }
         if let Some(route_fn) = &self.route_fn {
             if let Some(route) = (route_fn.0)(RequestHead::of(req)) {
@@ -196,6 +201,21 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The `/package.Service/Method` path of a gRPC call.
+fn grpc_method<B>(req: &Request<B>) -> Option<&str> {
+    let path = req.uri().path();
+    (is_grpc(req.headers()) && is_grpc_method_path(path)).then_some(path)
+}
+
+/// Whether an axum route template ends in a catch-all segment (`/{*rest}`).
+#[cfg(feature = "axum")]
+fn ends_in_catch_all(template: &str) -> bool {
+    template
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.starts_with("{*") && last.ends_with('}'))
+}
+
 /// `/package.Service/Method`: two non-empty printable segments.
 fn is_grpc_method_path(path: &str) -> bool {
     if path.len() > MAX_GRPC_PATH || !path.starts_with('/') {
@@ -219,6 +239,18 @@ mod tests {
         assert!(!is_grpc_method_path("/a/b/c"));
         assert!(!is_grpc_method_path("//b"));
         assert!(!is_grpc_method_path(&format!("/a/{}", "b".repeat(300))));
+    }
+
+    #[cfg(feature = "axum")]
+    #[test]
+    fn catch_all_templates() {
+        // axum's `MatchedPath` cannot be made by hand: tests/grpc.rs mounts a real tonic
+        // service in a real router; this is the template rule alone.
+        assert!(ends_in_catch_all("/demo.Greeter/{*rest}"));
+        assert!(ends_in_catch_all("/{*path}"));
+        assert!(!ends_in_catch_all("/users/{id}"));
+        assert!(!ends_in_catch_all("/demo.Greeter/SayHello"));
+        assert!(!ends_in_catch_all("/files/{*rest}/meta"));
     }
 
     #[test]
@@ -254,6 +286,11 @@ mod tests {
             .body(())
             .unwrap();
         assert_eq!(resolver.resolve(&req).route.name(), "/pkg.Svc/Do");
+        let req = Request::post("/pkg.Svc/Web")
+            .header("content-type", "application/grpc-web-text+proto")
+            .body(())
+            .unwrap();
+        assert_eq!(resolver.resolve(&req).route.name(), "/pkg.Svc/Web");
         let req = Request::post("/not/a/grpc/path")
             .header("content-type", "application/grpc")
             .body(())

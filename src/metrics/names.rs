@@ -34,19 +34,19 @@ pub const SENTRY_EVENTS_DROPPED: &str = "tower_observability_sentry_events_dropp
 /// CORS requests refused, by `reason`.
 pub const CORS_REFUSED: &str = "tower_observability_cors_refused_total";
 
-/// Process CPU time (counter, seconds), from `metrics-process`.
+/// Process CPU time (counter, seconds), read from `/proc` at scrape time (Linux).
 pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
-/// Resident memory (gauge, bytes), from `metrics-process`.
+/// Resident memory (gauge, bytes), read from `/proc` at scrape time (Linux).
 pub const PROCESS_RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
-/// Virtual memory (gauge, bytes), from `metrics-process`.
+/// Virtual memory (gauge, bytes), read from `/proc` at scrape time (Linux).
 pub const PROCESS_VIRTUAL_MEMORY: &str = "process_virtual_memory_bytes";
-/// Open file descriptors (gauge), from `metrics-process`.
+/// Open file descriptors (gauge), read from `/proc` at scrape time (Linux).
 pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
-/// File descriptor limit (gauge), from `metrics-process`.
+/// File descriptor limit (gauge), read from `/proc` at scrape time (Linux).
 pub const PROCESS_MAX_FDS: &str = "process_max_fds";
-/// Process start time (gauge, seconds since the Unix epoch), from `metrics-process`.
+/// Process start time (gauge, seconds since the Unix epoch), read from `/proc` at scrape time (Linux).
 pub const PROCESS_START_TIME: &str = "process_start_time_seconds";
-/// OS threads (gauge), from `metrics-process`.
+/// OS threads (gauge), read from `/proc` at scrape time (Linux).
 pub const PROCESS_THREADS: &str = "process_threads";
 
 /// `http.request.method`: the standard method, or `_OTHER`.
