@@ -3,7 +3,10 @@
 //!
 //! Every event emitted while a request is served (in the handler, its spans, its body)
 //! carries the request span's `trace_id`, `span_id` and `request_id`, so a log search
-//! leads to the trace and back.
+//! leads to the trace and back. This holds whatever `RUST_LOG` says: [`init`]'s filter
+//! ([`env_filter`]) always keeps the request span (target `tower_observability::request`)
+//! on, and where your own filter turns it off (`RUST_LOG=myapp=debug` in a registry of your
+//! own), [`layer`] takes the ids from the request being served on the thread instead.
 //!
 //! ```no_run
 //! use tower_observability::logging::{self, LogFormat};
@@ -25,7 +28,8 @@ use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::{Event, Subscriber};
-use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::filter::Directive;
+use tracing_subscriber::fmt::format::{Format, Full, Writer};
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::layer::{Context, SubscriberExt};
@@ -55,17 +59,56 @@ impl LogFormat {
     }
 }
 
-/// Installs the global subscriber: `RUST_LOG` filtering (default `info`), lines to stdout.
+/// Installs the global subscriber: [`env_filter`] (`RUST_LOG`, default `info`), lines to
+/// stdout.
 pub fn init(format: LogFormat) -> Result<(), TryInitError> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::registry()
-        .with(filter)
+        .with(env_filter())
         .with(layer(format, std::io::stdout))
         .try_init()
 }
 
+/// The filter [`init`] installs: [`filter`] of `RUST_LOG` (`info` when unset or invalid).
+pub fn env_filter() -> EnvFilter {
+    let directives = std::env::var("RUST_LOG").ok();
+    filter(
+        directives
+            .as_deref()
+            .filter(|d| !d.trim().is_empty())
+            .unwrap_or("info"),
+    )
+}
+
+/// `directives` (`RUST_LOG` syntax; `info` when invalid) plus one keeping the request span
+/// on, so a targeted filter such as `myapp=debug` does not cost log lines their trace ids.
+/// The span is only a carrier of ids: it adds no line of its own.
+///
+/// ```
+/// use tracing_subscriber::layer::SubscriberExt;
+/// use tower_observability::logging::{self, LogFormat};
+///
+/// let subscriber = tracing_subscriber::registry()
+///     .with(logging::filter("checkout=debug,tower_http=warn"))
+///     .with(logging::layer(LogFormat::Json, std::io::stdout));
+/// # drop(subscriber);
+/// ```
+pub fn filter(directives: &str) -> EnvFilter {
+    let base = EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info"));
+    base.add_directive(request_span_directive())
+}
+
+fn request_span_directive() -> Directive {
+    // The span is at ERROR level, so this enables nothing but the span itself.
+    format!("{REQUEST_TARGET}=error")
+        .parse()
+        .expect("a valid directive")
+}
+
 /// The logging layer alone, writing to `writer`: to compose with your own registry (and,
-/// for example, a `tracing-opentelemetry` layer for your own spans).
+/// for example, a `tracing-opentelemetry` layer for your own spans). With a filter of your
+/// own that leaves the request span off, lines written while a request is polled still
+/// carry its ids (from [`current_request`](crate::trace::current_request)); [`filter`]
+/// keeps the span on, which also covers work you `instrument` with it.
 pub fn layer<S, W>(format: LogFormat, writer: W) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
@@ -74,7 +117,12 @@ where
     let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
     match format {
         LogFormat::Json => Box::new(RequestIds.and_then(fmt.event_format(JsonLines))),
-        LogFormat::Text => Box::new(RequestIds.and_then(fmt.with_ansi(false))),
+        LogFormat::Text => Box::new(
+            RequestIds.and_then(
+                fmt.with_ansi(false)
+                    .event_format(TextLines(Format::default().with_ansi(false))),
+            ),
+        ),
     }
 }
 
@@ -147,6 +195,7 @@ where
         line.insert("level".into(), meta.level().as_str().into());
         line.insert("target".into(), meta.target().into());
         event.record(&mut JsonVisitor(&mut line));
+        let mut found = false;
         if let Some(scope) = ctx.event_scope() {
             let mut innermost = true;
             for span in scope {
@@ -160,12 +209,66 @@ where
                     if let Some(request_id) = &ids.request_id {
                         line.insert("request_id".into(), request_id.clone().into());
                     }
+                    found = true;
                     break;
+                }
+            }
+        }
+        if !found {
+            // The request span is filtered out: the request polled on this thread says.
+            if let Some(request) = crate::trace::current_request() {
+                let span = &request.span;
+                line.insert("trace_id".into(), span.trace_id.to_hex().as_str().into());
+                line.insert("span_id".into(), span.span_id.to_hex().as_str().into());
+                if let Some(request_id) = request.request_id {
+                    line.insert("request_id".into(), request_id.to_string().into());
                 }
             }
         }
         let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
         writeln!(writer, "{text}")
+    }
+}
+
+/// Human-readable lines: the default format, whose span context shows the request span's
+/// ids; when that span is filtered out, the ids of the request polled on this thread are
+/// appended instead.
+struct TextLines(Format<Full, SystemTime>);
+
+impl<S, N> FormatEvent<S, N> for TextLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let in_span = ctx
+            .event_scope()
+            .is_some_and(|mut scope| scope.any(|span| span.extensions().get::<Ids>().is_some()));
+        let request = if in_span {
+            None
+        } else {
+            crate::trace::current_request()
+        };
+        let Some(request) = request else {
+            return self.0.format_event(ctx, writer, event);
+        };
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        let line = line.trim_end_matches('\n');
+        write!(
+            writer,
+            "{line} trace_id={} span_id={}",
+            request.span.trace_id, request.span.span_id
+        )?;
+        if let Some(request_id) = &request.request_id {
+            write!(writer, " request_id={request_id}")?;
+        }
+        writeln!(writer)
     }
 }
 

@@ -9,7 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use http::{HeaderMap, Method, Request};
+use http::header::{HOST, ORIGIN, REFERER};
+use http::{HeaderMap, HeaderName, Method, Request};
 
 use super::privacy::{KEPT, KEPT_HEADERS};
 
@@ -47,8 +48,9 @@ impl KeptRequest {
         for (name, value) in req.headers() {
             if let Some(i) = KEPT_HEADERS.iter().position(|k| k == name) {
                 if kept.slots[FIRST_HEADER + i] == ABSENT && !value.is_sensitive() {
-                    let value = value.as_bytes();
-                    kept.put(FIRST_HEADER + i, &value[..value.len().min(MAX_HEADER)]);
+                    if let Some(value) = without_credentials(name, value.as_bytes()) {
+                        kept.put(FIRST_HEADER + i, &value[..value.len().min(MAX_HEADER)]);
+                    }
                 }
             }
         }
@@ -85,10 +87,8 @@ impl KeptRequest {
     /// (what servers mostly see) take their host from the `Host` header.
     pub(crate) fn url(&self) -> Option<String> {
         let scheme = if self.https { "https" } else { "http" };
-        let host = self
-            .get(AUTHORITY)
-            // A Host header holding credentials is refused rather than parsed.
-            .or_else(|| self.get(FIRST_HEADER).filter(|h| !h.contains('@')))?;
+        // The Host header lost any `user:password@` when it was kept.
+        let host = self.get(AUTHORITY).or_else(|| self.get(FIRST_HEADER))?;
         let path = self.get(PATH_AND_QUERY)?;
         let path = path.split_once('?').map_or(path, |(path, _)| path);
         Some(format!("{scheme}://{host}{path}"))
@@ -108,7 +108,12 @@ impl KeptRequest {
                 if value.is_sensitive() {
                     continue;
                 }
-                let Ok(value) = value.to_str() else { continue };
+                let Some(value) = without_credentials(name, value.as_bytes()) else {
+                    continue;
+                };
+                let Ok(value) = std::str::from_utf8(value) else {
+                    continue;
+                };
                 out.entry(name.as_str().to_owned())
                     .and_modify(|v: &mut String| {
                         v.push_str(", ");
@@ -125,6 +130,33 @@ impl KeptRequest {
         }
         out
     }
+}
+
+/// A header value without URL credentials, even with PII on: `Host: user:pw@example.com`
+/// keeps `example.com`; an `Origin` or `Referer` whose authority holds credentials is left
+/// out.
+fn without_credentials<'a>(name: &HeaderName, value: &'a [u8]) -> Option<&'a [u8]> {
+    if name == HOST {
+        return Some(match value.iter().rposition(|b| *b == b'@') {
+            Some(at) => &value[at + 1..],
+            None => value,
+        });
+    }
+    if name == ORIGIN || name == REFERER {
+        let after_scheme = value
+            .windows(3)
+            .position(|w| w == b"://")
+            .map_or(0, |i| i + 3);
+        let rest = &value[after_scheme..];
+        let authority = rest
+            .iter()
+            .position(|b| matches!(b, b'/' | b'?' | b'#'))
+            .map_or(rest, |end| &rest[..end]);
+        if authority.contains(&b'@') {
+            return None;
+        }
+    }
+    Some(value)
 }
 
 #[cfg(test)]
@@ -196,8 +228,41 @@ mod tests {
             kept.url().as_deref(),
             Some("http://api.example.com/users/7")
         );
-        let req = request("/users/7", &[("host", "ada:pw@api.example.com")]);
-        assert_eq!(KeptRequest::capture(&req, false).url(), None);
+        // Credentials in the Host header (or Origin) never leave either, PII on or off.
+        let req = request(
+            "/users/7",
+            &[
+                ("host", "ada:pw@api.example.com:8443"),
+                ("origin", "https://ada:pw@app.example.com"),
+                ("referer", "https://ada:pw@app.example.com/a?b=c@d"),
+            ],
+        );
+        for pii in [false, true] {
+            let kept = KeptRequest::capture(&req, pii);
+            assert_eq!(
+                kept.url().as_deref(),
+                Some("http://api.example.com:8443/users/7")
+            );
+            let headers = kept.headers();
+            assert_eq!(headers["host"], "api.example.com:8443", "pii {pii}");
+            assert!(!headers.contains_key("origin"), "pii {pii}");
+            assert!(!headers.contains_key("referer"), "pii {pii}");
+            assert!(!format!("{headers:?}").contains("pw"), "pii {pii}");
+        }
+    }
+
+    #[test]
+    fn an_at_sign_outside_the_authority_is_not_a_credential() {
+        let req = request(
+            "/",
+            &[
+                ("origin", "https://app.example.com"),
+                ("referer", "https://app.example.com/u?mail=a@b"),
+            ],
+        );
+        let headers = KeptRequest::capture(&req, true).headers();
+        assert_eq!(headers["origin"], "https://app.example.com");
+        assert_eq!(headers["referer"], "https://app.example.com/u?mail=a@b");
     }
 
     #[test]

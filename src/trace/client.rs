@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Instant, SystemTime};
 
-use http::{Request, Response};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::current;
 use super::export::{FinishedSpan, Kind};
-use super::SpanContext;
+use super::{RequestId, SpanContext};
 use crate::classify::{is_grpc, ErrorType, Failure, GrpcCode};
 use crate::observability::Shared;
 
@@ -26,7 +26,8 @@ use crate::observability::Shared;
 /// and 5xx) under the request being served on this thread, or the root of a new trace, and
 /// carries it in `traceparent` (and the caller's `tracestate`), with the served request's
 /// id in `x-request-id` unless the call sets one. The span ends when the response head
-/// arrives.
+/// arrives. With tracing off ([`tracing(false)`](crate::ObservabilityBuilder::tracing)) the
+/// layer passes calls through untouched.
 ///
 /// ```
 /// use tower::ServiceBuilder;
@@ -43,14 +44,8 @@ use crate::observability::Shared;
 /// # Ok::<(), tower_observability::BuildError>(())
 /// ```
 ///
-/// reqwest is not a tower service: inject the context before sending (the client span
-/// itself is then not recorded):
-///
-/// ```ignore
-/// let mut headers = http::HeaderMap::new();
-/// obs.client_layer().outbound_context().inject(&mut headers);
-/// let res = reqwest_client.get(url).headers(headers).send().await?;
-/// ```
+/// Clients that are not tower services (reqwest, ...) open the same client span with
+/// [`outbound`](Self::outbound), inject it, and end it with the response.
 #[derive(Clone)]
 pub struct TraceClientLayer {
     shared: Arc<Shared>,
@@ -61,19 +56,178 @@ impl TraceClientLayer {
         TraceClientLayer { shared }
     }
 
-    /// The context an outbound call made now should carry: a new client span under the
-    /// request being served on this thread (or a new trace). For clients that are not
-    /// tower services: call [`SpanContext::inject`] on the result.
-    pub fn outbound_context(&self) -> SpanContext {
-        let config = &self.shared.tracing;
-        match current::current() {
-            Some(parent) => SpanContext {
-                span_id: super::SpanId::random(),
-                ..parent
-            },
-            None => config.child_of(None),
+    /// Opens the client span of one outbound call made by a client that is not a tower
+    /// service, such as reqwest: under the request being served on this thread (or the
+    /// root of a new trace). [`inject`](OutboundSpan::inject) it into the call's headers,
+    /// then end it with [`finish`](OutboundSpan::finish) (the response's status) or
+    /// [`fail`](OutboundSpan::fail) (no response); dropped unended, it is recorded as
+    /// cancelled. It is exported like the layer's own client spans, so the downstream
+    /// server span's parent exists in the trace.
+    ///
+    /// ```
+    /// # use tower_observability::{MetricsBackend, Observability};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let obs = Observability::builder("frontend")
+    /// #     .metrics_backend(MetricsBackend::IsolatedPrometheus).build()?;
+    /// let outbound = obs.client_layer();
+    /// let url: http::Uri = "http://inventory.internal/items/7".parse()?;
+    ///
+    /// let span = outbound.outbound(&http::Method::GET, &url);
+    /// let mut headers = http::HeaderMap::new();
+    /// span.inject(&mut headers); // traceparent, tracestate, x-request-id
+    /// // With reqwest:
+    /// // match client.get(url.to_string()).headers(headers).send().await {
+    /// //     Ok(res) => span.finish(res.status()),
+    /// //     Err(_) => span.fail(),
+    /// // }
+    /// assert!(headers.contains_key("traceparent"));
+    /// let status = http::StatusCode::OK; // what the call answered
+    /// span.finish(status);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn outbound(&self, method: &Method, uri: &Uri) -> OutboundSpan {
+        let opened = open(&self.shared, method, uri, Version::HTTP_11, false);
+        OutboundSpan {
+            shared: self.shared.clone(),
+            opened,
         }
     }
+}
+
+/// One call's client span and what it injects; see [`TraceClientLayer::outbound`].
+/// Recorded when ended, or (as cancelled) when dropped unended.
+pub struct OutboundSpan {
+    shared: Arc<Shared>,
+    /// `None` with tracing off.
+    opened: Option<Opened>,
+}
+
+impl OutboundSpan {
+    /// The span's context: what the call carries (`None` with tracing off).
+    pub fn context(&self) -> Option<&SpanContext> {
+        self.opened.as_ref().map(|o| &o.context)
+    }
+
+    /// Writes `traceparent` and `tracestate`, and the served request's id unless the
+    /// headers already hold one; nothing with tracing off.
+    pub fn inject(&self, headers: &mut HeaderMap) {
+        if let Some(opened) = &self.opened {
+            opened.inject(&self.shared, headers);
+        }
+    }
+
+    /// The response head arrived with `status`: the span ends (status Error on 4xx and
+    /// 5xx, as for the client layer).
+    pub fn finish(mut self, status: StatusCode) {
+        let status = status.as_u16();
+        let error = (status >= 400).then_some(ErrorType::Status(status));
+        self.end(status, error);
+    }
+
+    /// The call failed without a response: the span ends with status Error.
+    pub fn fail(mut self) {
+        self.end(0, Some(ErrorType::Failure(Failure::ServiceError)));
+    }
+
+    fn end(&mut self, status: u16, error: Option<ErrorType>) {
+        if let Some(pending) = self.opened.take().and_then(|o| o.pending) {
+            submit(&self.shared, pending, status, None, error);
+        }
+    }
+}
+
+impl Drop for OutboundSpan {
+    fn drop(&mut self) {
+        self.end(0, Some(ErrorType::Failure(Failure::Cancelled)));
+    }
+}
+
+impl std::fmt::Debug for OutboundSpan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboundSpan")
+            .field("context", &self.context())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A client span just opened.
+struct Opened {
+    context: SpanContext,
+    /// The served request's id, to travel with the call.
+    request_id: Option<RequestId>,
+    /// The record to export, when sampled and there is an exporter.
+    pending: Option<Box<Pending>>,
+}
+
+impl Opened {
+    fn inject(&self, shared: &Shared, headers: &mut HeaderMap) {
+        // The request id travels with the call, so every service's logs share it.
+        if let (Some(name), Some(id)) = (&shared.tracing.request_id, &self.request_id) {
+            if !headers.contains_key(name) {
+                headers.insert(name.clone(), id.header_value());
+            }
+        }
+        self.context.inject(headers);
+    }
+}
+
+/// Opens a client span under the request served on this thread, or a new trace; `None`
+/// with tracing off.
+fn open(
+    shared: &Shared,
+    method: &Method,
+    uri: &Uri,
+    version: Version,
+    grpc_call: bool,
+) -> Option<Opened> {
+    let config = &shared.tracing;
+    if !config.enabled {
+        return None;
+    }
+    let (parent, request_id) = match current::current_request() {
+        Some(served) => (Some(served.span), served.request_id),
+        None => (None, None),
+    };
+    let context = match &parent {
+        Some(parent) => SpanContext {
+            span_id: super::SpanId::random(),
+            ..parent.clone()
+        },
+        None => config.child_of(None),
+    };
+    let pending = (context.flags.is_sampled() && config.sink.is_some()).then(|| {
+        Box::new(Pending {
+            started: Instant::now(),
+            span: FinishedSpan {
+                kind: Kind::Client,
+                parent: parent.map(|p| (p.span_id, false)),
+                context: context.clone(),
+                link: None,
+                method: method.clone(),
+                route: None,
+                uri: uri.clone(),
+                version,
+                user_agent: None,
+                host: None,
+                peer: None,
+                request_id: None,
+                grpc_call,
+                start: SystemTime::now(),
+                end: SystemTime::UNIX_EPOCH,
+                status: 0,
+                grpc_status: None,
+                error: None,
+                record_query: config.record_query,
+            },
+        })
+    });
+    Some(Opened {
+        context,
+        request_id,
+        pending,
+    })
 }
 
 impl std::fmt::Debug for TraceClientLayer {
@@ -125,51 +279,16 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let config = &self.shared.tracing;
-        let served = current::current_request();
-        // The request id travels with the call, so every service's logs share it.
-        if let (Some(name), Some(id)) = (
-            &config.request_id,
-            served.as_ref().and_then(|r| r.request_id.as_ref()),
-        ) {
-            if !req.headers().contains_key(name) {
-                req.headers_mut().insert(name.clone(), id.header_value());
-            }
-        }
-        let parent = served.map(|r| r.span);
-        let context = match &parent {
-            Some(parent) => SpanContext {
-                span_id: super::SpanId::random(),
-                ..parent.clone()
-            },
-            None => config.child_of(None),
-        };
-        context.inject(req.headers_mut());
-        let pending = (context.flags.is_sampled() && config.sink.is_some()).then(|| {
-            Box::new(Pending {
-                started: Instant::now(),
-                span: FinishedSpan {
-                    kind: Kind::Client,
-                    parent: parent.map(|p| (p.span_id, false)),
-                    context,
-                    link: None,
-                    method: req.method().clone(),
-                    route: None,
-                    uri: req.uri().clone(),
-                    version: req.version(),
-                    user_agent: None,
-                    host: None,
-                    peer: None,
-                    request_id: None,
-                    grpc_call: is_grpc(req.headers()),
-                    start: SystemTime::now(),
-                    end: SystemTime::UNIX_EPOCH,
-                    status: 0,
-                    grpc_status: None,
-                    error: None,
-                    record_query: config.record_query,
-                },
-            })
+        let opened = open(
+            &self.shared,
+            req.method(),
+            req.uri(),
+            req.version(),
+            is_grpc(req.headers()),
+        );
+        let pending = opened.and_then(|opened| {
+            opened.inject(&self.shared, req.headers_mut());
+            opened.pending
         });
         TraceClientFuture {
             inner: self.inner.call(req),

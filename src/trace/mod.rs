@@ -29,7 +29,7 @@ use std::fmt;
 
 use http::HeaderMap;
 
-pub use client::{TraceClient, TraceClientFuture, TraceClientLayer};
+pub use client::{OutboundSpan, TraceClient, TraceClientFuture, TraceClientLayer};
 pub use current::{current, current_request};
 pub use hex::Hex;
 #[cfg(feature = "otlp")]

@@ -1,14 +1,17 @@
 //! OTLP export (feature `otlp`): a bounded queue in front of an OpenTelemetry span exporter,
 //! drained by one thread of its own.
 //!
-//! A request only moves its captured span into the queue (`try_send`, never blocking);
-//! names, attributes and the OTLP encoding are made on the exporter thread. A full queue
-//! drops the span and counts it; an export that fails or outlasts its timeout counts its
-//! batch as dropped. So a collector that is down or hangs costs requests nothing, and
-//! memory stays at the queue's size.
+//! A request only moves its captured span into the queue (an uncontended lock and a push,
+//! never blocking on the exporter); names, attributes and the OTLP encoding are made on the
+//! exporter thread. The push that fills a batch wakes that thread (one wake per batch, not
+//! per span), so bursts are exported as they come rather than on the next timer; otherwise
+//! a partial batch leaves after `scheduled_delay`. A full queue drops the span and counts
+//! it; an export that fails or outlasts its timeout counts its batch as dropped. So a
+//! collector that is down or hangs costs requests nothing, and memory stays at the queue's
+//! size.
 
 use std::borrow::Cow;
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{self, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,9 +29,6 @@ use super::{SpanContext, TraceParent};
 use crate::error::BuildError;
 use crate::metrics::{HttpMetrics, ServiceInfo};
 use crate::route::{OVERFLOW, UNMATCHED};
-
-/// How long the worker sleeps at most between looks at its control channel.
-const TICK: Duration = Duration::from_millis(50);
 
 /// The OTLP wire protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,10 @@ pub struct OtlpSettings {
     pub endpoint: Option<String>,
     /// Timeout of one export call.
     pub timeout: Duration,
+    /// Headers (HTTP) or metadata (gRPC) sent with every export, e.g. a collector's API key
+    /// (`OTEL_EXPORTER_OTLP_TRACES_HEADERS`, else `OTEL_EXPORTER_OTLP_HEADERS`:
+    /// `key=value,key2=value2`, values percent-decoded).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Default for OtlpSettings {
@@ -56,6 +60,7 @@ impl Default for OtlpSettings {
             protocol: OtlpProtocol::HttpProtobuf,
             endpoint: None,
             timeout: Duration::from_secs(10),
+            headers: Vec::new(),
         }
     }
 }
@@ -172,6 +177,12 @@ impl ExportConfig {
         ) {
             otlp.timeout = millis(&name, &v)?;
         }
+        if let Some((name, v)) = either(
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            "OTEL_EXPORTER_OTLP_HEADERS",
+        ) {
+            otlp.headers = headers(&name, &v)?;
+        }
         let batch = &mut config.batch;
         if let Some(v) = var("OTEL_BSP_MAX_QUEUE_SIZE") {
             batch.max_queue_size = count("OTEL_BSP_MAX_QUEUE_SIZE", &v)?;
@@ -247,7 +258,7 @@ impl Target {
             let mut processor = processor;
             processor.set_resource(&worker.resource);
             Ok(Arc::new(ProcessorSink {
-                processor,
+                processor: Arc::new(processor),
                 scope: scope(),
             }) as Arc<dyn SpanSink>)
         });
@@ -265,6 +276,47 @@ fn check_url(var: &str, v: String) -> Result<String, BuildError> {
             "expected a URL like http://collector:4318",
         )),
     }
+}
+
+/// `key=value,key2=value2` (W3C Baggage octets): values percent-decoded, empty members
+/// skipped; every pair must make a valid header. Values are keys and tokens, so an error
+/// names the key, never the value.
+fn headers(var: &str, v: &str) -> Result<Vec<(String, String)>, BuildError> {
+    const HIDDEN: &str = "(not shown: it may hold a secret)";
+    let mut out = Vec::new();
+    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let Some((key, value)) = item.split_once('=') else {
+            return Err(BuildError::env(var, HIDDEN, "expected key=value pairs"));
+        };
+        let key = key.trim().to_ascii_lowercase();
+        let bad = |what: &str| BuildError::env(var, HIDDEN, format!("{what} for key {key:?}"));
+        if http::HeaderName::from_bytes(key.as_bytes()).is_err() {
+            return Err(bad("not a header name"));
+        }
+        let value = percent_decode(value.trim()).ok_or_else(|| bad("a bad %-escape"))?;
+        if http::HeaderValue::from_str(&value).is_err() {
+            return Err(bad("a value that cannot be a header"));
+        }
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn millis(var: &str, v: &str) -> Result<Duration, BuildError> {
@@ -312,17 +364,38 @@ fn otlp_exporter(settings: &OtlpSettings) -> Result<opentelemetry_otlp::SpanExpo
     let builder = opentelemetry_otlp::SpanExporter::builder();
     let built = match settings.protocol {
         OtlpProtocol::Grpc => {
-            let b = builder.with_tonic().with_timeout(settings.timeout);
+            use opentelemetry_otlp::tonic_types::metadata::MetadataMap;
+            use opentelemetry_otlp::WithTonicConfig;
+            let mut b = builder.with_tonic().with_timeout(settings.timeout);
+            if !settings.headers.is_empty() {
+                let mut map = http::HeaderMap::new();
+                for (key, value) in &settings.headers {
+                    // Checked when read; a setting made in code is checked here.
+                    let name = http::HeaderName::from_bytes(key.as_bytes());
+                    let value = http::HeaderValue::from_str(value);
+                    match (name, value) {
+                        (Ok(name), Ok(value)) => {
+                            map.append(name, value);
+                        }
+                        _ => return Err(format!("header {key:?} cannot be sent")),
+                    }
+                }
+                b = b.with_metadata(MetadataMap::from_headers(map));
+            }
             match &settings.endpoint {
                 Some(endpoint) => b.with_endpoint(endpoint.clone()).build(),
                 None => b.build(),
             }
         }
         OtlpProtocol::HttpProtobuf => {
-            let b = builder
+            use opentelemetry_otlp::WithHttpConfig;
+            let mut b = builder
                 .with_http()
                 .with_protocol(Protocol::HttpBinary)
                 .with_timeout(settings.timeout);
+            if !settings.headers.is_empty() {
+                b = b.with_headers(settings.headers.iter().cloned().collect());
+            }
             match &settings.endpoint {
                 Some(endpoint) => b.with_endpoint(endpoint.clone()).build(),
                 None => b.build(),
@@ -338,10 +411,13 @@ enum Control {
 }
 
 /// The bounded queue between requests and the exporter thread. A request takes an
-/// uncontended lock and pushes; nothing wakes the exporter, which looks every tick.
+/// uncontended lock and pushes; the push that makes the queue `wake_at` long wakes the
+/// exporter (an atomic swap, or one futex wake if it sleeps: once per batch).
 struct Queue {
     spans: Mutex<Vec<FinishedSpan>>,
     capacity: usize,
+    /// A full batch (or a full queue, when batches are larger than the queue).
+    wake_at: usize,
 }
 
 impl Queue {
@@ -354,15 +430,23 @@ impl Queue {
 /// What the layer holds: the queue, and the line to the exporter thread.
 struct QueueSink {
     queue: Arc<Queue>,
-    control: Mutex<mpsc::Sender<Control>>,
+    /// `None` once dropped, so the exporter sees the line closed as soon as it wakes.
+    control: Mutex<Option<mpsc::Sender<Control>>>,
+    /// The exporter thread, woken by a full batch, an order, or the sink's end.
+    worker: std::thread::Thread,
     dropped: Counter,
 }
 
 impl SpanSink for QueueSink {
     fn submit(&self, span: FinishedSpan) {
         let mut spans = self.queue.lock();
-        if spans.len() < self.queue.capacity {
+        let len = spans.len();
+        if len < self.queue.capacity {
             spans.push(span);
+            drop(spans);
+            if len + 1 == self.queue.wake_at {
+                self.worker.unpark();
+            }
         } else {
             drop(spans);
             self.dropped.increment(1);
@@ -385,8 +469,23 @@ impl QueueSink {
             .control
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .send(make(ack));
-        sent.is_ok() && done.recv_timeout(timeout).unwrap_or(false)
+            .as_ref()
+            .is_some_and(|control| control.send(make(ack)).is_ok());
+        self.worker.unpark();
+        sent && done.recv_timeout(timeout).unwrap_or(false)
+    }
+}
+
+impl Drop for QueueSink {
+    fn drop(&mut self) {
+        // Close the line first, then wake the exporter: it sends what is left and stops.
+        drop(
+            self.control
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+        self.worker.unpark();
     }
 }
 
@@ -400,12 +499,16 @@ where
     let queue = Arc::new(Queue {
         spans: Mutex::new(Vec::with_capacity(worker.batch.max_queue_size)),
         capacity: worker.batch.max_queue_size,
+        wake_at: worker
+            .batch
+            .max_export_batch_size
+            .min(worker.batch.max_queue_size),
     });
     let (control, orders) = mpsc::channel();
     let (ready, started) = mpsc::sync_channel::<Result<(), String>>(1);
     let dropped = worker.dropped.clone();
     let worker_queue = queue.clone();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("tower-observability-otlp".into())
         .spawn(move || {
             let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -447,7 +550,8 @@ where
     match started.recv() {
         Ok(Ok(())) => Ok(Arc::new(QueueSink {
             queue,
-            control: Mutex::new(control),
+            control: Mutex::new(Some(control)),
+            worker: thread.thread().clone(),
             dropped,
         })),
         Ok(Err(e)) => Err(BuildError::setting("span_exporter", e)),
@@ -473,35 +577,46 @@ struct Export<E> {
 impl<E: SpanExporter> Export<E> {
     fn run(mut self, orders: mpsc::Receiver<Control>) {
         let delay = self.worker.batch.scheduled_delay;
-        let tick = delay.min(TICK);
         let mut due = Instant::now() + delay;
         loop {
-            match orders.recv_timeout(tick) {
-                Ok(Control::Flush(ack)) => {
-                    let ok = self.drain();
-                    let _ = ack.send(ok);
+            loop {
+                match orders.try_recv() {
+                    Ok(Control::Flush(ack)) => {
+                        let ok = self.drain();
+                        let _ = ack.send(ok);
+                    }
+                    Ok(Control::Shutdown(ack)) => {
+                        let ok = self.drain();
+                        let ok = self.exporter.shutdown().is_ok() && ok;
+                        let _ = ack.send(ok);
+                        return;
+                    }
+                    // The layer is gone: send what is left and stop.
+                    Err(TryRecvError::Disconnected) => {
+                        self.drain();
+                        let _ = self.exporter.shutdown();
+                        return;
+                    }
+                    Err(TryRecvError::Empty) => break,
                 }
-                Ok(Control::Shutdown(ack)) => {
-                    let ok = self.drain();
-                    let ok = self.exporter.shutdown().is_ok() && ok;
-                    let _ = ack.send(ok);
-                    return;
-                }
-                // The layer is gone: send what is left and stop.
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.drain();
-                    let _ = self.exporter.shutdown();
-                    return;
-                }
-                Err(RecvTimeoutError::Timeout) => {}
             }
             let queued = self.queue.lock().len();
-            if queued >= self.worker.batch.max_export_batch_size
-                || (queued > 0 && Instant::now() >= due)
-            {
+            let now = Instant::now();
+            if queued >= self.queue.wake_at || (queued > 0 && now >= due) {
                 self.drain();
                 due = Instant::now() + delay;
+                // Look again at once: the queue filled on while this batch was out.
+                continue;
             }
+            // Until a batch fills, an order comes, or the partial batch is due. An empty
+            // queue sleeps a whole delay: a span arriving meanwhile is then due.
+            let wait = if queued > 0 {
+                due.saturating_duration_since(now)
+            } else {
+                due = now + delay;
+                delay
+            };
+            std::thread::park_timeout(wait);
         }
     }
 
@@ -556,17 +671,26 @@ impl<E: SpanExporter> Export<E> {
 
 /// A user's span processor, handed each span as it ends.
 struct ProcessorSink<P> {
-    processor: P,
+    processor: Arc<P>,
     scope: InstrumentationScope,
 }
 
-impl<P: SpanProcessor> SpanSink for ProcessorSink<P> {
+impl<P: SpanProcessor + 'static> SpanSink for ProcessorSink<P> {
     fn submit(&self, span: FinishedSpan) {
         self.processor.on_end(to_span_data(span, &self.scope));
     }
 
-    fn flush(&self, _timeout: Duration) -> bool {
-        self.processor.force_flush().is_ok()
+    /// `force_flush` takes no timeout: it runs on a thread of its own, waited for up to
+    /// `timeout` (and left to finish by itself if it takes longer).
+    fn flush(&self, timeout: Duration) -> bool {
+        let processor = self.processor.clone();
+        let (done, finished) = mpsc::sync_channel(1);
+        let flushing = std::thread::Builder::new()
+            .name("tower-observability-flush".into())
+            .spawn(move || {
+                let _ = done.send(processor.force_flush().is_ok());
+            });
+        flushing.is_ok() && finished.recv_timeout(timeout).unwrap_or(false)
     }
 
     fn shutdown(&self, timeout: Duration) -> bool {
@@ -827,6 +951,40 @@ mod tests {
             Target::None
         ));
         assert!(config(&[("OTEL_SDK_DISABLED", "true")]).unwrap().disabled);
+    }
+
+    #[test]
+    fn export_headers_are_baggage_style_and_percent_decoded() {
+        let c = config(&[(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            " api-key = s%3Dcr%2Ct ,, X-Tenant=acme%20eu",
+        )])
+        .unwrap();
+        assert_eq!(
+            otlp(&c).headers,
+            [
+                ("api-key".to_owned(), "s=cr,t".to_owned()),
+                ("x-tenant".to_owned(), "acme eu".to_owned())
+            ]
+        );
+        // The per-signal variable wins over the generic one.
+        let c = config(&[
+            ("OTEL_EXPORTER_OTLP_HEADERS", "a=1"),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "b=2"),
+        ])
+        .unwrap();
+        assert_eq!(otlp(&c).headers, [("b".to_owned(), "2".to_owned())]);
+        for bad in ["novalue", "bad key=1", "k=%zz", "k=a%0Ab"] {
+            let err = config(&[("OTEL_EXPORTER_OTLP_TRACES_HEADERS", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("OTEL_EXPORTER_OTLP_TRACES_HEADERS"), "{err}");
+        }
+        // A secret in a bad list is not echoed in the error.
+        let err = config(&[("OTEL_EXPORTER_OTLP_HEADERS", "api-key=sekrit%zz")])
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("sekrit") && err.contains("api-key"), "{err}");
     }
 
     #[test]
