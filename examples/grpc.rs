@@ -1,15 +1,20 @@
 //! gRPC: a tonic server with the one layer (unary and server-streaming methods), and a
-//! client calling it, so every gRPC status is recorded with its code and classified.
+//! tonic client with the outbound propagation layer, so each call is one trace from client
+//! to server and every gRPC status is recorded with its code and classified.
 //!
 //! Run with `cargo run --example grpc`; it serves on `GRPC_ADDR` (default 127.0.0.1:50051),
-//! the admin port on `GRPC_ADMIN_ADDR` (default 127.0.0.1:9465), makes a few calls, and
-//! prints where to read `/metrics`. Ctrl-C stops it.
+//! the admin port on `GRPC_ADMIN_ADDR` (default 127.0.0.1:9465), makes a few calls, prints
+//! what each did, then where to read `/metrics`. Ctrl-C stops it.
 
 #[path = "common/greeter.rs"]
 mod greeter;
 
+use std::sync::{Arc, Mutex};
+
 use greeter::{CountRequest, Greeter, GreeterClient, HelloRequest};
 use tokio_stream::wrappers::TcpListenerStream;
+use tower::ServiceBuilder;
+use tower_observability::trace::TRACEPARENT;
 use tower_observability::Observability;
 
 #[tokio::main]
@@ -28,18 +33,45 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let _ = tokio::signal::ctrl_c().await;
         });
     let server = tokio::spawn(server);
+    println!("gRPC server with the layer on http://{addr}");
 
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
         .connect()
         .await?;
+    // The client layer opens a client span per call and sends it as `traceparent`; the
+    // layer after it only notes what went on the wire, for this demo to print.
+    let sent = Arc::new(Mutex::new(String::new()));
+    let noted = sent.clone();
+    let channel = ServiceBuilder::new()
+        .layer(obs.client_layer())
+        .map_request(move |req: http::Request<tonic::body::Body>| {
+            let traceparent = req.headers().get(TRACEPARENT);
+            let traceparent = traceparent.and_then(|v| v.to_str().ok()).unwrap_or("");
+            *noted.lock().unwrap() = traceparent.to_owned();
+            req
+        })
+        .service(channel);
     let mut client = GreeterClient::new(channel);
+
     let hello = client
         .say_hello(HelloRequest {
             name: "world".into(),
             fail_with: 0,
         })
         .await?;
-    println!("SayHello: {}", hello.message);
+    let traceparent = sent.lock().unwrap().clone();
+    println!("SayHello -> {:?} (OK)", hello.message);
+    println!("  client sent  traceparent: {traceparent}");
+    println!("  server handled it in trace {}", hello.trace_id);
+    let continued = traceparent.split('-').nth(1) == Some(hello.trace_id.as_str());
+    println!(
+        "  {}",
+        if continued {
+            "one trace from client to server"
+        } else {
+            "the trace did NOT continue (is OBSERVABILITY_TRACING off?)"
+        }
+    );
     for (code, name) in [
         (3, "INVALID_ARGUMENT"),
         (14, "UNAVAILABLE"),
@@ -52,7 +84,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .await
             .unwrap_err();
-        println!("SayHello asked for {name}: got {:?}", err.code());
+        println!("SayHello asked for {name} -> {:?}", err.code());
     }
     let mut stream = client
         .count(CountRequest {
@@ -65,16 +97,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     while stream.message().await?.is_some() {
         received += 1;
     }
-    println!("Count: {received} messages streamed");
+    println!("Count -> {received} messages streamed, timed to the end of the stream (OK)");
 
-    println!(
-        "gRPC server on http://{addr}; metrics on http://{}/metrics",
-        admin.local_addr()
-    );
-    println!(
-        "  curl -s http://{}/metrics | grep rpc_server_call_duration_seconds_count",
-        admin.local_addr()
-    );
+    // What the layer recorded: UNAVAILABLE and INTERNAL carry `error_type` (server faults),
+    // INVALID_ARGUMENT does not (the caller's fault).
+    println!("Recorded:");
+    let exposition = obs.render_metrics();
+    let calls = exposition
+        .lines()
+        .filter(|l| l.starts_with("rpc_server_call_duration_seconds_count"));
+    for line in calls {
+        println!("  {line}");
+    }
+
+    let metrics = format!("http://{}/metrics", admin.local_addr());
+    println!("Metrics on {metrics}; try:");
+    println!("  curl -s {metrics} | grep rpc_server_call_duration_seconds_count");
     println!("Ctrl-C to stop.");
     server.await??;
     Ok(())

@@ -1,6 +1,7 @@
 //! A small gRPC service written against tonic's server API without code generation (so no
 //! `protoc` is needed): `demo.Greeter/SayHello` (unary) and `demo.Greeter/Count` (server
-//! streaming). Each request can ask for an error, to show how the layer classifies codes.
+//! streaming). Each request can ask for an error, to show how the layer classifies codes,
+//! and `SayHello` for a delay (metadata `x-delay-ms`), to show how calls are timed.
 #![allow(dead_code)]
 
 use std::convert::Infallible;
@@ -26,12 +27,18 @@ pub struct HelloRequest {
     pub fail_with: i32,
 }
 
-/// `message HelloReply { string message = 1; }`
+/// `message HelloReply { string message = 1; string trace_id = 2; }`
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct HelloReply {
     #[prost(string, tag = "1")]
     pub message: String,
+    /// The trace the server handled the call in (empty when tracing is off).
+    #[prost(string, tag = "2")]
+    pub trace_id: String,
 }
+
+/// Request metadata asking `SayHello` to take this many milliseconds (at most 10 s).
+pub const DELAY_MS: &str = "x-delay-ms";
 
 /// `message CountRequest { uint32 n = 1; uint32 delay_ms = 2; int32 fail_with = 3; }`
 #[derive(Clone, PartialEq, prost::Message)]
@@ -67,6 +74,16 @@ type CountStream =
     Pin<Box<dyn futures_util::Stream<Item = Result<CountReply, Status>> + Send + 'static>>;
 
 async fn say_hello(req: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
+    let delay = req
+        .metadata()
+        .get(DELAY_MS)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    // The layer makes the served call's context current while the handler runs.
+    let trace_id = tower_observability::trace::current()
+        .map(|ctx| ctx.trace_id.to_string())
+        .unwrap_or_default();
+    tokio::time::sleep(Duration::from_millis(delay.min(10_000))).await;
     let req = req.into_inner();
     if req.fail_with != 0 {
         // An error before any message: tonic sends a trailers-only response.
@@ -74,6 +91,7 @@ async fn say_hello(req: Request<HelloRequest>) -> Result<Response<HelloReply>, S
     }
     Ok(Response::new(HelloReply {
         message: format!("hello {}", req.name),
+        trace_id,
     }))
 }
 
@@ -154,7 +172,11 @@ where
         }
     }
 
-    pub async fn say_hello(&mut self, req: HelloRequest) -> Result<HelloReply, Status> {
+    /// Takes a `HelloRequest`, or a `tonic::Request` of one to set metadata.
+    pub async fn say_hello(
+        &mut self,
+        req: impl tonic::IntoRequest<HelloRequest>,
+    ) -> Result<HelloReply, Status> {
         self.inner
             .ready()
             .await
@@ -163,7 +185,7 @@ where
         let res = self
             .inner
             .unary(
-                Request::new(req),
+                tonic::IntoRequest::into_request(req),
                 PathAndQuery::from_static(SAY_HELLO),
                 codec,
             )
