@@ -371,7 +371,10 @@ mod tests {
         // Trailers never carry a content-type: only a real status there counts.
         assert_eq!(GrpcCode::from_headers(&HeaderMap::new()), None);
         let mut bad = HeaderMap::new();
-        bad.insert("grpc-status", http::HeaderValue::from_bytes(b"\xff").unwrap());
+        bad.insert(
+            "grpc-status",
+            http::HeaderValue::from_bytes(b"\xff").unwrap(),
+        );
         assert_eq!(GrpcCode::from_headers(&bad), Some(GrpcCode::UNKNOWN));
     }
 }

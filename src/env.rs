@@ -391,7 +391,10 @@ mod tests {
             ("OBSERVABILITY_CORS_ALLOWED_METHODS", "GE T"),
             ("OBSERVABILITY_CORS_ALLOWED_METHODS", "GET,PO(ST"),
             ("OBSERVABILITY_CORS_ALLOWED_HEADERS", "content-type,x bad"),
-            ("OBSERVABILITY_CORS_EXPOSED_HEADERS", "x-trace-id,\u{e9}t\u{e9}"),
+            (
+                "OBSERVABILITY_CORS_EXPOSED_HEADERS",
+                "x-trace-id,\u{e9}t\u{e9}",
+            ),
         ] {
             assert_eq!(cors_error_var(&[(var, value)]), var, "{var}={value}");
         }

@@ -1,21 +1,30 @@
 //! gRPC through a real tonic server and client on 127.0.0.1: every status recorded with
-//! its code, duration and error classification.
+//! its code, duration and error classification; a tonic service mounted in an axum router;
+//! gRPC-Web, whose status may travel in the body.
 
 #[path = "../examples/common/greeter.rs"]
 mod greeter;
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use greeter::{CountRequest, Greeter, GreeterClient, HelloRequest};
+use axum::body::Body;
+use axum::routing::post;
+use bytes::Bytes;
+use greeter::{CountRequest, Greeter, GreeterClient, HelloRequest, DELAY_MS};
+use http_body_util::{BodyExt, Full};
 use support::*;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Channel;
+use tower::ServiceBuilder;
 use tower_observability::Observability;
 
 const RPC_COUNT: &str = "rpc_server_call_duration_seconds_count";
 const RPC_SUM: &str = "rpc_server_call_duration_seconds_sum";
+const RPC_BUCKET: &str = "rpc_server_call_duration_seconds_bucket";
+const HTTP_COUNT: &str = "http_server_request_duration_seconds_count";
 
 async fn start(obs: &Observability) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -44,20 +53,81 @@ fn hello(fail_with: i32) -> HelloRequest {
     }
 }
 
+/// `SayHello` asking the server to take `delay_ms` before answering.
+fn slow_hello(fail_with: i32, delay_ms: u64) -> tonic::Request<HelloRequest> {
+    let mut req = tonic::Request::new(hello(fail_with));
+    req.metadata_mut()
+        .insert(DELAY_MS, delay_ms.to_string().parse().unwrap());
+    req
+}
+
+/// What the client saw of each response head: the `grpc-status` in it, if any (there is
+/// one only in a trailers-only response).
+type Heads = Arc<Mutex<Vec<Option<String>>>>;
+
+/// A client that notes every response head it receives, as it arrived off the wire.
+async fn connect_noting_heads(
+    addr: SocketAddr,
+) -> (
+    GreeterClient<
+        impl tonic::client::GrpcService<
+            tonic::body::Body,
+            ResponseBody = tonic::body::Body,
+            Error = tonic::transport::Error,
+        >,
+    >,
+    Heads,
+) {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let heads = Heads::default();
+    let noted = heads.clone();
+    let channel = ServiceBuilder::new()
+        .map_response(move |res: http::Response<tonic::body::Body>| {
+            let status = res.headers().get("grpc-status");
+            let status = status.map(|v| v.to_str().unwrap().to_owned());
+            noted.lock().unwrap().push(status);
+            res
+        })
+        .service(channel);
+    (GreeterClient::new(channel), heads)
+}
+
+/// The sum and count of the rpc duration series with these labels.
+fn rpc_seconds(text: &str, labels: &[(&str, &str)]) -> (f64, f64) {
+    let sum = sample(text, RPC_SUM, labels).unwrap_or_else(|| panic!("no {labels:?}\n{text}"));
+    (sum, sample(text, RPC_COUNT, labels).unwrap())
+}
+
 #[tokio::test]
 async fn unary_codes_are_recorded_and_classified() {
     let obs = isolated("grpc-unary").build().unwrap();
     let mut client = connect(start(&obs).await).await;
+    // Every call takes 150 ms in the handler, OK or not.
     assert_eq!(
-        client.say_hello(hello(0)).await.unwrap().message,
+        client.say_hello(slow_hello(0, 150)).await.unwrap().message,
         "hello test"
     );
     for code in [3, 14, 13] {
-        let status = client.say_hello(hello(code)).await.unwrap_err();
+        let status = client.say_hello(slow_hello(code, 150)).await.unwrap_err();
         assert_eq!(status.code() as i32, code);
     }
     let text = obs.render_metrics();
     let method = ("rpc_method", "demo.Greeter/SayHello");
+    for code in ["0", "3", "14", "13"] {
+        let labels = [method, ("rpc_grpc_status_code", code)];
+        let (seconds, calls) = rpc_seconds(&text, &labels);
+        assert_eq!(calls, 1.0, "code {code}");
+        assert!(
+            (0.15..5.0).contains(&seconds),
+            "a 150 ms call with code {code} was recorded as {seconds} s"
+        );
+        let under = [method, ("rpc_grpc_status_code", code), ("le", "0.1")];
+        assert_eq!(sample(&text, RPC_BUCKET, &under), Some(0.0), "code {code}");
+    }
     let count = |code: &str| sample(&text, RPC_COUNT, &[method, ("rpc_grpc_status_code", code)]);
     assert_eq!(count("0"), Some(1.0));
     assert_eq!(count("3"), Some(1.0));
@@ -99,9 +169,79 @@ async fn unary_codes_are_recorded_and_classified() {
 }
 
 #[tokio::test]
+async fn a_trailers_only_error_is_read_from_the_head() {
+    let obs = isolated("grpc-trailers-only").build().unwrap();
+    let (mut client, heads) = connect_noting_heads(start(&obs).await).await;
+    client.say_hello(hello(0)).await.unwrap();
+    for code in [14, 3] {
+        let status = client.say_hello(hello(code)).await.unwrap_err();
+        assert_eq!(status.code() as i32, code);
+    }
+    // tonic answered the errors trailers-only: `grpc-status` in the head, no body.
+    assert_eq!(
+        *heads.lock().unwrap(),
+        [None, Some("14".to_owned()), Some("3".to_owned())]
+    );
+    let text = obs.render_metrics();
+    let method = ("rpc_method", "demo.Greeter/SayHello");
+    assert_eq!(
+        sample(
+            &text,
+            RPC_COUNT,
+            &[
+                method,
+                ("rpc_grpc_status_code", "14"),
+                ("error_type", "UNAVAILABLE")
+            ]
+        ),
+        Some(1.0),
+        "UNAVAILABLE in a trailers-only head is a server error"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            HTTP_COUNT,
+            &[
+                ("http_route", "/demo.Greeter/SayHello"),
+                ("http_response_status_code", "200"),
+                ("error_type", "UNAVAILABLE")
+            ]
+        ),
+        Some(1.0)
+    );
+    // INVALID_ARGUMENT, trailers-only too, is the caller's fault: no error_type anywhere.
+    let invalid: Vec<_> = text
+        .lines()
+        .filter(|l| l.contains("rpc_grpc_status_code=\"3\""))
+        .collect();
+    assert!(!invalid.is_empty(), "{text}");
+    assert!(
+        invalid.iter().all(|l| !l.contains("error_type")),
+        "{invalid:?}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            HTTP_COUNT,
+            &[("http_route", "/demo.Greeter/SayHello")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(&text, HTTP_COUNT, &[("error_type", "UNAVAILABLE")]),
+        Some(1.0),
+        "only the UNAVAILABLE call is an error"
+    );
+    assert_eq!(
+        sample(&text, HTTP_COUNT, &[("error_type", "INVALID_ARGUMENT")]),
+        None
+    );
+}
+
+#[tokio::test]
 async fn streams_are_timed_to_their_end_and_trailer_errors_count() {
     let obs = isolated("grpc-stream").build().unwrap();
-    let mut client = connect(start(&obs).await).await;
+    let (mut client, heads) = connect_noting_heads(start(&obs).await).await;
     let mut ok = client
         .count(CountRequest {
             n: 5,
@@ -129,6 +269,8 @@ async fn streams_are_timed_to_their_end_and_trailer_errors_count() {
         failing.message().await.unwrap_err().code(),
         tonic::Code::Unavailable
     );
+    // Messages came first, so the status could only travel in the trailers.
+    assert_eq!(*heads.lock().unwrap(), [None, None]);
 
     let method = ("rpc_method", "demo.Greeter/Count");
     let text = eventually(Duration::from_secs(5), || {
@@ -200,6 +342,253 @@ async fn a_stream_cancelled_by_the_client_is_recorded_as_cancelled() {
         Some(1.0)
     );
     assert_eq!(sample(&text, "http_server_active_requests", &[]), Some(0.0));
+}
+
+#[tokio::test]
+async fn a_unary_call_cancelled_by_the_client_is_timed_to_the_cancellation() {
+    let obs = isolated("grpc-unary-cancel").build().unwrap();
+    let mut client = connect(start(&obs).await).await;
+    // The handler would take 5 s; the client gives up after 200 ms.
+    let call = client.say_hello(slow_hello(0, 5_000));
+    let gave_up = tokio::time::timeout(Duration::from_millis(200), call).await;
+    assert!(
+        gave_up.is_err(),
+        "the call finished before the client gave up"
+    );
+
+    let cancelled = [
+        ("rpc_method", "demo.Greeter/SayHello"),
+        ("rpc_grpc_status_code", "1"),
+        ("error_type", "cancelled"),
+    ];
+    let text = eventually(Duration::from_secs(4), || {
+        let text = obs.render_metrics();
+        sample(&text, RPC_COUNT, &cancelled).map(|_| text)
+    })
+    .await
+    .expect("the cancelled call was never recorded (or only when the handler ended)");
+    let (seconds, calls) = rpc_seconds(&text, &cancelled);
+    assert_eq!(calls, 1.0);
+    assert!(
+        (0.2..4.0).contains(&seconds),
+        "a call cancelled after 200 ms was recorded as {seconds} s"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            HTTP_COUNT,
+            &[
+                ("http_route", "/demo.Greeter/SayHello"),
+                ("http_response_status_code", "499"),
+                ("error_type", "cancelled")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(sample(&text, "http_server_active_requests", &[]), Some(0.0));
+}
+
+#[tokio::test]
+async fn a_tonic_service_mounted_in_an_axum_router_records_each_method() {
+    let obs = isolated("grpc-in-axum").build().unwrap();
+    // tonic mounts the service as `/demo.Greeter/{*rest}`; an HTTP route sits beside it.
+    let app = tonic::service::Routes::new(Greeter)
+        .into_axum_router()
+        .route("/users/{id}", post(|| async { "user" }))
+        .layer(obs.layer());
+    let addr = serve(app).await;
+    let mut client = connect(addr).await;
+    client.say_hello(hello(0)).await.unwrap();
+    client.say_hello(hello(14)).await.unwrap_err();
+    let mut stream = client
+        .count(CountRequest {
+            n: 2,
+            delay_ms: 1,
+            fail_with: 0,
+        })
+        .await
+        .unwrap();
+    while stream.message().await.unwrap().is_some() {}
+    // A gRPC content-type does not turn an HTTP route's path into a label.
+    let req = http::Request::post(format!("http://{addr}/users/7"))
+        .header("content-type", "application/grpc")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = client_request(req).await;
+    assert_eq!(res.0, 200);
+
+    let count = [("rpc_method", "demo.Greeter/Count")];
+    let text = eventually(Duration::from_secs(5), || {
+        let text = obs.render_metrics();
+        sample(&text, RPC_COUNT, &count).map(|_| text)
+    })
+    .await
+    .expect("the stream was never recorded");
+    let method = |m: &str, code: &str| {
+        let labels = [("rpc_method", m), ("rpc_grpc_status_code", code)];
+        sample(&text, RPC_COUNT, &labels)
+    };
+    assert_eq!(method("demo.Greeter/SayHello", "0"), Some(1.0));
+    assert_eq!(method("demo.Greeter/SayHello", "14"), Some(1.0));
+    assert_eq!(method("demo.Greeter/Count", "0"), Some(1.0));
+    let route = |r: &str| sample(&text, HTTP_COUNT, &[("http_route", r)]);
+    assert_eq!(route("/demo.Greeter/SayHello"), Some(2.0));
+    assert_eq!(route("/demo.Greeter/Count"), Some(1.0));
+    assert_eq!(route("/users/{id}"), Some(1.0));
+    assert!(
+        !text.contains("{*rest}"),
+        "the catch-all became a label:\n{text}"
+    );
+    assert!(!text.contains("/users/7"), "a raw path became a label");
+}
+
+/// Sends a request with a plain HTTP/1 client; returns the status and the whole body.
+async fn client_request(req: http::Request<Full<Bytes>>) -> (u16, Bytes) {
+    let res = client().request(req).await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.into_body().collect().await.unwrap().to_bytes())
+}
+
+/// One gRPC message frame (uncompressed) holding `payload`.
+fn grpc_frame(flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![flags];
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// A gRPC-Web response as a server sends it: a message, then the status in a trailer
+/// frame (flag 0x80) inside the body; no HTTP trailers.
+fn grpc_web_response(status_in_body: &str) -> http::Response<Body> {
+    let mut body = grpc_frame(0, b"\x0a\x02hi");
+    let trailers = format!("grpc-status:{status_in_body}\r\n");
+    body.extend(grpc_frame(0x80, trailers.as_bytes()));
+    http::Response::builder()
+        .header("content-type", "application/grpc-web+proto")
+        .body(Body::from(body))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn grpc_web_counts_as_its_head_says() {
+    let obs = isolated("grpc-web").build().unwrap();
+    let app = axum::Router::new()
+        .route("/pkg.Web/Ok", post(|| async { grpc_web_response("0") }))
+        .route(
+            "/pkg.Web/TrailersOnly",
+            post(|| async {
+                http::Response::builder()
+                    .header("content-type", "application/grpc-web+proto")
+                    .header("grpc-status", "14")
+                    .header("grpc-message", "backend%20down")
+                    .body(Body::empty())
+                    .unwrap()
+            }),
+        )
+        .route(
+            "/pkg.Web/Invalid",
+            post(|| async {
+                http::Response::builder()
+                    .header("content-type", "application/grpc-web-text+proto")
+                    .header("grpc-status", "3")
+                    .body(Body::empty())
+                    .unwrap()
+            }),
+        )
+        // A proxy in front answering for a backend that is down: no gRPC at all.
+        .route(
+            "/pkg.Web/Proxy",
+            post(|| async {
+                http::Response::builder()
+                    .status(503)
+                    .header("content-type", "text/plain")
+                    .body(Body::from("upstream unavailable"))
+                    .unwrap()
+            }),
+        )
+        // A failure only the body's trailer frame reports: not decoded (documented).
+        .route(
+            "/pkg.Web/FailsInBody",
+            post(|| async { grpc_web_response("13") }),
+        )
+        .layer(obs.layer());
+    let addr = serve(app).await;
+    let call = |method: &'static str, content_type: &'static str| {
+        let req = http::Request::post(format!("http://{addr}/pkg.Web/{method}"))
+            .header("content-type", content_type)
+            .header("x-grpc-web", "1")
+            .body(Full::new(Bytes::from(grpc_frame(0, b""))))
+            .unwrap();
+        client_request(req)
+    };
+    let (status, body) = call("Ok", "application/grpc-web+proto").await;
+    assert_eq!(status, 200);
+    assert!(
+        body.ends_with(b"grpc-status:0\r\n"),
+        "the client got the trailer frame"
+    );
+    assert_eq!(call("Ok", "application/grpc-web-text").await.0, 200);
+    assert_eq!(call("TrailersOnly", "application/grpc-web").await.0, 200);
+    assert_eq!(
+        call("Invalid", "application/grpc-web-text+proto").await.0,
+        200
+    );
+    assert_eq!(call("Proxy", "application/grpc-web+proto").await.0, 503);
+    assert_eq!(
+        call("FailsInBody", "application/grpc-web+proto").await.0,
+        200
+    );
+
+    let text = obs.render_metrics();
+    let rpc = |method: &str, code: &str| {
+        let labels = [("rpc_method", method), ("rpc_grpc_status_code", code)];
+        sample(&text, RPC_COUNT, &labels)
+    };
+    // Series of `method` with any error_type.
+    let errors = |method: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(RPC_COUNT) && l.contains(&format!("\"{method}\"")))
+            .filter(|l| l.contains("error_type="))
+            .count()
+    };
+    // Status in the body: the head says OK, and OK is not UNKNOWN.
+    assert_eq!(rpc("pkg.Web/Ok", "0"), Some(2.0));
+    assert_eq!(errors("pkg.Web/Ok"), 0, "{text}");
+    // Trailers-only: read exactly.
+    assert_eq!(
+        sample(
+            &text,
+            RPC_COUNT,
+            &[
+                ("rpc_method", "pkg.Web/TrailersOnly"),
+                ("rpc_grpc_status_code", "14"),
+                ("error_type", "UNAVAILABLE")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(rpc("pkg.Web/Invalid", "3"), Some(1.0));
+    assert_eq!(errors("pkg.Web/Invalid"), 0);
+    // No gRPC status at all: the gRPC mapping of the HTTP status.
+    assert_eq!(
+        sample(
+            &text,
+            RPC_COUNT,
+            &[
+                ("rpc_method", "pkg.Web/Proxy"),
+                ("rpc_grpc_status_code", "14"),
+                ("error_type", "UNAVAILABLE")
+            ]
+        ),
+        Some(1.0)
+    );
+    // The limit of not decoding bodies: a status only the trailer frame carries is unseen.
+    assert_eq!(rpc("pkg.Web/FailsInBody", "0"), Some(1.0));
+    assert_eq!(
+        sample(&text, HTTP_COUNT, &[("error_type", "UNKNOWN")]),
+        None,
+        "a gRPC-Web response was taken for a broken server"
+    );
 }
 
 #[tokio::test]
