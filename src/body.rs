@@ -145,8 +145,9 @@ where
                     } else if let Some(trailers) = frame.trailers_ref() {
                         exchange.on_trailers(trailers);
                     }
-                    // Servers stop polling once the body says it is over: end here.
-                    if body.is_end_stream() {
+                    // Servers stop polling once the body says it is over, and after the
+                    // trailers, which are its last frame (hyper polls no further): end here.
+                    if frame.is_trailers() || body.is_end_stream() {
                         if let Some(exchange) = this.exchange.take() {
                             exchange.finish(End::Complete);
                         }

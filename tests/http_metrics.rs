@@ -422,13 +422,31 @@ async fn bad_input_never_panics_nor_adds_labels() {
         let (status, _) = send(&client, method, &format!("http://{addr}/"), b"").await;
         assert_eq!(status, 405);
     }
-    // A body that fails mid-stream: the client gets the status and bytes produced.
+    // A body that fails mid-stream: the client gets the status and bytes produced, then
+    // the failure (the connection is cut), never a clean end.
     let res = client
         .get(format!("http://{addr}/fails-mid-body").parse().unwrap())
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    assert!(res.into_body().collect().await.is_err());
+    let mut body = res.into_body();
+    let mut received = Vec::new();
+    let mut failed = false;
+    for _ in 0..16 {
+        match body.frame().await {
+            Some(Ok(frame)) => received.extend_from_slice(&frame.into_data().unwrap_or_default()),
+            Some(Err(_)) => {
+                failed = true;
+                break;
+            }
+            None => break,
+        }
+    }
+    assert_eq!(
+        received, b"partial",
+        "the bytes produced before the failure"
+    );
+    assert!(failed, "the failure reached the client as a clean end");
 
     let text = eventually(Duration::from_secs(5), || {
         let text = obs.render_metrics();
@@ -593,4 +611,431 @@ async fn promtool_finds_nothing_to_lint_after_mixed_traffic() {
 
     let lint = promtool_check_metrics(&text);
     assert!(lint.is_empty(), "promtool: {lint}\n{text}");
+}
+
+/// Writes `request` on a new connection and reads until the server closes it (10 s at most).
+async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(request).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut reply))
+        .await
+        .expect("the server neither answered nor closed")
+        .unwrap();
+    reply
+}
+
+/// The value of response header `name` in a raw HTTP/1.1 reply.
+fn raw_header<'a>(reply: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    let head_end = reply.windows(4).position(|w| w == b"\r\n\r\n")?;
+    reply[..head_end].split(|b| *b == b'\n').find_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = line.iter().position(|b| *b == b':')?;
+        let (key, value) = line.split_at(colon);
+        key.eq_ignore_ascii_case(name.as_bytes())
+            .then(|| value[1..].trim_ascii())
+    })
+}
+
+/// The label sets (`{...}`) of every sample of `metric`.
+fn label_sets(text: &str, metric: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(metric)?.strip_prefix('{'))
+        .map(|l| l.rsplit_once("} ").unwrap().0.to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn non_utf8_values_in_the_headers_the_layer_reads_change_nothing() {
+    let obs = isolated("non-utf8")
+        .cors(tower_observability::Cors::allow_origins([
+            "https://app.example.com",
+        ]))
+        .build()
+        .unwrap();
+    let odd = |bytes: &'static [u8]| http::HeaderValue::from_bytes(bytes).unwrap();
+    let app = Router::new()
+        .route("/", get(|| async { "root" }))
+        .route(
+            "/pkg.Svc/Odd",
+            post(move || async move {
+                // A broken gRPC server: an unreadable status in the head and the trailers.
+                let frames = futures_util::stream::iter([
+                    Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"\0\0\0\0\x02hi"))),
+                    Ok(Frame::trailers({
+                        let mut t = HeaderMap::new();
+                        t.insert("grpc-status", odd(b"\xfe\x80"));
+                        t
+                    })),
+                ]);
+                Response::builder()
+                    .header("content-type", "application/grpc")
+                    .header("grpc-status", odd(b"1\xff"))
+                    .body(Body::new(StreamBody::new(frames)))
+                    .unwrap()
+            }),
+        )
+        .layer(obs.layer());
+    let addr = serve(app).await;
+
+    // Every header the layer parses, unreadable as UTF-8, on a plain request.
+    let reply = raw_exchange(
+        addr,
+        b"GET / HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\
+          content-type: application/grpc\xff\r\n\
+          traceparent: 00-\xff\xfe0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n\
+          tracestate: \xff=\x80\r\n\
+          x-request-id: \xff\xfe\x80\r\n\
+          origin: https://app.example.com\xff\r\n\r\n",
+    )
+    .await;
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("root"), "the app's body: {text}");
+    // Not an allowed origin, so no CORS grant; a fresh request id, not the garbage.
+    assert_eq!(raw_header(&reply, "access-control-allow-origin"), None);
+    let id = raw_header(&reply, "x-request-id").expect("a request id is echoed");
+    assert!(
+        id.len() == 32 && id.iter().all(|b| b.is_ascii_hexdigit()),
+        "{}",
+        String::from_utf8_lossy(id)
+    );
+
+    // A gRPC call whose server answers with unreadable statuses, asking for trailers.
+    let reply = raw_exchange(
+        addr,
+        b"POST /pkg.Svc/Odd HTTP/1.1\r\nhost: t\r\nconnection: close\r\nte: trailers\r\n\
+          content-type: application/grpc\r\ncontent-length: 5\r\n\
+          traceparent: \xff\r\n\r\n\0\0\0\0\0",
+    )
+    .await;
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(raw_header(&reply, "grpc-status"), Some(&b"1\xff"[..]));
+    assert!(
+        reply.windows(3).any(|w| w == b"\x02hi"),
+        "the app's body reached the client"
+    );
+
+    let text = obs.render_metrics();
+    assert!(!text.contains('\u{fffd}'), "a byte became a label:\n{text}");
+    assert_eq!(
+        label_sets(&text, "http_server_request_duration_seconds_count"),
+        [
+            "http_request_method=\"GET\",http_route=\"/\",http_response_status_code=\"200\"",
+            "http_request_method=\"POST\",http_route=\"/pkg.Svc/Odd\",\
+             http_response_status_code=\"200\",error_type=\"UNKNOWN\"",
+        ],
+        "an unreadable content-type is not gRPC; an unreadable status is UNKNOWN"
+    );
+    assert_eq!(
+        label_sets(&text, "rpc_server_call_duration_seconds_count"),
+        [
+            "rpc_system=\"grpc\",rpc_method=\"pkg.Svc/Odd\",rpc_grpc_status_code=\"2\",\
+          error_type=\"UNKNOWN\""
+        ]
+    );
+    assert_eq!(active_total(&text), 0.0);
+}
+
+#[tokio::test]
+async fn paths_at_and_beyond_64_kib_through_a_real_server() {
+    let obs = isolated("long-paths").build().unwrap();
+    let app = Router::new()
+        .route("/files/{*rest}", get(|| async { "file" }))
+        .route("/", get(|| async { "root" }))
+        .layer(obs.layer());
+    let addr = serve(app).await;
+
+    // The longest URI the `http` crate takes (65,534 bytes): the app answers, under its
+    // template.
+    let longest = format!("/files/{}", "a".repeat(65_534 - "/files/".len()));
+    let reply = raw_exchange(
+        addr,
+        format!("GET {longest} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&reply);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("file"),
+        "{text:.200}"
+    );
+
+    // 65,536 bytes and more: hyper refuses them before any service runs; the server lives on.
+    for len in [65_536, 70_000, 200_000] {
+        let path = format!("/{}", "b".repeat(len - 1));
+        let reply = raw_exchange(
+            addr,
+            format!("GET {path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        let text = String::from_utf8_lossy(&reply);
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 4"),
+            "{len}: {text:.200}"
+        );
+        let (status, body) = send(&client(), "GET", &format!("http://{addr}/"), b"").await;
+        assert_eq!((status, &body[..]), (200, &b"root"[..]), "after {len}");
+    }
+
+    let text = obs.render_metrics();
+    assert!(
+        !text.contains("aaaa") && !text.contains("bbbb"),
+        "a raw path became a label"
+    );
+    assert_eq!(
+        sample(&text, DURATION_COUNT, &[("http_route", "/files/{*rest}")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, DURATION_COUNT, &[("http_route", "/")]),
+        Some(3.0)
+    );
+    assert_eq!(sample(&text, DURATION_COUNT, &[]), Some(4.0), "{text}");
+    assert_eq!(active_total(&text), 0.0);
+}
+
+#[tokio::test]
+async fn routes_beyond_the_cap_fold_into_overflow_and_are_counted() {
+    let obs = isolated("overflow").route_limit(3).build().unwrap();
+    let mut app = Router::new();
+    for route in ["/r1", "/r2", "/r3", "/r4", "/r5", "/users/{id}"] {
+        app = app.route(route, get(|| async { "ok" }));
+    }
+    let addr = serve(app.layer(obs.layer())).await;
+    let client = client();
+    // Three routes fill the cap; every new route after them is `overflow`, known ones stay.
+    for path in [
+        "/r1", "/r2", "/r3", "/r4", "/r5", "/r4", "/r1", "/users/9", "/nope",
+    ] {
+        send(&client, "GET", &format!("http://{addr}{path}"), b"").await;
+    }
+    let text = obs.render_metrics();
+    let route = |r: &str| sample(&text, DURATION_COUNT, &[("http_route", r)]);
+    assert_eq!(route("/r1"), Some(2.0));
+    assert_eq!(route("/r2"), Some(1.0));
+    assert_eq!(route("/r3"), Some(1.0));
+    assert_eq!(route("overflow"), Some(4.0), "r4, r5, r4, users");
+    assert_eq!(
+        route("unmatched"),
+        Some(1.0),
+        "unmatched is not a route of the cap"
+    );
+    for gone in ["/r4", "/r5", "/users/{id}"] {
+        assert_eq!(route(gone), None, "{gone} is past the cap");
+    }
+    assert_eq!(
+        sample(&text, "tower_observability_routes_overflowed_total", &[]),
+        Some(4.0)
+    );
+    let lint = promtool_check_metrics(&text);
+    assert!(lint.is_empty(), "promtool: {lint}");
+}
+
+/// The `le` bounds of the buckets of `metric` for the series with these labels, in order.
+fn bucket_bounds(text: &str, metric: &str, labels: &[(&str, &str)]) -> Vec<f64> {
+    let bucket = format!("{metric}_bucket{{");
+    text.lines()
+        .filter(|l| l.starts_with(&bucket))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .map(|l| {
+            let le = l.split("le=\"").nth(1).unwrap().split('"').next().unwrap();
+            match le {
+                "+Inf" => f64::INFINITY,
+                le => le.parse().unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// An app with an HTTP route and a gRPC one, each called once with a 50-byte body.
+async fn one_http_and_one_grpc_call(obs: &tower_observability::Observability) -> String {
+    let app = Router::new()
+        .route("/echo", post(|body: Bytes| async move { body }))
+        .route("/pkg.Svc/Call", post(|| async { grpc_response("0") }))
+        .layer(obs.layer());
+    let addr = serve(app).await;
+    let client = client();
+    const BODY: &[u8] = &[b'x'; 50];
+    send(&client, "POST", &format!("http://{addr}/echo"), BODY).await;
+    let req = Request::post(format!("http://{addr}/pkg.Svc/Call"))
+        .header("content-type", "application/grpc")
+        .body(Full::new(Bytes::from_static(BODY)))
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    res.into_body().collect().await.unwrap();
+    eventually(Duration::from_secs(5), || {
+        let text = obs.render_metrics();
+        sample(&text, "rpc_server_call_duration_seconds_count", &[]).map(|_| text)
+    })
+    .await
+    .expect("the gRPC call was never recorded")
+}
+
+#[tokio::test]
+async fn default_buckets_are_the_semconv_list_plus_30_and_60() {
+    let obs = isolated("buckets").build().unwrap();
+    let text = one_http_and_one_grpc_call(&obs).await;
+    // The OpenTelemetry HTTP semantic conventions' advice, extended for slow calls.
+    let semconv = [
+        0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    ];
+    let mut duration = semconv.to_vec();
+    duration.extend([30.0, 60.0, f64::INFINITY]);
+    let echo = [("http_route", "/echo")];
+    assert_eq!(
+        bucket_bounds(&text, "http_server_request_duration_seconds", &echo),
+        duration
+    );
+    let rpc = [("rpc_method", "pkg.Svc/Call")];
+    assert_eq!(
+        bucket_bounds(&text, "rpc_server_call_duration_seconds", &rpc),
+        duration
+    );
+    let size = [
+        0.0,
+        64.0,
+        256.0,
+        1024.0,
+        4096.0,
+        16384.0,
+        65536.0,
+        262144.0,
+        1048576.0,
+        4194304.0,
+        16777216.0,
+        67108864.0,
+        f64::INFINITY,
+    ];
+    for metric in [
+        "http_server_request_body_size_bytes",
+        "http_server_response_body_size_bytes",
+    ] {
+        assert_eq!(bucket_bounds(&text, metric, &echo), size, "{metric}");
+    }
+    // No histogram is rendered as a summary.
+    assert!(!text.contains("quantile="), "{text}");
+}
+
+#[tokio::test]
+async fn configured_buckets_replace_the_defaults_everywhere() {
+    let obs = isolated("buckets-set")
+        .duration_buckets([0.05, 0.2, 1.5])
+        .size_buckets([10.0, 100.0])
+        .build()
+        .unwrap();
+    let text = one_http_and_one_grpc_call(&obs).await;
+    let echo = [("http_route", "/echo")];
+    let duration = [0.05, 0.2, 1.5, f64::INFINITY];
+    assert_eq!(
+        bucket_bounds(&text, "http_server_request_duration_seconds", &echo),
+        duration
+    );
+    let rpc = [("rpc_method", "pkg.Svc/Call")];
+    assert_eq!(
+        bucket_bounds(&text, "rpc_server_call_duration_seconds", &rpc),
+        duration
+    );
+    for metric in [
+        "http_server_request_body_size_bytes",
+        "http_server_response_body_size_bytes",
+    ] {
+        assert_eq!(
+            bucket_bounds(&text, metric, &echo),
+            [10.0, 100.0, f64::INFINITY],
+            "{metric}"
+        );
+        // The 50-byte body falls between the two bounds.
+        let bucket = format!("{metric}_bucket");
+        let le = |le: &str| sample(&text, &bucket, &[("http_route", "/echo"), ("le", le)]);
+        assert_eq!((le("10"), le("100")), (Some(0.0), Some(1.0)), "{metric}");
+    }
+    let lint = promtool_check_metrics(&text);
+    assert!(lint.is_empty(), "promtool: {lint}");
+}
+
+#[tokio::test]
+async fn an_excluded_exact_path_is_not_counted_but_its_neighbours_are() {
+    let obs = isolated("exclude-exact")
+        .exclude_path("/ping")
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/ping", get(|| async { "pong" }))
+        .route("/ping/deep", get(|| async { "deep" }))
+        .route("/pingpong", get(|| async { "pingpong" }))
+        .layer(obs.layer());
+    let addr = serve(app).await;
+    let client = client();
+    for path in [
+        "/ping",
+        "/ping?verbose=1",
+        "/ping",
+        "/ping/deep",
+        "/pingpong",
+    ] {
+        let (status, _) = send(&client, "GET", &format!("http://{addr}{path}"), b"").await;
+        assert_eq!(status, 200, "{path}: excluded from signals, still served");
+    }
+    let text = obs.render_metrics();
+    let route = |r: &str| sample(&text, DURATION_COUNT, &[("http_route", r)]);
+    assert_eq!(route("/ping"), None, "the excluded path was counted");
+    assert_eq!(route("/ping/deep"), Some(1.0), "exact match, not a prefix");
+    assert_eq!(route("/pingpong"), Some(1.0));
+    assert_eq!(sample(&text, DURATION_COUNT, &[]), Some(2.0));
+    assert_eq!(active_total(&text), 0.0);
+}
+
+#[tokio::test]
+async fn a_body_ending_in_trailers_is_complete_over_http1_and_http2() {
+    // hyper polls a body no further once its trailers are out: a body that does not also
+    // say `is_end_stream` then must not be taken for one the client abandoned.
+    let obs = isolated("trailers").build().unwrap();
+    let app = Router::new()
+        .route("/pkg.Svc/Fail", post(|| async { grpc_response("14") }))
+        .layer(obs.layer());
+    let addr = serve(app).await;
+    let http2: HttpClient =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
+    for client in [client(), http2] {
+        let req = Request::post(format!("http://{addr}/pkg.Svc/Fail"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(Full::new(Bytes::from_static(b"\0\0\0\0\0")))
+            .unwrap();
+        let res = client.request(req).await.unwrap();
+        assert_eq!(res.status(), 200);
+        res.into_body().collect().await.unwrap();
+    }
+    let failed = [
+        ("http_route", "/pkg.Svc/Fail"),
+        ("http_response_status_code", "200"),
+        ("error_type", "UNAVAILABLE"),
+    ];
+    let text = eventually(Duration::from_secs(5), || {
+        let text = obs.render_metrics();
+        (sample(&text, DURATION_COUNT, &[]) == Some(2.0)).then_some(text)
+    })
+    .await
+    .expect("both calls recorded");
+    assert_eq!(sample(&text, DURATION_COUNT, &failed), Some(2.0), "{text}");
+    assert_eq!(
+        sample(&text, DURATION_COUNT, &[("error_type", "cancelled")]),
+        None
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "rpc_server_call_duration_seconds_count",
+            &[("rpc_grpc_status_code", "14")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(active_total(&text), 0.0);
 }
