@@ -603,3 +603,44 @@ async fn promtool_is_clean_with_grpc_series() {
     let out = promtool_check_metrics(&text);
     assert!(out.is_empty(), "promtool: {out}\n{text}");
 }
+
+#[tokio::test]
+async fn invented_methods_under_a_catch_all_stop_at_the_route_cap() {
+    // Method paths become routes, so a caller inventing them is held by the cap.
+    let obs = isolated("grpc-flood").route_limit(5).build().unwrap();
+    let app = tonic::service::Routes::new(Greeter)
+        .into_axum_router()
+        .layer(obs.layer());
+    let addr = serve(app).await;
+    for i in 0..200 {
+        let req = http::Request::post(format!("http://{addr}/demo.Greeter/Invented{i}"))
+            .header("content-type", "application/grpc")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(client_request(req).await.0, 200);
+    }
+    let text = obs.render_metrics();
+    let routes: std::collections::BTreeSet<_> = text
+        .lines()
+        .filter(|l| l.starts_with(HTTP_COUNT))
+        .map(|l| {
+            l.split("http_route=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(routes.len(), 6, "five routes and overflow: {routes:?}");
+    assert!(routes.contains("overflow"));
+    assert_eq!(
+        sample(&text, "tower_observability_routes_overflowed_total", &[]),
+        Some(195.0)
+    );
+    // UNIMPLEMENTED is a server fault: a caller probing methods shows as errors.
+    assert_eq!(
+        sample(&text, RPC_COUNT, &[("error_type", "UNIMPLEMENTED")]),
+        Some(200.0)
+    );
+}
