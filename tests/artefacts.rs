@@ -165,16 +165,57 @@ fn generator_output_for_other_targets_passes_promtool() {
 
 // ------------------------------------------------------------------ rules
 
+/// `promtool check rules` with every lint on and fatal; Ok only when each file is a clean
+/// SUCCESS and promtool says nothing else: no lint finding, no warning, nothing on stderr.
+fn promtool_check_rules_clean(files: &[std::path::PathBuf]) -> Result<(), String> {
+    let out = Command::new(promtool())
+        .args(["check", "rules", "--lint=all", "--lint-fatal"])
+        .args(files)
+        .output()
+        .expect("run promtool check rules");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report = format!("--- stdout\n{stdout}--- stderr\n{stderr}");
+    if !out.status.success() {
+        return Err(format!("promtool exited {}:\n{report}", out.status));
+    }
+    if !stderr.trim().is_empty() {
+        return Err(format!("promtool wrote to stderr:\n{report}"));
+    }
+    let lower = stdout.to_lowercase();
+    for word in ["warn", "lint", "failed", "error"] {
+        if lower.contains(word) {
+            return Err(format!("promtool reported {word:?}:\n{report}"));
+        }
+    }
+    if stdout.matches("SUCCESS").count() != files.len() {
+        return Err(format!("not one SUCCESS per file:\n{report}"));
+    }
+    Ok(())
+}
+
 #[test]
 fn rules_pass_promtool_check() {
-    let out = run_ok(
-        Command::new(promtool())
-            .arg("check")
-            .arg("rules")
-            .args(rule_files()),
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("SUCCESS"), "{text}");
+    if let Err(e) = promtool_check_rules_clean(&rule_files()) {
+        panic!("{e}");
+    }
+}
+
+/// The check above must fail on what promtool only reports as a lint finding (exit 0 without
+/// --lint-fatal): a duplicate rule.
+#[test]
+fn promtool_check_rejects_lint_findings() {
+    let path = std::env::temp_dir().join(format!("tower-obs-lint-{}.yml", std::process::id()));
+    let rule = "      - record: job:dup:rate5m\n        expr: sum by (job) (rate(up[5m]))\n";
+    std::fs::write(
+        &path,
+        format!("groups:\n  - name: dup\n    rules:\n{rule}{rule}"),
+    )
+    .unwrap();
+    let verdict = promtool_check_rules_clean(std::slice::from_ref(&path));
+    std::fs::remove_file(&path).unwrap();
+    let err = verdict.expect_err("a duplicate rule passed the check");
+    assert!(err.contains("duplicate"), "{err}");
 }
 
 #[test]
@@ -273,51 +314,504 @@ fn rule_unit_tests_fail_on_broken_rules() {
     }
 }
 
-/// promtool's unit tests are only as good as their coverage: every alert must be shown both
-/// firing (with labels and every annotation) and silent.
-#[test]
-fn every_alert_has_firing_and_silent_unit_tests() {
-    let mut firing: BTreeMap<String, usize> = BTreeMap::new();
-    let mut silent: BTreeMap<String, usize> = BTreeMap::new();
-    for file in rule_unit_tests() {
-        let doc = parse_yaml_file(&file);
-        for test in doc.seq("tests") {
-            for case in test.seq("alert_rule_test") {
-                let name = case.str("alertname").expect("alertname").to_string();
-                let exp = case.seq("exp_alerts");
-                if exp.is_empty() {
-                    *silent.entry(name).or_default() += 1;
-                } else {
-                    for a in exp {
-                        let ann = a
-                            .get("exp_annotations")
-                            .map(|m| m.entries().len())
-                            .unwrap_or(0);
-                        assert_eq!(ann, 3, "{}: {name} fires without checking summary, description and runbook_url", file.display());
-                        assert!(
-                            a.get("exp_labels")
-                                .and_then(|l| l.str("severity"))
-                                .is_some(),
-                            "{}: {name} fires without checking its severity",
-                            file.display()
-                        );
-                    }
-                    *firing.entry(name).or_default() += 1;
+// ------------------------------------------------------------------ unit-test coverage
+
+/// Why a unit-test case expects an alert to stay silent, read from the series it feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Case {
+    /// The alert fires, with labels and every annotation checked.
+    Fires,
+    /// None of the metrics the alert reads (recording rules followed) exist.
+    MissingData,
+    /// Its metrics exist for the alert's labels, but below the alert's volume guard.
+    LowTraffic,
+    /// All its metrics exist, at or above the guard, for longer than its `for`, in a test where
+    /// no alert of its family (same `slo` label, else itself) fires: a healthy service.
+    Healthy,
+}
+
+/// Alerts on a ratio that must stay silent below a minimum volume: the series whose rates
+/// make up that volume, and whether cancelled requests are left out of it.
+fn volume_guard_series(alert: &str) -> Option<(Vec<String>, bool)> {
+    use tower_observability::metrics::names as n;
+    let http = format!("{}_count", n::HTTP_SERVER_REQUEST_DURATION);
+    let rpc = format!("{}_count", n::RPC_SERVER_CALL_DURATION);
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    Some(match alert {
+        a if a.starts_with("AvailabilityBudgetBurn") || a.starts_with("LatencyBudgetBurn") => {
+            (vec![http], true)
+        }
+        "SpansDropped" => (s(&[n::SPANS_DROPPED, n::SPANS_EXPORTED]), false),
+        "SentryEventsDropped" => (s(&[n::SENTRY_EVENTS_DROPPED, n::SENTRY_EVENTS_SENT]), false),
+        "CorsRefusalsHigh" => (s(&[n::CORS_REFUSED]), false),
+        "GrpcServerErrorRatioHigh" => (vec![rpc], true),
+        _ => return None,
+    })
+}
+
+/// An alert on a ratio of rates: it needs a volume guard.
+fn is_ratio_alert(expr: &str) -> bool {
+    expr.contains("ratio_rate") || (expr.contains("rate(") && expr.contains('/'))
+}
+
+/// The `>= X` minimum(s) in an alert's expression: (text as written, value). All must agree.
+fn volume_guards(expr: &str) -> Result<(Vec<String>, f64), String> {
+    let mut texts = Vec::new();
+    for part in expr.split(">= ").skip(1) {
+        let token: String = part
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != ')')
+            .collect();
+        texts.push(token);
+    }
+    let values: Vec<f64> = texts
+        .iter()
+        .map(|t| monitoring::rule_tests::number(t))
+        .collect::<Result<_, _>>()?;
+    match values.first() {
+        None => Err("no `>= minimum` volume guard".into()),
+        Some(v) if values.iter().any(|x| x != v) => Err(format!("guards disagree: {texts:?}")),
+        Some(v) => Ok((texts, *v)),
+    }
+}
+
+struct AlertInfo {
+    expr: String,
+    for_seconds: f64,
+    static_labels: BTreeSet<String>,
+    family: String,
+    /// Metrics the alert reads, recording rules followed to the raw series.
+    deps: BTreeSet<String>,
+    /// (series making up the volume, cancelled left out, minimum per second)
+    guard: Option<(Vec<String>, bool, f64)>,
+}
+
+fn alert_infos() -> BTreeMap<String, AlertInfo> {
+    let recorded: BTreeMap<String, String> = rules()
+        .iter()
+        .filter_map(|r| Some((r.str("record")?.to_string(), r.str("expr")?.to_string())))
+        .collect();
+    fn raw(expr: &str, recorded: &BTreeMap<String, String>, out: &mut BTreeSet<String>) {
+        for m in monitoring::promql::names(expr).unwrap().metrics {
+            match recorded.get(&m) {
+                Some(inner) => raw(inner, recorded, out),
+                None => {
+                    out.insert(m);
                 }
             }
         }
     }
-    let mut missing = Vec::new();
-    for a in alerts() {
-        let name = a.str("alert").unwrap();
-        if !firing.contains_key(name) {
-            missing.push(format!("{name}: no test shows it firing"));
-        }
-        if !silent.contains_key(name) {
-            missing.push(format!("{name}: no test shows it silent"));
+    let own: BTreeSet<&str> = PROMETHEUS_SERIES.iter().map(|(n, _)| *n).collect();
+    alerts()
+        .iter()
+        .map(|a| {
+            let name = a.str("alert").unwrap().to_string();
+            let expr = a.str("expr").unwrap().to_string();
+            let labels = a.get("labels").cloned().unwrap_or(Yaml::Map(vec![]));
+            let mut deps = BTreeSet::new();
+            raw(&expr, &recorded, &mut deps);
+            deps.retain(|m| !own.contains(m.as_str()));
+            let guard = volume_guard_series(&name).map(|(series, skip_cancelled)| {
+                let min = volume_guards(&expr).map(|(_, v)| v).unwrap_or(f64::NAN);
+                (series, skip_cancelled, min)
+            });
+            let info = AlertInfo {
+                for_seconds: a
+                    .str("for")
+                    .map(|f| monitoring::rule_tests::seconds(f).unwrap())
+                    .unwrap_or(0.0),
+                static_labels: labels.entries().iter().map(|(k, _)| k.clone()).collect(),
+                family: labels.str("slo").unwrap_or(&name).to_string(),
+                deps,
+                guard,
+                expr,
+            };
+            (name, info)
+        })
+        .collect()
+}
+
+/// Every unit-test case of every alert, classified; problems with the cases themselves.
+struct Coverage {
+    seen: BTreeMap<(String, Case), Vec<(std::path::PathBuf, String)>>,
+    problems: Vec<String>,
+}
+
+fn unit_test_coverage(files: &[(std::path::PathBuf, Yaml)]) -> Coverage {
+    use monitoring::rule_tests::{seconds, Series};
+    let infos = alert_infos();
+    let mut cov = Coverage {
+        seen: BTreeMap::new(),
+        problems: Vec::new(),
+    };
+    // The labels that tell one alert instance from another, from the tests that fire it.
+    let mut keys: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (_, doc) in files {
+        for test in doc.seq("tests") {
+            for case in test.seq("alert_rule_test") {
+                let name = case.str("alertname").unwrap_or_default();
+                let Some(info) = infos.get(name) else {
+                    continue;
+                };
+                for a in case.seq("exp_alerts") {
+                    let labels = a.get("exp_labels").map(|l| l.entries()).unwrap_or(&[]);
+                    keys.entry(name.to_string()).or_default().extend(
+                        labels
+                            .iter()
+                            .map(|(k, _)| k.clone())
+                            .filter(|k| !info.static_labels.contains(k)),
+                    );
+                }
+            }
         }
     }
-    assert!(missing.is_empty(), "{missing:#?}");
+    for (file, doc) in files {
+        let default_step = doc.str("evaluation_interval").unwrap_or("1m");
+        for test in doc.seq("tests") {
+            let test_name = test.str("name").unwrap_or_default().to_string();
+            let where_ = format!("{} / {test_name}", file.display());
+            let step = seconds(test.str("interval").unwrap_or(default_step)).unwrap();
+            let series: Vec<Series> = test
+                .seq("input_series")
+                .iter()
+                .map(|s| {
+                    Series::parse(s.str("series").unwrap_or(""), s.str("values").unwrap_or(""))
+                        .unwrap_or_else(|e| panic!("{where_}: {e}"))
+                })
+                .collect();
+            let firing_families: BTreeSet<String> = test
+                .seq("alert_rule_test")
+                .iter()
+                .filter(|c| !c.seq("exp_alerts").is_empty())
+                .filter_map(|c| infos.get(c.str("alertname")?))
+                .map(|i| i.family.clone())
+                .collect();
+            for case in test.seq("alert_rule_test") {
+                let name = case.str("alertname").unwrap_or_default().to_string();
+                let Some(info) = infos.get(&name) else {
+                    cov.problems
+                        .push(format!("{where_}: tests {name:?}, which no rule defines"));
+                    continue;
+                };
+                let at = seconds(case.str("eval_time").unwrap_or("0s")).unwrap();
+                let exp = case.seq("exp_alerts");
+                let observe = |c: Case, cov: &mut Coverage| {
+                    cov.seen
+                        .entry((name.clone(), c))
+                        .or_default()
+                        .push((file.clone(), test_name.clone()));
+                };
+                for a in exp {
+                    let ann = a
+                        .get("exp_annotations")
+                        .map(|m| m.entries().len())
+                        .unwrap_or(0);
+                    if ann != 3 {
+                        cov.problems.push(format!(
+                            "{where_}: {name} fires without checking summary, description and runbook_url"
+                        ));
+                    }
+                    if a.get("exp_labels")
+                        .and_then(|l| l.str("severity"))
+                        .is_none()
+                    {
+                        cov.problems.push(format!(
+                            "{where_}: {name} fires without checking its severity"
+                        ));
+                    }
+                }
+                if !exp.is_empty() {
+                    observe(Case::Fires, &mut cov);
+                }
+                let data: Vec<&Series> = series
+                    .iter()
+                    .filter(|s| info.deps.contains(&s.name))
+                    .collect();
+                if data.is_empty() {
+                    if exp.is_empty() {
+                        observe(Case::MissingData, &mut cov);
+                    }
+                    continue;
+                }
+                // Silent observations: every instance of the alert the input holds that the
+                // case does not expect to fire, once its `for` has passed.
+                if at < info.for_seconds + 60.0 {
+                    continue;
+                }
+                let key_labels = keys
+                    .get(&name)
+                    .cloned()
+                    .unwrap_or_else(|| ["job".to_string()].into());
+                let key_of = |labels: &BTreeMap<String, String>| -> Option<Vec<String>> {
+                    key_labels.iter().map(|k| labels.get(k).cloned()).collect()
+                };
+                let present: BTreeSet<Vec<String>> =
+                    data.iter().filter_map(|s| key_of(&s.labels)).collect();
+                let fired: BTreeSet<Vec<String>> = exp
+                    .iter()
+                    .filter_map(|a| {
+                        let l = a.get("exp_labels")?;
+                        key_labels
+                            .iter()
+                            .map(|k| l.str(k).map(String::from))
+                            .collect()
+                    })
+                    .collect();
+                for key in present.difference(&fired) {
+                    let enough = match &info.guard {
+                        None => true,
+                        Some((volume, skip_cancelled, min)) => {
+                            let per_second: f64 = series
+                                .iter()
+                                .filter(|s| volume.contains(&s.name))
+                                .filter(|s| key_of(&s.labels).as_ref() == Some(key))
+                                .filter(|s| {
+                                    !(*skip_cancelled
+                                        && s.labels.get("error_type").map(String::as_str)
+                                            == Some("cancelled"))
+                                })
+                                .map(|s| s.per_second(step))
+                                .sum();
+                            per_second >= *min
+                        }
+                    };
+                    // Healthy needs all of the alert's data for this instance, not some.
+                    let complete = info.deps.iter().all(|d| {
+                        data.iter()
+                            .any(|s| &s.name == d && key_of(&s.labels).as_ref() == Some(key))
+                    });
+                    if !enough {
+                        observe(Case::LowTraffic, &mut cov);
+                    } else if complete && !firing_families.contains(&info.family) {
+                        observe(Case::Healthy, &mut cov);
+                    }
+                }
+            }
+        }
+    }
+    cov
+}
+
+/// What the coverage lacks: every alert fires in a test and stays silent on missing data and
+/// on a healthy service; every alert with a volume guard also stays silent on low traffic.
+fn coverage_gaps(cov: &Coverage) -> Vec<String> {
+    let mut gaps = cov.problems.clone();
+    for (name, info) in alert_infos() {
+        let mut need = vec![
+            (Case::Fires, "no test shows it firing"),
+            (Case::MissingData, "no test shows it silent on missing data"),
+            (
+                Case::Healthy,
+                "no test shows it silent on a healthy service (data past its `for`, nothing of its family firing)",
+            ),
+        ];
+        if info.guard.is_some() {
+            need.push((Case::LowTraffic, "no test shows it silent on low traffic"));
+        }
+        for (case, why) in need {
+            if !cov.seen.contains_key(&(name.clone(), case)) {
+                gaps.push(format!("{name}: {why}"));
+            }
+        }
+    }
+    gaps
+}
+
+fn unit_test_docs() -> Vec<(std::path::PathBuf, Yaml)> {
+    rule_unit_tests()
+        .into_iter()
+        .map(|f| {
+            let doc = parse_yaml_file(&f);
+            (f, doc)
+        })
+        .collect()
+}
+
+/// promtool's unit tests are only as good as their coverage: every alert must be shown firing
+/// (with labels and every annotation), and silent on missing data, on a healthy service and,
+/// for alerts on a ratio, on low traffic. Cases are classified by the series they feed, not by
+/// their names.
+#[test]
+fn every_alert_has_firing_and_silent_unit_tests() {
+    let gaps = coverage_gaps(&unit_test_coverage(&unit_test_docs()));
+    assert!(gaps.is_empty(), "{gaps:#?}");
+}
+
+/// The coverage check must be able to fail: without the low-traffic, healthy or missing-data
+/// tests of the SLO alerts, or without the span alerts' low-volume test, it says so.
+#[test]
+fn unit_test_coverage_check_notices_missing_cases() {
+    let docs = unit_test_docs();
+    let without = |drop: &dyn Fn(&str) -> bool| -> Vec<String> {
+        let docs: Vec<_> = docs
+            .iter()
+            .map(|(f, d)| {
+                let mut d = d.clone();
+                if let Yaml::Map(entries) = &mut d {
+                    for (k, v) in entries.iter_mut() {
+                        if let (true, Yaml::Seq(tests)) = (k == "tests", v) {
+                            tests.retain(|t| !drop(t.str("name").unwrap_or_default()));
+                        }
+                    }
+                }
+                (f.clone(), d)
+            })
+            .collect();
+        coverage_gaps(&unit_test_coverage(&docs))
+    };
+    for (drop, expected) in [
+        (
+            "availability: every request bad but below",
+            "AvailabilityBudgetBurn1h5m: no test shows it silent on low traffic",
+        ),
+        (
+            "availability: healthy traffic",
+            "AvailabilityBudgetBurn1h5m: no test shows it silent on a healthy service",
+        ),
+        (
+            "availability: no request metrics",
+            "AvailabilityBudgetBurn1h5m: no test shows it silent on missing data",
+        ),
+        (
+            "SpansDropped: one dropped span",
+            "SpansDropped: no test shows it silent on low traffic",
+        ),
+        (
+            "Healthy service",
+            "ServiceInstanceDown: no test shows it silent on a healthy service",
+        ),
+    ] {
+        let gaps = without(&|name: &str| name.starts_with(drop));
+        assert!(
+            gaps.iter().any(|g| g.starts_with(expected)),
+            "dropping {drop:?} went unnoticed: {gaps:#?}"
+        );
+    }
+}
+
+/// Item of DESIGN: "SLI ratios guard low traffic". Every alert on a ratio of rates carries a
+/// `>= minimum` guard and is listed with the series that make up its volume.
+#[test]
+fn ratio_alerts_have_a_volume_guard() {
+    let mut problems = Vec::new();
+    for a in alerts() {
+        let name = a.str("alert").unwrap();
+        let expr = a.str("expr").unwrap();
+        if !is_ratio_alert(expr) {
+            continue;
+        }
+        if volume_guard_series(name).is_none() {
+            problems.push(format!(
+                "{name}: a ratio alert this test does not know the volume of"
+            ));
+        }
+        if let Err(e) = volume_guards(expr) {
+            problems.push(format!("{name}: {e}"));
+        }
+    }
+    for must in [
+        "SpansDropped",
+        "SentryEventsDropped",
+        "GrpcServerErrorRatioHigh",
+        "AvailabilityBudgetBurn1h5m",
+    ] {
+        let a = alerts()
+            .into_iter()
+            .find(|a| a.str("alert") == Some(must))
+            .unwrap();
+        assert!(
+            is_ratio_alert(a.str("expr").unwrap()),
+            "{must} not seen as a ratio"
+        );
+    }
+    assert!(
+        volume_guards("a / b > 0.01").is_err(),
+        "an unguarded ratio passed"
+    );
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// Each volume guard has teeth of its own: with only that alert's guard removed, the
+/// low-traffic unit tests found for it must fail.
+#[test]
+fn each_volume_guard_keeps_its_low_traffic_tests_silent() {
+    let docs = unit_test_docs();
+    let cov = unit_test_coverage(&docs);
+    let infos = alert_infos();
+    let mut checked = 0;
+    for (name, info) in &infos {
+        if info.guard.is_none() {
+            continue;
+        }
+        let (texts, _) = volume_guards(&info.expr).unwrap();
+        let tests = cov
+            .seen
+            .get(&(name.clone(), Case::LowTraffic))
+            .unwrap_or_else(|| panic!("{name}: no low-traffic test"));
+        let dir =
+            std::env::temp_dir().join(format!("tower-obs-guard-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("alerts")).unwrap();
+        std::fs::create_dir_all(dir.join("tests/rules")).unwrap();
+        for f in rule_files() {
+            let mut json = parse_yaml_file(&f).to_json();
+            for group in json["groups"].as_array_mut().unwrap() {
+                for rule in group["rules"].as_array_mut().unwrap() {
+                    if rule["alert"] == name.as_str() {
+                        let mut expr = rule["expr"].as_str().unwrap().to_string();
+                        for t in &texts {
+                            expr = expr.replace(&format!(">= {t}"), ">= 0");
+                        }
+                        rule["expr"] = expr.into();
+                    }
+                }
+            }
+            std::fs::write(
+                dir.join("alerts").join(f.file_name().unwrap()),
+                json.to_string(),
+            )
+            .unwrap();
+        }
+        let mut files = Vec::new();
+        for (file, doc) in &docs {
+            let mut json = doc.to_json();
+            let keep: BTreeSet<String> = tests
+                .iter()
+                .filter(|(f, _)| f == file)
+                .map(|(_, t)| t.clone())
+                .collect();
+            if keep.is_empty() {
+                continue;
+            }
+            json["tests"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|t| keep.contains(t["name"].as_str().unwrap()));
+            let file_name = file.file_name().unwrap().to_owned();
+            std::fs::write(dir.join("tests/rules").join(&file_name), json.to_string()).unwrap();
+            files.push(file_name);
+        }
+        let out = Command::new(promtool())
+            .current_dir(dir.join("tests/rules"))
+            .args(["test", "rules"])
+            .args(&files)
+            .output()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            !out.status.success(),
+            "{name}: its low-traffic tests {tests:?} still pass without its volume guard"
+        );
+        // ... and fail on this alert's expectations, not on a broken copy.
+        let report = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            report.contains(&format!("alertname: {name},")),
+            "{name}: promtool failed for another reason:\n{report}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 12, "only {checked} guarded alerts");
 }
 
 #[test]
@@ -777,12 +1271,7 @@ fn dashboards_are_importable_and_provisionable() {
                 ))),
             }
         }
-        let text = serde_json::to_string(d).unwrap();
-        if text.contains("${DS_") {
-            problems.push(p(
-                "uses an __inputs placeholder, which file provisioning leaves unresolved".into(),
-            ));
-        }
+        problems.extend(datasource_input_problems(d).into_iter().map(&p));
         let mut ids = BTreeSet::new();
         for panel in panels(d) {
             let title = panel["title"].as_str().unwrap_or_default();
@@ -832,6 +1321,170 @@ fn dashboards_are_importable_and_provisionable() {
         }
     }
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// Every string in a JSON document, with its path.
+fn json_strings<'a>(v: &'a serde_json::Value, path: &str, out: &mut Vec<(String, &'a str)>) {
+    match v {
+        serde_json::Value::String(s) => out.push((path.to_string(), s)),
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                json_strings(item, &format!("{path}[{i}]"), out);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (k, item) in map {
+                json_strings(item, &format!("{path}.{k}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Grafana's import: each `${NAME}` of an `__inputs` entry is replaced, in every string of the
+/// dashboard, by what the import form picked (a data source's uid), and `__inputs` is dropped
+/// (grafana/grafana pkg/services/dashboardimport/utils/dash_template_evaluator.go).
+fn simulate_import(d: &serde_json::Value, picks: &BTreeMap<String, String>) -> serde_json::Value {
+    fn eval(v: &serde_json::Value, vars: &BTreeMap<String, String>) -> serde_json::Value {
+        match v {
+            serde_json::Value::String(s) => {
+                let mut s = s.clone();
+                for (k, val) in vars {
+                    s = s.replace(k, val);
+                }
+                s.into()
+            }
+            serde_json::Value::Array(items) => items.iter().map(|i| eval(i, vars)).collect(),
+            serde_json::Value::Object(map) => map
+                .iter()
+                .filter(|(k, _)| *k != "__inputs")
+                .map(|(k, i)| (k.clone(), eval(i, vars)))
+                .collect(),
+            other => other.clone(),
+        }
+    }
+    let vars = picks
+        .iter()
+        .map(|(k, v)| (format!("${{{k}}}"), v.clone()))
+        .collect();
+    eval(d, &vars)
+}
+
+/// How Grafana settles a single-value `datasource` variable among the data sources of its
+/// plugin type (uid, name): the current value by uid (Grafana 11's scenes), else the current
+/// text by name, else the first data source.
+fn resolve_datasource_variable(var: &serde_json::Value, sources: &[(&str, &str)]) -> String {
+    let value = var["current"]["value"].as_str().unwrap_or_default();
+    let text = var["current"]["text"].as_str().unwrap_or_default();
+    sources
+        .iter()
+        .find(|(uid, _)| *uid == value)
+        .or_else(|| sources.iter().find(|(_, name)| *name == text))
+        .or(sources.first())
+        .map(|(uid, _)| uid.to_string())
+        .unwrap_or_default()
+}
+
+/// The `__inputs` data source must reach the panels on import (through the `datasource`
+/// variable), and file provisioning, which leaves placeholders as they are, must still work:
+/// the placeholder sits only in that variable's current value, with `default` as its text.
+fn datasource_input_problems(d: &serde_json::Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let inputs: Vec<String> = d["__inputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["type"] == "datasource")
+        .filter_map(|i| i["name"].as_str().map(String::from))
+        .collect();
+    let vars = d["templating"]["list"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let Some(at) = vars.iter().position(|v| v["name"] == "datasource") else {
+        return vec!["no `datasource` variable".into()];
+    };
+    let allowed = format!(".templating.list[{at}].current.value");
+    let mut strings = Vec::new();
+    json_strings(d, "", &mut strings);
+    for (path, text) in &strings {
+        if text.contains("${DS_") && *path != allowed {
+            problems.push(format!(
+                "__inputs placeholder {text:?} at {path}, which file provisioning leaves unresolved"
+            ));
+        }
+    }
+    for name in &inputs {
+        let placeholder = format!("${{{name}}}");
+        if !strings.iter().any(|(_, t)| t.contains(&placeholder)) {
+            problems.push(format!(
+                "__inputs asks for {name} but nothing uses it: the data source picked on import is ignored"
+            ));
+        }
+    }
+    let picked = "picked-on-import";
+    let sources = [
+        ("first-prometheus", "A Prometheus"),
+        (picked, "Z Prometheus"),
+    ];
+    let picks = inputs
+        .iter()
+        .map(|n| (n.clone(), picked.to_string()))
+        .collect();
+    let imported = simulate_import(d, &picks);
+    let var = &imported["templating"]["list"][at];
+    if resolve_datasource_variable(var, &sources) != picked {
+        problems.push(format!(
+            "after import the datasource variable ({}) does not select the data source picked in the import form",
+            var["current"]
+        ));
+    }
+    if serde_json::to_string(&imported).unwrap().contains("${DS_") {
+        problems.push("an __inputs placeholder survives the import".into());
+    }
+    // Provisioned as is: no data source has the placeholder's uid, so Grafana 10's variables
+    // fall back by text, and `default` names the default data source.
+    if vars[at]["current"]["text"] != "default" {
+        problems.push(format!(
+            "datasource variable's current text is {}, not `default`: provisioned copies would not start on the default data source",
+            vars[at]["current"]["text"]
+        ));
+    }
+    problems
+}
+
+#[test]
+fn datasource_checks_reject_an_ignored_or_leaking_import_input() {
+    let (_, d) = dashboards()
+        .into_iter()
+        .find(|(p, _)| p.ends_with("overview.json"))
+        .unwrap();
+    assert!(datasource_input_problems(&d).is_empty());
+    let at = d["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|v| v["name"] == "datasource")
+        .unwrap();
+    // The dashboards as they were: __inputs asked, nothing used it.
+    let mut ignored = d.clone();
+    ignored["templating"]["list"][at]["current"] = serde_json::json!({});
+    let problems = datasource_input_problems(&ignored);
+    assert!(
+        problems.iter().any(|p| p.contains("nothing uses it"))
+            && problems.iter().any(|p| p.contains("does not select")),
+        "{problems:#?}"
+    );
+    // A panel naming the placeholder breaks provisioning.
+    let mut leaking = d.clone();
+    leaking["panels"][0]["datasource"]["uid"] = "${DS_PROMETHEUS}".into();
+    let problems = datasource_input_problems(&leaking);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("provisioning leaves unresolved")),
+        "{problems:#?}"
+    );
 }
 
 /// rate(), irate() and increase() in dashboards must use `$__rate_interval`.

@@ -4,11 +4,19 @@ Every dashboard: a fixed uid, `__inputs` for the import UI, a `datasource` varia
 panel and target uses as `${datasource}` (file provisioning does not resolve `__inputs`),
 `job`/`instance` multi-select variables with allValue `.+`, `$__rate_interval` in every rate,
 and a unit and a one-line description on every panel.
+
+The import input reaches the panels through the `datasource` variable: its current value is
+`${DS_PROMETHEUS}`, which Grafana's import replaces (in every string of the JSON) with the uid
+of the data source picked in the import form, and the variable then selects that data source.
+Provisioned files keep the placeholder, which matches no data source, so Grafana falls back:
+to the default data source by the current text `default` (Grafana 10's variables) or to the
+first Prometheus data source (Grafana 11's scenes). No panel names the placeholder itself.
 """
 
-from rules import SERVER_ERROR, NOT_CANCELLED, le_regex, num, pct, duration_text
+from rules import CRATE_MARKER, SERVER_ERROR, NOT_CANCELLED, latency_bucket_alert, le_regex, num, pct, duration_text
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
+DS_INPUT = "DS_PROMETHEUS"
 TAG = "tower-observability"
 RI = "$__rate_interval"
 
@@ -23,7 +31,9 @@ RPC = "rpc_server_call_duration_seconds"
 def _datasource_var():
     return {
         "name": "datasource", "label": "Data source", "type": "datasource",
-        "query": "prometheus", "current": {}, "hide": 0, "refresh": 1,
+        "query": "prometheus", "hide": 0, "refresh": 1,
+        # Import writes the chosen uid here; see the module docstring for provisioning.
+        "current": {"selected": True, "text": "default", "value": "${" + DS_INPUT + "}"},
         "regex": "", "options": [], "skipUrlSync": False,
     }
 
@@ -40,8 +50,10 @@ def _query_var(name, label, query, multi=True, all_value=".+"):
     return var
 
 
-JOB_VAR = _query_var("job", "Job", "label_values(target_info, job)")
-INSTANCE_VAR = _query_var("instance", "Instance", 'label_values(target_info{job=~"$job"}, instance)')
+# Jobs and instances that run the crate: not every target with target_info (OpenTelemetry SDKs
+# and the Collector expose it too).
+JOB_VAR = _query_var("job", "Job", f"label_values({CRATE_MARKER}, job)")
+INSTANCE_VAR = _query_var("instance", "Instance", f'label_values({CRATE_MARKER}{{job=~"$job"}}, instance)')
 ROUTES_VAR = _query_var(
     "route", "Route",
     f'label_values({DURATION}_count{{job=~"$job",instance=~"$instance"}}, http_route)')
@@ -136,6 +148,24 @@ def table(title, description, unit, targets, columns, w=24, h=8, sort_by=None):
     }
 
 
+def bargauge(title, description, unit, targets, w=12, h=8):
+    """Instant queries as horizontal bars, one per series: "top N" lists."""
+    tgts = []
+    for ref, t in zip("ABCDEFGH", targets):
+        expr, legend = t if isinstance(t, tuple) else (t, "")
+        tgts.append(_target(expr, legend, ref, instant=True))
+    return {
+        "type": "bargauge", "title": title, "description": description, "datasource": DS,
+        "fieldConfig": {"defaults": {"unit": unit, "min": 0, "thresholds": _thresholds(),
+                                     "color": {"mode": "continuous-GrYlRd"}},
+                        "overrides": []},
+        "options": {"orientation": "horizontal", "displayMode": "gradient", "showUnfilled": True,
+                    "valueMode": "color", "namePlacement": "left",
+                    "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}},
+        "targets": tgts, "_size": (w, h),
+    }
+
+
 def heatmap(title, description, unit, expr, w=24, h=9):
     return {
         "type": "heatmap", "title": title, "description": description, "datasource": DS,
@@ -180,7 +210,7 @@ def _layout(panels):
 
 def dashboard(uid, title, description, variables, panels, annotations=()):
     return {
-        "__inputs": [{"name": "DS_PROMETHEUS", "label": "Prometheus", "description": "",
+        "__inputs": [{"name": DS_INPUT, "label": "Prometheus", "description": "",
                       "type": "datasource", "pluginId": "prometheus", "pluginName": "Prometheus"}],
         "__requires": [
             {"type": "grafana", "id": "grafana", "name": "Grafana", "version": "10.0.0"},
@@ -245,6 +275,7 @@ def overview(cfg):
     le_match = f'le=~"{le_regex(threshold)}"'
     route = 'http_route=~"$route"'
     count = DURATION + "_count"
+    top_routes = f"topk(20, {rate(count, route, by='http_route')})"
     panels = [
         stat("Request rate", "Requests per second across the selected instances and routes.", "reqps",
              [rate(count, route)], w=4),
@@ -270,12 +301,16 @@ def overview(cfg):
                     (quantile(0.99, DURATION, route), "p99")], thresholds=[(threshold, "red")]),
         timeseries("Active requests by method", "Requests in flight by HTTP method.", "short",
                    [(f"sum by (http_request_method) (http_server_active_requests{sel()})", "{{http_request_method}}")]),
-        table("Routes", "Per route: request rate, server-error ratio and p99 latency; sort by any column.", "reqps",
-              [(f"topk(20, {rate(count, route, by='http_route')})", ""),
-               (error_ratio(route, by="http_route"), ""),
-               (quantile(0.99, DURATION, route, by="http_route"), "")],
+        table("Routes", "The 20 busiest routes: request rate, server-error ratio and p99 latency; sort by any column.", "reqps",
+              [(top_routes, ""),
+               (f"({error_ratio(route, by='http_route')})\nand on (http_route)\n{top_routes}", ""),
+               (f"{quantile(0.99, DURATION, route, by='http_route')}\nand on (http_route)\n{top_routes}", "")],
               {"A": ("Requests/s", "reqps"), "B": ("Error ratio", "percentunit"), "C": ("p99", "s")},
               sort_by="Requests/s"),
+        bargauge("Top routes by errors", "The 10 routes with the most server errors per second (5xx, panics, gRPC server faults).", "reqps",
+                 [(f"topk(10, {rate(count, route, SERVER_ERROR, by='http_route')})", "{{http_route}}")]),
+        bargauge("Top routes by p99 latency", "The 10 routes with the slowest 99th percentile, to the last body byte.", "s",
+                 [(f"topk(10, {quantile(0.99, DURATION, route, by='http_route')})", "{{http_route}}")]),
         timeseries("Responses by status code", "Requests per second by exact HTTP status code (499 = client went away).", "reqps",
                    [(rate(count, route, by="http_response_status_code"), "{{http_response_status_code}}")]),
         timeseries("Errors by type", "Errored requests per second by error_type; cancelled (499) is the client leaving and not in the SLO.", "reqps",
@@ -337,7 +372,8 @@ def slo(cfg):
     total = f"sum_over_time(job:http_server_requests:rate5m{j}[{period}])"
     windows = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
     factors = [(b["factor"], "orange" if b["severity"] == "warning" else "red") for b in cfg["burn_rate"]]
-    burn_names = "|".join(f"{t}BudgetBurn{b['long']}{b['short']}" for t in ("Availability", "Latency") for b in cfg["burn_rate"])
+    burn_names = "|".join([f"{t}BudgetBurn{b['long']}{b['short']}" for t in ("Availability", "Latency") for b in cfg["burn_rate"]]
+                          + [latency_bucket_alert(cfg)["alert"]])
     panels = [
         stat(f"Availability over {period}", f"Share of requests that were not server errors over the SLO period; objective {pct(a_obj)}.",
              "percentunit", [(f"1 - {errors}\n/\n{total}", "{{job}}")], decimals=3,
@@ -361,7 +397,7 @@ def slo(cfg):
         timeseries("Latency SLI", f"Share of requests within {threshold} over 5m and 1h against the {pct(l_obj)} objective.", "percentunit",
                    [(f"1 - job:http_server_requests_slow:ratio_rate{w}{j}", f"{{{{job}}}} {w}") for w in ("5m", "1h")],
                    thresholds=[], min_zero=False),
-        table("Burn-rate alerts", "Burn-rate alerts pending or firing now for the selected jobs.", "none",
+        table("SLO alerts", "Burn-rate alerts (and a missing latency bucket) pending or firing now for the selected jobs.", "none",
               [(f'ALERTS{{alertname=~"{burn_names}",job=~"$job"}}', "")], {"A": ("Active", "none")}, w=12),
         timeseries("Error ratio by instance", "Server-error ratio per instance: one bad instance or all of them?", "percentunit",
                    [(error_ratio(by="instance"), "{{instance}}")], w=12),
@@ -448,7 +484,7 @@ def grpc(cfg):
     err = cfg["grpc"]["error_ratio"]
     panels = [
         stat("Call rate", "gRPC calls per second to the selected methods.", "reqps", [rate(count, m)], w=8),
-        stat("Error ratio", "Share of calls ending in a server-fault status (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS).",
+        stat("Error ratio", "Share of calls, cancelled ones left out, ending in a server fault (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS).",
              "percentunit", [error_ratio(m, metric=count)], w=8, thresholds=[(err, "red")], decimals=3),
         stat("p99 latency", "99th percentile gRPC call duration, to the end of the response stream.", "s",
              [quantile(0.99, RPC, m)], w=8),
@@ -458,8 +494,8 @@ def grpc(cfg):
                    [(error_ratio(m, by="rpc_method", metric=count), "{{rpc_method}}")], thresholds=[(err, "red")]),
         timeseries("Latency percentiles", "p50, p90 and p99 call duration.", "s",
                    [(quantile(q, RPC, m), f"p{num(q * 100)}") for q in (0.5, 0.9, 0.99)]),
-        timeseries("Server faults by code", "Failed calls per second by server-fault code name.", "reqps",
-                   [(rate(count, m, 'error_type!=""', by="error_type"), "{{error_type}}")]),
+        timeseries("Server faults by code", "Calls per second ending in a server fault, by code; cancelled calls are the client's doing and not shown.", "reqps",
+                   [(rate(count, m, SERVER_ERROR, by="error_type"), "{{error_type}}")]),
         table("Methods", "Per method: call rate, server-fault ratio and p99 latency.", "reqps",
               [(rate(count, m, by="rpc_method"), ""), (error_ratio(m, by="rpc_method", metric=count), ""),
                (quantile(0.99, RPC, m, by="rpc_method"), "")],

@@ -9,7 +9,7 @@ stay silent. Client cancellations and 4xx ride along at high volume and must not
 
 import math
 
-from rules import burn_rate_alerts, slo_groups
+from rules import DEFAULT_BUCKETS, burn_rate_alerts, latency_bucket_alert, slo_groups
 
 JOB = "checkout"
 INSTANCE = "10.0.0.1:9464"
@@ -51,8 +51,9 @@ def _http(status, error_type=None, route="/users/{id}"):
     return labels
 
 
-def _render(template, value):
+def _render(template, value, instance=INSTANCE):
     text = template.replace("{{ $labels.job }}", JOB)
+    text = text.replace("{{ $labels.instance }}", instance)
     text = text.replace("{{ $value | humanizePercentage }}", "%.4g%%" % (value * 100))
     if "{{" in text:
         raise SystemExit(f"rule_tests cannot render this annotation yet: {template}")
@@ -77,8 +78,8 @@ def _availability_series(bad_ratio, per_minute, minutes):
 def _latency_series(slow_ratio, per_minute, minutes, threshold, le_text):
     fast = per_minute * (1 - slow_ratio)
     name = "http_server_request_duration_seconds"
-    lower = max(b for b in [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1]
-                if b < threshold) if threshold > 0.005 else None
+    smaller = [b for b in DEFAULT_BUCKETS if b < threshold]
+    lower = max(smaller) if smaller else None
     ok = _http("200")
     cancelled = _http("499", "cancelled")
     series = [
@@ -168,6 +169,14 @@ def slo_tests(cfg):
             "alert_rule_test": [{"eval_time": f"{m}m", "alertname": a["alert"], "exp_alerts": []}
                                 for m in eval_minutes for a in mine],
         })
+    # The bucket check belongs to the latency SLO: silent whenever the latency SLI has its
+    # bucket (healthy and low traffic, both `le` spellings) and when there is no data at all.
+    bucket_alert = latency_bucket_alert(cfg)["alert"]
+    for t in tests:
+        if t["name"].startswith("latency: ") and "fires" not in t["name"]:
+            t["alert_rule_test"] += [{"eval_time": f"{m}m", "alertname": bucket_alert, "exp_alerts": []}
+                                     for m in eval_minutes]
+    tests.append(_bucket_missing_test(cfg, horizon))
     return {
         "rule_files": ["../../alerts/slo.rules.yml"],
         "evaluation_interval": "1m",
@@ -175,4 +184,39 @@ def slo_tests(cfg):
         # without an order promtool evaluates groups in random order and the test flakes.
         "group_eval_order": [g["name"] for g in slo_groups(cfg)],
         "tests": tests,
+    }
+
+
+def _bucket_missing_test(cfg, horizon):
+    """An instance whose buckets lack the threshold warns; its neighbour with the bucket does
+    not. The bucketless instance has buckets on both sides of the threshold, so a matcher that
+    picked up a neighbouring boundary would hide it."""
+    rule = latency_bucket_alert(cfg)
+    threshold = float(cfg["latency"]["threshold_seconds"])
+    name = "http_server_request_duration_seconds"
+    below = max(b for b in DEFAULT_BUCKETS if b < threshold) if threshold > DEFAULT_BUCKETS[0] else None
+    above = min(b for b in DEFAULT_BUCKETS if b > threshold)
+    coarse, fine = "10.0.0.2:9464", INSTANCE
+    series = []
+    for instance, bounds in [(coarse, [b for b in (below, above) if b is not None]),
+                             (fine, [threshold])]:
+        labels = {**_http("200"), "instance": instance}
+        series.append((_series(name + "_count", labels), 100))
+        for b in bounds:
+            series.append((_series(name + "_bucket", {**labels, "le": _fmt(b)}), 90))
+        series.append((_series(name + "_bucket", {**labels, "le": "+Inf"}), 100))
+    minutes = _minutes(rule["for"])
+    fired = {
+        "exp_labels": {"job": JOB, "instance": coarse, **rule["labels"]},
+        "exp_annotations": {k: _render(v, 0, coarse) if k != "runbook_url" else v
+                            for k, v in rule["annotations"].items()},
+    }
+    return {
+        "name": f"latency: an instance without the {_fmt(threshold)}s bucket warns, its neighbour with it does not",
+        "interval": "1m",
+        "input_series": [{"series": s, "values": f"0+{_fmt(v)}x{horizon}"} for s, v in series],
+        "alert_rule_test": [
+            {"eval_time": f"{minutes - 5}m", "alertname": rule["alert"], "exp_alerts": []},
+            {"eval_time": f"{minutes + 5}m", "alertname": rule["alert"], "exp_alerts": [fired]},
+        ],
     }

@@ -5,7 +5,8 @@ tools/slo.toml. Recording rules are named `level:metric:operation`; alerts are C
 carry `severity`, `summary`, `description` and `runbook_url`.
 """
 
-# The crate's default histogram buckets: a latency threshold must be one of them.
+# The crate's default histogram buckets (DEFAULT_DURATION_BUCKETS in src/metrics/mod.rs; a
+# test in tests/artefacts.rs fails when the two differ): a latency threshold must be one of them.
 DEFAULT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30, 60]
 SLI_WINDOWS = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
 
@@ -13,6 +14,11 @@ DURATION = "http_server_request_duration_seconds"
 # Client cancellations (499) are neither good nor bad: the client left, the server did not fail.
 NOT_CANCELLED = 'error_type!="cancelled"'
 SERVER_ERROR = 'error_type!="",error_type!="cancelled"'
+# A series only a process running tower-observability exposes, registered at start-up in every
+# build (value 0 until a panic is caught). `target_info` is no such marker: every OpenTelemetry
+# SDK and the OpenTelemetry Collector expose it too. Service-down and saturation alerts and the
+# dashboards' `job`/`instance` variables select the crate's services by this series.
+CRATE_MARKER = "tower_observability_panics_total"
 
 
 def num(value):
@@ -123,6 +129,34 @@ def burn_rate_alerts(cfg):
     return rules
 
 
+def latency_bucket_alert(cfg):
+    """The latency SLI reads one bucket: without it the SLI, its burn-rate alerts and the SLO
+    dashboard would go quiet (no bucket anywhere) or count every request as slow (some
+    instances without it). Say so instead, per instance."""
+    threshold = cfg["latency"]["threshold_seconds"]
+    le = le_regex(threshold)
+    text = duration_text(threshold)
+    return alert(
+        cfg, "LatencySLIBucketMissing",
+        (
+            f"count by (job, instance) ({DURATION}_count)\n"
+            f"unless on (job, instance)\n"
+            f'count by (job, instance) ({DURATION}_bucket{{le=~"{le}"}})'
+        ),
+        "warning",
+        summary="{{ $labels.instance }} of {{ $labels.job }} has no latency bucket at the SLO threshold",
+        description=(
+            "{{ $labels.instance }} ({{ $labels.job }}) records requests but exposes no "
+            f"{DURATION}_bucket with le={num(threshold)}, the latency SLO threshold of {text}: "
+            "the latency SLI cannot be computed from this instance, so its burn-rate alerts "
+            "are blind (no instance has the bucket) or count its requests as slow (some have it). "
+            f"Add {num(threshold)} to the duration buckets or pick a threshold among them."
+        ),
+        for_="15m",
+        extra_labels={"slo": "latency"},
+    )
+
+
 def _new_or_increase(metric, window):
     # A counter the crate creates on its first increment appears with value >= 1 and no
     # earlier sample, which increase() cannot see: count a series that is new in the window
@@ -136,26 +170,32 @@ def _new_or_increase(metric, window):
     )
 
 
-def _dropped_ratio(dropped, delivered, window):
+def _dropped_ratio(dropped, delivered, window, threshold, min_rate):
     d = f"sum by (job) (rate({dropped}[{window}]))"
     ok = f"sum by (job) (rate({delivered}[{window}]))"
     # The delivered counter may not exist yet (everything dropped): count it as 0 then.
-    return f"{d}\n/\n({d} + ({ok} or 0 * {d}))"
+    total = f"({d} + ({ok} or 0 * {d}))"
+    # Like the SLIs, a ratio needs volume: one dropped event and none sent is 100%, but says
+    # nothing. Below `min_rate` events per second (dropped + delivered) it stays silent.
+    return f"{d}\n/\n{total}\n> {threshold}\nand on (job)\n{total} >= {min_rate}"
 
 
 def service_alerts(cfg):
     sat, tel, grpc = cfg["saturation"], cfg["telemetry"], cfg["grpc"]
-    crate = "and on (job, instance)\nmax_over_time(target_info[1d])"
+    # Only targets that exposed the crate's marker within a day: not every target with
+    # target_info (OpenTelemetry SDKs, the Collector) and not node exporters or databases.
+    crate = f"and on (job, instance)\npresent_over_time({CRATE_MARKER}[1d])"
     min_rate = cfg["traffic"]["min_requests_per_second"]
+    min_events = tel["min_events_per_second"]
     service = [
         alert(cfg, "ServiceDown",
-              "count by (job) (max_over_time(target_info[1d]))\nunless on (job)\n(up == 1)",
+              f"count by (job) (present_over_time({CRATE_MARKER}[1d]))\nunless on (job)\n(up == 1)",
               "critical",
               summary="{{ $labels.job }} has no instance up",
               description=(
                   "Prometheus has not scraped any instance of {{ $labels.job }} for 5 minutes, "
-                  "though it exposed target_info ({{ $value }} series) within the last day: "
-                  "the service is down or has vanished from service discovery."
+                  "though {{ $value }} of its instances exposed tower-observability metrics "
+                  "within the last day: the service is down or has vanished from service discovery."
               ),
               for_="5m"),
         alert(cfg, "ServiceInstanceDown",
@@ -209,8 +249,8 @@ def service_alerts(cfg):
     telemetry = [
         alert(cfg, "SpansDropped",
               _dropped_ratio("tower_observability_spans_dropped_total",
-                             "tower_observability_spans_exported_total", "15m")
-              + f"\n> {num(tel['dropped_ratio'])}",
+                             "tower_observability_spans_exported_total", "15m",
+                             num(tel["dropped_ratio"]), min_events),
               "warning",
               summary="{{ $labels.job }} drops {{ $value | humanizePercentage }} of its spans",
               description=(
@@ -221,8 +261,8 @@ def service_alerts(cfg):
               for_="15m"),
         alert(cfg, "SentryEventsDropped",
               _dropped_ratio("tower_observability_sentry_events_dropped_total",
-                             "tower_observability_sentry_events_sent_total", "15m")
-              + f"\n> {num(tel['dropped_ratio'])}",
+                             "tower_observability_sentry_events_sent_total", "15m",
+                             num(tel["dropped_ratio"]), min_events),
               "warning",
               summary="{{ $labels.job }} drops {{ $value | humanizePercentage }} of its Sentry events",
               description=(
@@ -264,20 +304,23 @@ def service_alerts(cfg):
               for_="15m"),
     ]
     calls = "rpc_server_call_duration_seconds_count"
+    # As for HTTP: calls the client cancelled are neither faults nor calls that count; the
+    # gRPC dashboard divides by the same non-cancelled calls.
+    served = f"sum by (job, rpc_method) (rate({calls}{{{NOT_CANCELLED}}}[10m]))"
     grpc_rules = [
         alert(cfg, "GrpcServerErrorRatioHigh",
               (
                   f"sum by (job, rpc_method) (rate({calls}{{{SERVER_ERROR}}}[10m]))\n/\n"
-                  f"sum by (job, rpc_method) (rate({calls}[10m]))\n> {num(grpc['error_ratio'])}\n"
-                  f"and on (job, rpc_method)\nsum by (job, rpc_method) (rate({calls}[10m])) >= {min_rate}"
+                  f"{served}\n> {num(grpc['error_ratio'])}\n"
+                  f"and on (job, rpc_method)\n{served} >= {min_rate}"
               ),
               "warning",
               summary="{{ $labels.rpc_method }} on {{ $labels.job }} fails {{ $value | humanizePercentage }} of calls",
               description=(
                   "{{ $value | humanizePercentage }} of gRPC calls to {{ $labels.rpc_method }} on "
                   "{{ $labels.job }} ended in a server-fault status (UNKNOWN, DEADLINE_EXCEEDED, "
-                  "UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS) over the last 10m "
-                  f"(threshold {pct(grpc['error_ratio'])})."
+                  "UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS) over the last 10m, calls the "
+                  f"client cancelled left out (threshold {pct(grpc['error_ratio'])})."
               ),
               for_="10m"),
     ]
@@ -293,5 +336,6 @@ def slo_groups(cfg):
     # One group: rules run in order, so each ratio reads the rates recorded just before it.
     return [
         {"name": "tower-observability-sli", "rules": _sli_recordings(cfg)},
-        {"name": "tower-observability-slo-alerts", "rules": burn_rate_alerts(cfg)},
+        {"name": "tower-observability-slo-alerts",
+         "rules": burn_rate_alerts(cfg) + [latency_bucket_alert(cfg)]},
     ]

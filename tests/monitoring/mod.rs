@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod promql;
+pub mod rule_tests;
 pub mod yaml;
 
 use std::path::{Path, PathBuf};

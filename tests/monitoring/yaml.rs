@@ -45,6 +45,21 @@ impl Yaml {
             _ => &[],
         }
     }
+
+    /// The same document as JSON (every scalar a string), which YAML readers such as
+    /// promtool's accept as it is: how a test writes a changed copy of a YAML file.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Yaml::Str(s) => serde_json::Value::String(s.clone()),
+            Yaml::Seq(items) => items.iter().map(Yaml::to_json).collect(),
+            Yaml::Map(entries) => serde_json::Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
 }
 
 /// Parses every `---`-separated document of `text`.
