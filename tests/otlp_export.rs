@@ -1129,3 +1129,107 @@ fn flushing_a_users_processor_keeps_to_the_timeout() {
         .unwrap();
     assert!(quick.flush_traces(Duration::from_secs(2)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbound_span_for_a_non_tower_client_is_exported_as_the_downstream_parent() {
+    let _shared = not_measuring().await;
+    let received = Received::default();
+    let endpoint = http_receiver(received.clone()).await;
+    let vars = [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+    ];
+    let backend_obs = from_vars("stock", &vars);
+    let backend = Router::new()
+        .route("/stock/{id}", get(|| async { "12" }))
+        .route(
+            "/gone/{id}",
+            get(|| async { (http::StatusCode::NOT_FOUND, "no") }),
+        )
+        .layer(backend_obs.layer());
+    let backend_addr = serve(backend).await;
+
+    // The frontend calls with a client that is not a tower service (a plain hyper client
+    // standing in for reqwest): the adapter opens the span, the call carries it.
+    let frontend_obs = from_vars("shop", &vars);
+    let outbound = frontend_obs.client_layer();
+    let frontend = Router::new()
+        .route(
+            "/product",
+            get(move || {
+                let outbound = outbound.clone();
+                async move {
+                    let mut statuses = Vec::new();
+                    for path in ["stock/1", "gone/2"] {
+                        let url: http::Uri =
+                            format!("http://{backend_addr}/{path}").parse().unwrap();
+                        let span = outbound.outbound(&http::Method::GET, &url);
+                        let mut req = Request::get(url).body(Full::new(Bytes::new())).unwrap();
+                        span.inject(req.headers_mut());
+                        match client().request(req).await {
+                            Ok(res) => {
+                                statuses.push(res.status().as_u16());
+                                span.finish(res.status());
+                            }
+                            Err(_) => span.fail(),
+                        }
+                    }
+                    // A span dropped unended was a call given up on.
+                    let url: http::Uri = "http://127.0.0.1:9/never".parse().unwrap();
+                    drop(outbound.outbound(&http::Method::POST, &url));
+                    format!("{statuses:?}")
+                }
+            }),
+        )
+        .layer(frontend_obs.layer());
+    let frontend_addr = serve(frontend).await;
+    assert_eq!(
+        call(&format!("http://{frontend_addr}/product"), &[]).await,
+        200
+    );
+    assert!(backend_obs.flush_traces(Duration::from_secs(5)));
+    assert!(frontend_obs.flush_traces(Duration::from_secs(5)));
+
+    let spans = received.spans();
+    let (_, page) = received
+        .named("GET /product")
+        .expect("frontend server span");
+    let clients: Vec<&Span> = spans
+        .iter()
+        .filter(|(svc, s)| svc == "shop" && s.kind == SpanKind::Client as i32)
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(clients.len(), 3, "{spans:#?}");
+    for (server_name, status, error) in [
+        ("GET /stock/{id}", "200", None),
+        ("GET /gone/{id}", "404", Some("404")),
+    ] {
+        let (svc, server) = received.named(server_name).expect("backend server span");
+        assert_eq!(svc, "stock");
+        // The downstream span's parent is an exported client span of the same trace...
+        let parent = clients
+            .iter()
+            .find(|c| c.span_id == server.parent_span_id)
+            .unwrap_or_else(|| panic!("{server_name}: its parent was not exported"));
+        assert_eq!(parent.trace_id, page.trace_id);
+        assert_eq!(server.trace_id, page.trace_id);
+        // ... itself the child of the frontend's server span.
+        assert_eq!(parent.parent_span_id, page.span_id);
+        assert_eq!(parent.name, "GET");
+        assert_eq!(
+            attr(parent, "http.response.status_code").as_deref(),
+            Some(status)
+        );
+        assert_eq!(attr(parent, "error.type").as_deref(), error);
+        assert!(attr(parent, "url.full")
+            .unwrap()
+            .starts_with(&format!("http://{backend_addr}/")));
+    }
+    let abandoned = clients
+        .iter()
+        .find(|c| c.name == "POST")
+        .expect("the dropped span");
+    assert_eq!(attr(abandoned, "error.type").as_deref(), Some("cancelled"));
+    assert!(frontend_obs.shutdown(Duration::from_secs(5)));
+    assert!(backend_obs.shutdown(Duration::from_secs(5)));
+}

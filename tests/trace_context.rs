@@ -219,13 +219,46 @@ async fn the_client_layer_carries_the_trace_downstream() {
 
 #[tokio::test]
 async fn tracing_off_leaves_the_headers_alone() {
+    // A backend that records the headers it was called with.
+    let seen: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
+    let backend_seen = seen.clone();
+    let backend = Router::new().route(
+        "/inner",
+        get(move |headers: HeaderMap| {
+            backend_seen.lock().unwrap().push(headers);
+            async { "ok" }
+        }),
+    );
+    let backend_addr = serve(backend).await;
+
     let obs = isolated("quiet").tracing(false).build().unwrap();
+    let downstream = ServiceBuilder::new()
+        .layer(obs.client_layer())
+        .service(client());
+    let outbound = obs.client_layer();
     let app = Router::new()
         .route(
             "/plain",
-            get(|| async move {
-                assert!(trace::current_request().is_none() && trace::current().is_none());
-                "plain"
+            get(move || {
+                let mut downstream = downstream.clone();
+                let outbound = outbound.clone();
+                async move {
+                    assert!(trace::current_request().is_none() && trace::current().is_none());
+                    // Through the client layer: passed through untouched.
+                    let req = Request::get(format!("http://{backend_addr}/inner"))
+                        .body(Full::new(Bytes::new()))
+                        .unwrap();
+                    assert_eq!(downstream.call(req).await.unwrap().status(), 200);
+                    // The adapter for other clients: nothing to inject.
+                    let uri: http::Uri = format!("http://{backend_addr}/inner").parse().unwrap();
+                    let span = outbound.outbound(&http::Method::GET, &uri);
+                    assert!(span.context().is_none());
+                    let mut headers = HeaderMap::new();
+                    span.inject(&mut headers);
+                    assert!(headers.is_empty());
+                    span.finish(http::StatusCode::OK);
+                    "plain"
+                }
             }),
         )
         .layer(obs.layer());
@@ -238,4 +271,19 @@ async fn tracing_off_leaves_the_headers_alone() {
     .await;
     assert_eq!(body, "plain");
     assert!(headers.get("x-request-id").is_none());
+    // Outside a request too: no new root trace is started for the call.
+    let mut lone = ServiceBuilder::new()
+        .layer(obs.client_layer())
+        .service(client());
+    let req = Request::get(format!("http://{backend_addr}/inner"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(lone.call(req).await.unwrap().status(), 200);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    for headers in &seen {
+        for name in ["traceparent", "tracestate", "x-request-id"] {
+            assert!(headers.get(name).is_none(), "{name} sent: {headers:?}");
+        }
+    }
 }
