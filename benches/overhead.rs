@@ -136,6 +136,7 @@ fn otlp_to(endpoint: String, up: bool) -> Scenario {
                 protocol: OtlpProtocol::HttpProtobuf,
                 endpoint: Some(endpoint),
                 timeout: std::time::Duration::from_secs(2),
+                ..Default::default()
             })
             .batch_settings(big_queue())
             .cors(policy())

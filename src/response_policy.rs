@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response};
 
-use crate::cors::{CompiledCors, CorsDecision, Grant};
+use crate::cors::{CompiledCors, CorsDecision, Grant, TemplateGrant};
 use crate::security_headers::CompiledHeaders;
 
 /// Security headers and CORS, compiled by `build()`.
@@ -20,8 +20,10 @@ use crate::security_headers::CompiledHeaders;
 pub(crate) struct ResponsePolicy {
     headers: Option<CompiledHeaders>,
     cors: Option<CompiledCors>,
-    /// The headers the layer adds, by `[hsts][granted]`.
-    templates: [[HeaderMap; 2]; 2],
+    /// The headers the layer adds, by `[grant][hsts]`: grant 0 none, 1 a `*` slot (public
+    /// policies, and echoes that replace it), 2.. each exact origin's complete grant, so
+    /// the common case copies its answer and inserts nothing.
+    templates: Vec<[HeaderMap; 2]>,
     /// Names the application may not set: overrides and the removal list.
     owned: Vec<HeaderName>,
 }
@@ -42,6 +44,9 @@ pub(crate) struct PolicyFor {
     grant: Grant,
 }
 
+/// Exact origins beyond this many share the `*` slot template and insert their value.
+const EXACT_TEMPLATES: usize = 32;
+
 /// The CORS headers of a grant: the layer's alone on CORS requests.
 const CORS_GRANT: [HeaderName; 3] = [
     header::ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -58,13 +63,13 @@ impl ResponsePolicy {
         if headers.is_none() && cors.is_none() {
             return None;
         }
-        let template = |hsts: bool, granted: bool| {
+        let template = |grant: TemplateGrant, hsts: bool| {
             let mut map = HeaderMap::new();
             if let Some(h) = &headers {
                 h.add_to(&mut map, hsts);
             }
             if let Some(c) = &cors {
-                c.add_to(&mut map, granted);
+                c.add_to(&mut map, grant);
             }
             // Room for the response's own headers, so moving them in never rehashes (a
             // clone keeps the index table's size).
@@ -72,10 +77,15 @@ impl ResponsePolicy {
             sized.extend(map);
             sized
         };
-        let templates = [
-            [template(false, false), template(false, true)],
-            [template(true, false), template(true, true)],
-        ];
+        let exact = cors
+            .as_ref()
+            .map_or(0, |c| c.exact_origins().min(EXACT_TEMPLATES));
+        let grants = [TemplateGrant::None, TemplateGrant::Star]
+            .into_iter()
+            .chain((0..exact).map(TemplateGrant::Exact));
+        let templates = grants
+            .map(|grant| [template(grant, false), template(grant, true)])
+            .collect();
         let owned = headers
             .as_ref()
             .map(CompiledHeaders::owned)
@@ -115,10 +125,16 @@ impl PolicyFor {
     /// then the response's own over them, except those the layer owns.
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
         let policy = &*self.policy;
-        let granted = matches!(self.grant, Grant::Echo(_) | Grant::Any);
-        let template = &policy.templates[usize::from(self.hsts)][usize::from(granted)];
+        let (slot, echo) = match &self.grant {
+            Grant::NotCors | Grant::Refused => (0, None),
+            Grant::Any => (1, None),
+            Grant::Exact(i) if *i < EXACT_TEMPLATES => (2 + i, None),
+            Grant::Exact(i) => (1, policy.cors.as_ref().map(|c| c.exact_origin(*i))),
+            Grant::Echo(origin) => (1, Some(origin)),
+        };
+        let template = &policy.templates[slot][usize::from(self.hsts)];
         let own = std::mem::replace(headers, template.clone());
-        if let Grant::Echo(origin) = &self.grant {
+        if let Some(origin) = echo {
             // Replaces the template's `*` slot: no new entry.
             let _ = headers.try_insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
         }

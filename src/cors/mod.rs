@@ -321,8 +321,21 @@ pub(crate) enum Grant {
     Refused,
     /// `Access-Control-Allow-Origin: *` (public policies).
     Any,
-    /// `Access-Control-Allow-Origin: <origin>`.
+    /// `Access-Control-Allow-Origin: <the configured exact origin of this index>`.
+    Exact(usize),
+    /// `Access-Control-Allow-Origin: <origin>` (a subdomain pattern matched).
     Echo(HeaderValue),
+}
+
+/// The grant a response template is made with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TemplateGrant {
+    /// No grant headers (not a CORS request, or refused).
+    None,
+    /// The grant headers with `*` in `Access-Control-Allow-Origin`, which an echo replaces.
+    Star,
+    /// The grant of the exact origin of this index, complete.
+    Exact(usize),
 }
 
 /// What the layer does with a request.
@@ -362,6 +375,7 @@ impl CompiledCors {
                 Grant::Refused
             }
             Some(Matched::Any) => Grant::Any,
+            Some(Matched::Exact(i)) => Grant::Exact(i),
             Some(Matched::Echo(origin)) => Grant::Echo(origin),
         };
         CorsDecision::Pass(grant)
@@ -369,21 +383,33 @@ impl CompiledCors {
 
     /// Adds the layer's CORS headers to a response template: `Vary: Origin` whenever the
     /// answer depends on the origin (not for a public `*`), and the static part of a grant.
-    pub(crate) fn add_to(&self, map: &mut HeaderMap, granted: bool) {
+    pub(crate) fn add_to(&self, map: &mut HeaderMap, grant: TemplateGrant) {
         if self.varies() {
             crate::response_policy::add(map, &header::VARY, &VARY_ORIGIN);
         }
-        if !granted {
-            return;
-        }
-        // A slot whose value each request replaces in place (`*` for public policies).
-        crate::response_policy::add(map, &header::ACCESS_CONTROL_ALLOW_ORIGIN, &ANY);
+        let origin = match grant {
+            TemplateGrant::None => return,
+            // A slot whose value an echo replaces in place (`*` for public policies).
+            TemplateGrant::Star => &ANY,
+            TemplateGrant::Exact(i) => self.exact_origin(i),
+        };
+        crate::response_policy::add(map, &header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
         if self.credentials {
             crate::response_policy::add(map, &header::ACCESS_CONTROL_ALLOW_CREDENTIALS, &TRUE);
         }
         if let Some(expose) = &self.expose {
             crate::response_policy::add(map, &header::ACCESS_CONTROL_EXPOSE_HEADERS, expose);
         }
+    }
+
+    /// How many exact origins there are (each gets response templates of its own).
+    pub(crate) fn exact_origins(&self) -> usize {
+        self.origins.exact().len()
+    }
+
+    /// The configured exact origin of index `i`.
+    pub(crate) fn exact_origin(&self, i: usize) -> &HeaderValue {
+        &self.origins.exact()[i]
     }
 
     /// Whether responses vary by `Origin`.

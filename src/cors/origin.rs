@@ -169,7 +169,9 @@ pub(crate) struct AllowedOrigins {
 pub(crate) enum Matched {
     /// The policy allows every origin: answer `*`.
     Any,
-    /// Echo this value (the configured one for exact matches, the request's for patterns).
+    /// The configured exact origin of this index (see [`AllowedOrigins::exact`]).
+    Exact(usize),
+    /// Echo the request's own origin (a subdomain pattern matched).
     Echo(HeaderValue),
 }
 
@@ -188,6 +190,11 @@ impl AllowedOrigins {
         }
     }
 
+    /// The configured exact origins, in order: [`Matched::Exact`] indexes them.
+    pub(crate) fn exact(&self) -> &[HeaderValue] {
+        &self.exact
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         !self.any && self.exact.is_empty() && self.patterns.is_empty()
     }
@@ -198,8 +205,8 @@ impl AllowedOrigins {
             return Some(Matched::Any);
         }
         let bytes = origin.as_bytes();
-        if let Some(exact) = self.exact.iter().find(|o| o.as_bytes() == bytes) {
-            return Some(Matched::Echo(exact.clone()));
+        if let Some(i) = self.exact.iter().position(|o| o.as_bytes() == bytes) {
+            return Some(Matched::Exact(i));
         }
         self.patterns
             .iter()
@@ -276,6 +283,10 @@ mod tests {
         let list = allow(&["https://app.example.com", "http://localhost:3000"]);
         assert!(allowed(&list, "https://app.example.com"));
         assert!(allowed(&list, "http://localhost:3000"));
+        // An exact match names the configured value, so responses can be made ahead.
+        let second = HeaderValue::from_static("http://localhost:3000");
+        assert_eq!(list.matches(&second), Some(Matched::Exact(1)));
+        assert_eq!(list.exact()[1], second);
         for other in [
             "http://app.example.com",
             "https://app.example.com:8443",

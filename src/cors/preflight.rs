@@ -79,6 +79,7 @@ fn check(cors: &CompiledCors, origin: &HeaderValue, req: &HeaderMap) -> Result<G
     let origin = match cors.origins.matches(origin) {
         None => return Err(Refusal::Origin),
         Some(Matched::Any) => super::ANY.clone(),
+        Some(Matched::Exact(i)) => cors.origins.exact()[i].clone(),
         Some(Matched::Echo(origin)) => origin,
     };
     let method = req

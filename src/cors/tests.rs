@@ -361,3 +361,35 @@ fn invalid_policies_are_build_errors() {
     // Explicit subdomain patterns are not wildcards in Fetch's sense: allowed with credentials.
     assert!(app().allow_credentials(true).compile().is_ok());
 }
+
+#[test]
+fn every_exact_origin_of_a_long_list_gets_its_own_value() {
+    // Past the origins whose responses are made ahead, the value is inserted per request:
+    // both paths must grant the same.
+    let origins: Vec<String> = (0..40)
+        .map(|i| format!("https://app{i}.example.com"))
+        .collect();
+    let cors = Cors::allow_origins(origins.clone()).allow_credentials(true);
+    for origin in &origins {
+        let (answered, h) = run(&cors, "GET", &[("origin", origin)], &[("vary", "accept")]);
+        assert_eq!(answered, None);
+        assert_eq!(get(&h, ACAO), Some(origin.as_str()));
+        assert_eq!(get(&h, ACAC), Some("true"));
+        assert_eq!(h.get_all("vary").iter().count(), 1, "{h:?}");
+        let (answered, h) = run(
+            &cors,
+            "OPTIONS",
+            &[("origin", origin), ("access-control-request-method", "GET")],
+            &[],
+        );
+        assert!(answered.is_some());
+        assert_eq!(get(&h, ACAO), Some(origin.as_str()));
+    }
+    let (_, h) = run(
+        &cors,
+        "GET",
+        &[("origin", "https://app40.example.com")],
+        &[],
+    );
+    no_grant(&h);
+}
