@@ -1,7 +1,8 @@
 //! The Sentry event of a failed request names the trace it belongs to: its `trace` context
 //! holds the trace and span ids of the server span exported with OTLP, so Sentry links to
-//! the trace. A real OTLP HTTP/protobuf receiver and a Sentry envelope endpoint, both on
-//! 127.0.0.1, configured by the standard variables.
+//! the trace, for a 5xx, a panic and an inner service's error alike; and the span, the
+//! metrics and the event agree on what happened. A real OTLP HTTP/protobuf receiver and a
+//! Sentry envelope endpoint, both on 127.0.0.1, configured by the standard variables.
 
 mod support;
 
@@ -16,6 +17,8 @@ use http::StatusCode;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode as SpanStatus;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use support::sentry_endpoint::SentryEndpoint;
@@ -119,4 +122,151 @@ async fn the_events_trace_id_is_the_exported_spans() {
             assert_eq!(trace["trace_id"], TRACE, "the caller's trace continues");
         }
     }
+}
+
+fn attr(span: &Span, key: &str) -> Option<String> {
+    let value = span.attributes.iter().find(|kv| kv.key == key)?;
+    match value.value.as_ref()?.value.as_ref()? {
+        AnyValue::StringValue(s) => Some(s.clone()),
+        AnyValue::IntValue(i) => Some(i.to_string()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+fn handler_that_panics() -> &'static str {
+    panic!("stock went negative")
+}
+
+#[derive(Debug)]
+struct LedgerDown;
+
+impl std::fmt::Display for LedgerDown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ledger unreachable")
+    }
+}
+
+#[tokio::test]
+async fn panics_and_inner_errors_carry_the_exported_spans_trace_and_all_signals_agree() {
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let otlp = otlp_receiver(spans.clone()).await;
+    let sentry = SentryEndpoint::start().await;
+    let vars: HashMap<&str, String> = [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50".to_owned()),
+        ("SENTRY_DSN", sentry.dsn()),
+    ]
+    .into_iter()
+    .collect();
+    let obs = Observability::from_env_with("failing", |k| vars.get(k).cloned())
+        .unwrap()
+        .metrics_backend(MetricsBackend::IsolatedPrometheus)
+        .route_fn(|head| (head.uri.path() == "/ledger").then(|| "/ledger".into()))
+        .build()
+        .unwrap();
+
+    // A panicking handler, continuing the caller's trace.
+    let app = Router::new()
+        .route("/stock", get(|| async { handler_that_panics() }))
+        .layer(obs.layer());
+    let addr = serve(app).await;
+    let req = http::Request::get(format!("http://{addr}/stock"))
+        .header("traceparent", format!("00-{TRACE}-{CALLER}-01"))
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(client().request(req).await.unwrap().status(), 500);
+
+    // An inner service's error, in a new trace.
+    let service = tower::service_fn(|_req: http::Request<_>| async {
+        Err::<http::Response<axum::body::Body>, _>(LedgerDown)
+    });
+    let layered = tower::Layer::layer(&obs.layer(), service);
+    let req = http::Request::post("http://ledger.internal/ledger")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let err = tower::ServiceExt::oneshot(layered, req).await.unwrap_err();
+    assert_eq!(err.to_string(), "ledger unreachable");
+
+    let events = eventually(Duration::from_secs(10), || {
+        let events = sentry.events();
+        (events.len() == 2).then_some(events)
+    })
+    .await
+    .expect("two events");
+    let exported = eventually(Duration::from_secs(10), || {
+        let spans = spans.lock().unwrap().clone();
+        (spans.len() >= 2).then_some(spans)
+    })
+    .await
+    .expect("two exported server spans");
+
+    for (name, error_type, inherited) in [
+        ("GET /stock", "panic", true),
+        ("POST /ledger", "service_error", false),
+    ] {
+        let event = events
+            .iter()
+            .find(|e| e["transaction"] == name)
+            .unwrap_or_else(|| panic!("no event for {name}: {events:#?}"));
+        let span = exported
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no span for {name}"));
+        let trace = &event["contexts"]["trace"];
+        assert_eq!(trace["trace_id"], hex(&span.trace_id), "{name}");
+        assert_eq!(trace["span_id"], hex(&span.span_id), "{name}");
+        if inherited {
+            assert_eq!(trace["trace_id"], TRACE, "the caller's trace continues");
+            assert_eq!(hex(&span.parent_span_id), CALLER);
+        }
+        // The span, the metric and the event say the same.
+        assert_eq!(
+            attr(span, "error.type").as_deref(),
+            Some(error_type),
+            "{name}"
+        );
+        assert_eq!(
+            span.status.as_ref().map(|s| s.code),
+            Some(SpanStatus::Error as i32),
+            "{name}"
+        );
+        assert_eq!(
+            attr(span, "http.response.status_code").as_deref(),
+            Some("500")
+        );
+        assert_eq!(event["tags"]["error.type"], error_type, "{name}");
+        assert_eq!(event["tags"]["status"], "500", "{name}");
+    }
+    let panic_event = events
+        .iter()
+        .find(|e| e["transaction"] == "GET /stock")
+        .unwrap();
+    assert_eq!(panic_event["exception"]["values"][0]["type"], "panic");
+
+    let text = obs.render_metrics();
+    for (route, error_type) in [("/stock", "panic"), ("/ledger", "service_error")] {
+        assert_eq!(
+            sample(
+                &text,
+                "http_server_request_duration_seconds_count",
+                &[
+                    ("http_route", route),
+                    ("error_type", error_type),
+                    ("http_response_status_code", "500"),
+                ],
+            ),
+            Some(1.0),
+            "{route}: {text}"
+        );
+    }
+    assert_eq!(
+        sample(&text, "tower_observability_panics_total", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "http_server_active_requests", &[]),
+        Some(0.0),
+        "the gauge is back to 0 after the panic and the error"
+    );
 }
