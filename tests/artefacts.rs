@@ -273,6 +273,24 @@ fn rule_unit_tests_fail_on_broken_rules() {
             "(up == 0) or (up == 0)",
             "foreign targets alerted on",
         ),
+        (
+            "service.rules.yml",
+            "present_over_time(tower_observability_panics_total[1d])",
+            "present_over_time(target_info[1d])",
+            "services selected by target_info (OpenTelemetry SDKs alerted on)",
+        ),
+        (
+            "service.rules.yml",
+            "rate(rpc_server_call_duration_seconds_count{error_type!=\"cancelled\"}[10m])",
+            "rate(rpc_server_call_duration_seconds_count[10m])",
+            "cancelled gRPC calls in the denominator",
+        ),
+        (
+            "slo.rules.yml",
+            "unless on (job, instance)",
+            "unless on (job)",
+            "threshold bucket checked per job: one instance with it hides one without",
+        ),
     ];
     for (i, (file, from, to, why)) in mutations.iter().enumerate() {
         let dir = std::env::temp_dir().join(format!("tower-obs-mutant-{}-{i}", std::process::id()));
@@ -1024,6 +1042,187 @@ fn regex_lite_match(re: &str, s: &str) -> bool {
     false
 }
 
+// ------------------------------------------------------------------ one source of truth
+
+/// A value of the generator's Python modules (tools/), as JSON.
+fn python_value(module: &str, expr: &str) -> serde_json::Value {
+    let out = run_ok(
+        Command::new(tool("python3", "python3"))
+            .arg("-c")
+            .arg(format!(
+                "import json, sys; sys.path.insert(0, sys.argv[1]); import {module}; print(json.dumps({expr}))"
+            ))
+            .arg(repo().join("tools")),
+    );
+    serde_json::from_slice(&out.stdout).expect("python printed JSON")
+}
+
+/// The generator checks the latency threshold against its copy of the crate's default
+/// buckets: that copy, and the list in tools/slo.toml's comment, must be the crate's.
+#[test]
+fn generator_buckets_are_the_crates_default_duration_buckets() {
+    let crate_buckets = tower_observability::DEFAULT_DURATION_BUCKETS.to_vec();
+    let python: Vec<f64> = python_value("rules", "rules.DEFAULT_BUCKETS")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(
+        python, crate_buckets,
+        "tools/rules.py DEFAULT_BUCKETS differs from DEFAULT_DURATION_BUCKETS (src/metrics/mod.rs)"
+    );
+    let toml = read(repo().join("tools/slo.toml"));
+    let listed = toml
+        .lines()
+        .skip_while(|l| !l.contains("the crate's default buckets"))
+        .nth(1)
+        .expect("tools/slo.toml lists the default buckets");
+    let listed: Vec<f64> = listed
+        .trim_start_matches('#')
+        .trim()
+        .trim_end_matches(").")
+        .split_whitespace()
+        .map(|b| b.parse().unwrap())
+        .collect();
+    assert_eq!(
+        listed, crate_buckets,
+        "tools/slo.toml's comment lists other buckets"
+    );
+    // The threshold is one of them.
+    let threshold: f64 = slo_toml("latency", "threshold_seconds").parse().unwrap();
+    assert!(crate_buckets.contains(&threshold));
+}
+
+/// Service-down, saturation alerts and the dashboards' job/instance variables select the
+/// crate's services by a series only the crate emits, not by `target_info`, which every
+/// OpenTelemetry SDK and the Collector expose too. (tests/rules/service.test.yml shows an
+/// OpenTelemetry SDK target staying silent; the mutation test swaps the marker back.)
+#[test]
+fn services_are_selected_by_a_series_only_the_crate_emits() {
+    use tower_observability::metrics::names as n;
+    let marker = python_value("rules", "rules.CRATE_MARKER");
+    assert_eq!(marker, n::PANICS, "tools/rules.py CRATE_MARKER");
+    let spec = CATALOGUE.iter().find(|m| m.name == n::PANICS).unwrap();
+    assert!(
+        spec.kind == MetricKind::Counter && spec.labels.is_empty(),
+        "the marker is one unlabelled counter per process"
+    );
+    assert!(n::PANICS.starts_with("tower_observability_"));
+    let mut problems = Vec::new();
+    for g in rule_groups() {
+        let group = g.str("name").unwrap();
+        for r in g.seq("rules") {
+            let name = r.str("alert").or(r.str("record")).unwrap();
+            let expr = r.str("expr").unwrap();
+            if expr.contains(n::TARGET_INFO) {
+                problems.push(format!("{name}: selects by target_info"));
+            }
+            let selects = group.ends_with("-service") || group.ends_with("-saturation");
+            if selects && !expr.contains(&format!("present_over_time({}[1d])", n::PANICS)) {
+                problems.push(format!(
+                    "{name}: does not select the crate's services by {}",
+                    n::PANICS
+                ));
+            }
+        }
+    }
+    for (path, d) in dashboards() {
+        for v in d["templating"]["list"].as_array().unwrap() {
+            if v["name"] == "job" || v["name"] == "instance" {
+                let query = v["query"].as_str().unwrap_or_default();
+                if !query.starts_with(&format!("label_values({}", n::PANICS)) {
+                    problems.push(format!(
+                        "{}: variable {} lists {query}",
+                        path.display(),
+                        v["name"]
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// Cancelled requests and calls are the client's doing: no ratio counts them on either side,
+/// and no query lists them as faults, except panels that show every error type (HTTP
+/// "Errors by type", where `cancelled` is one of the types on display).
+fn error_type_problems(what: &str, panel_title: &str, expr: &str) -> Vec<String> {
+    use tower_observability::metrics::names as n;
+    let mut problems = Vec::new();
+    let server_error = r#"error_type!="",error_type!="cancelled""#;
+    let bare = expr.replace(server_error, "");
+    if bare.contains(r#"error_type!="""#) && !panel_title.contains("Errors by type") {
+        problems.push(format!(
+            "{what}: error_type!=\"\" counts cancellations as faults"
+        ));
+    }
+    // Ratios are written `numerator\n/\ndenominator`: the denominator runs to the next
+    // `and` / comparison, and every request count in it must leave cancellations out.
+    if expr.contains(server_error) {
+        for after in expr.split("\n/\n").skip(1) {
+            let denominator = after
+                .split("\nand")
+                .next()
+                .unwrap()
+                .split("\n>")
+                .next()
+                .unwrap();
+            for metric in [
+                format!("{}_count", n::HTTP_SERVER_REQUEST_DURATION),
+                format!("{}_count", n::RPC_SERVER_CALL_DURATION),
+            ] {
+                for part in denominator.split(&metric).skip(1) {
+                    let selector = match part.strip_prefix('{') {
+                        Some(rest) => &rest[..rest.find('}').unwrap_or(rest.len())],
+                        None => "",
+                    };
+                    if !selector.contains(r#"error_type!="cancelled""#) {
+                        problems.push(format!(
+                            "{what}: a ratio divides by {metric} with cancelled requests in it"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn no_ratio_or_fault_panel_counts_cancellations() {
+    let mut problems = Vec::new();
+    for r in rules() {
+        let name = r.str("alert").or(r.str("record")).unwrap();
+        problems.extend(error_type_problems(
+            &format!("rule {name}"),
+            "",
+            r.str("expr").unwrap(),
+        ));
+    }
+    for q in dashboard_queries() {
+        let what = format!("{} / {}", q.dashboard, q.panel);
+        problems.extend(error_type_problems(&what, &q.panel, &q.expr));
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    // The check can fail: the gRPC panel and alert as they were.
+    let c = r#"rpc_server_call_duration_seconds_count"#;
+    assert!(!error_type_problems(
+        "x",
+        "Server faults by code",
+        &format!(r#"sum by (error_type) (rate({c}{{error_type!=""}}[5m]))"#)
+    )
+    .is_empty());
+    assert!(!error_type_problems(
+        "x",
+        "",
+        &format!(
+            "sum(rate({c}{{error_type!=\"\",error_type!=\"cancelled\"}}[10m]))\n/\nsum(rate({c}[10m]))"
+        )
+    )
+    .is_empty());
+}
+
 // ------------------------------------------------------------------ names
 
 struct Allowed {
@@ -1541,6 +1740,438 @@ fn every_dashboard_query_parses_with_promtool() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{n} rules found")));
 }
 
+/// A value of tools/slo.toml: `key = value` in `[section]` (the first table of that name).
+fn slo_toml(section: &str, key: &str) -> String {
+    let text = read(repo().join("tools/slo.toml"));
+    let mut current = String::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap().trim();
+        if let Some(name) = line.strip_prefix('[') {
+            current = name.trim_matches(|c| c == '[' || c == ']').to_string();
+        } else if current == section {
+            if let Some((k, v)) = line.split_once('=') {
+                if k.trim() == key {
+                    return v.trim().trim_matches('"').to_string();
+                }
+            }
+        }
+    }
+    panic!("tools/slo.toml has no {section}.{key}")
+}
+
+/// A panel the issue requires: on the dashboard with `uid`, a panel (of `kind`, if given)
+/// with, for each entry of `queries`, a query holding all of that entry's fragments (a
+/// fragment starting with `^` must start the query), and every value of `thresholds` among
+/// its threshold steps.
+struct RequiredPanel {
+    uid: &'static str,
+    what: &'static str,
+    kind: Option<&'static str>,
+    queries: Vec<Vec<String>>,
+    thresholds: Vec<f64>,
+}
+
+fn required_panels() -> Vec<RequiredPanel> {
+    use tower_observability::metrics::names as n;
+    let q = |frags: &[&str]| frags.iter().map(|f| f.to_string()).collect::<Vec<_>>();
+    let need = |uid, what, kind, queries: Vec<Vec<String>>| RequiredPanel {
+        uid,
+        what,
+        kind,
+        queries,
+        thresholds: vec![],
+    };
+    let count = format!("{}_count", n::HTTP_SERVER_REQUEST_DURATION);
+    let bucket = format!("{}_bucket", n::HTTP_SERVER_REQUEST_DURATION);
+    let rpc = format!("{}_count", n::RPC_SERVER_CALL_DURATION);
+    let server_error = r#"error_type!="",error_type!="cancelled""#;
+    let one_route = r#"http_route="$route""#;
+    let budget =
+        1.0 - monitoring::rule_tests::number(&slo_toml("availability", "objective")).unwrap();
+    let period = format!("[{}d]", slo_toml("availability", "period_days"));
+    let factors: Vec<f64> = BURN_RATES.iter().map(|b| b.2.parse().unwrap()).collect();
+    let windows: BTreeSet<&str> = BURN_RATES.iter().flat_map(|b| [b.0, b.1]).collect();
+    let burn = |ratio: &str| -> Vec<Vec<String>> {
+        windows
+            .iter()
+            .map(|w| vec![format!("{ratio}{w}{{")])
+            .collect()
+    };
+    let burn_alerts: Vec<String> = ["Availability", "Latency"]
+        .iter()
+        .flat_map(|s| {
+            BURN_RATES
+                .iter()
+                .map(move |b| format!("{s}BudgetBurn{}{}", b.0, b.1))
+        })
+        .collect();
+    let mut alerts_query = vec!["^ALERTS{".to_string()];
+    alerts_query.extend(burn_alerts);
+    let (o, r, s, sat, t, g) = (
+        "tower-obs-overview",
+        "tower-obs-route",
+        "tower-obs-slo",
+        "tower-obs-saturation",
+        "tower-obs-telemetry",
+        "tower-obs-grpc",
+    );
+    vec![
+        // 1. Service overview (RED)
+        need(
+            o,
+            "request rate by status class",
+            Some("timeseries"),
+            vec![q(&[
+                "label_replace(",
+                &count,
+                "http_response_status_code",
+                "sum by (status_class)",
+            ])],
+        ),
+        RequiredPanel {
+            thresholds: vec![budget],
+            ..need(
+                o,
+                "error ratio against the SLO",
+                Some("timeseries"),
+                vec![q(&[&count, server_error, "\n/\n"])],
+            )
+        },
+        need(
+            o,
+            "p50/p90/p99 latency",
+            None,
+            vec![
+                q(&["^histogram_quantile(0.5,", &bucket]),
+                q(&["^histogram_quantile(0.9,", &bucket]),
+                q(&["^histogram_quantile(0.99,", &bucket]),
+            ],
+        ),
+        need(
+            o,
+            "active requests",
+            None,
+            vec![q(&[n::HTTP_SERVER_ACTIVE_REQUESTS])],
+        ),
+        need(
+            o,
+            "top routes by rate",
+            None,
+            vec![q(&["^topk(", "sum by (http_route) (rate(", &count])],
+        ),
+        need(
+            o,
+            "top routes by errors",
+            None,
+            vec![q(&[
+                "^topk(",
+                "sum by (http_route) (rate(",
+                &count,
+                server_error,
+            ])],
+        ),
+        need(
+            o,
+            "top routes by p99",
+            None,
+            vec![q(&[
+                "^topk(",
+                "histogram_quantile(0.99,",
+                "by (http_route, le)",
+                &bucket,
+            ])],
+        ),
+        need(
+            o,
+            "status-code breakdown",
+            None,
+            vec![q(&["by (http_response_status_code)", &count])],
+        ),
+        need(
+            o,
+            "version and instance from target_info",
+            Some("table"),
+            vec![q(&[n::TARGET_INFO, "instance", n::LABEL_SERVICE_VERSION])],
+        ),
+        // 2. Route detail
+        need(
+            r,
+            "latency heatmap from the buckets",
+            Some("heatmap"),
+            vec![q(&["sum by (le)", &bucket, one_route])],
+        ),
+        need(
+            r,
+            "latency quantiles",
+            None,
+            vec![
+                q(&["^histogram_quantile(0.5,", &bucket, one_route]),
+                q(&["^histogram_quantile(0.99,", &bucket, one_route]),
+            ],
+        ),
+        need(
+            r,
+            "rate by status",
+            None,
+            vec![q(&["by (http_response_status_code)", &count, one_route])],
+        ),
+        need(
+            r,
+            "request sizes",
+            None,
+            vec![q(&[n::HTTP_SERVER_REQUEST_BODY_SIZE, one_route])],
+        ),
+        need(
+            r,
+            "response sizes",
+            None,
+            vec![q(&[n::HTTP_SERVER_RESPONSE_BODY_SIZE, one_route])],
+        ),
+        need(
+            r,
+            "error types",
+            None,
+            vec![q(&["by (error_type)", &count, one_route])],
+        ),
+        // 3. SLO and error budget
+        need(
+            s,
+            "availability SLI",
+            None,
+            vec![q(&["^1 - job:http_server_request_errors:ratio_rate"])],
+        ),
+        need(
+            s,
+            "latency SLI",
+            None,
+            vec![q(&["^1 - job:http_server_requests_slow:ratio_rate"])],
+        ),
+        need(
+            s,
+            "availability budget remaining over the period",
+            None,
+            vec![q(&[
+                "^1 - (",
+                "job:http_server_request_errors:rate5m",
+                &period,
+                ") / ",
+            ])],
+        ),
+        need(
+            s,
+            "latency budget remaining over the period",
+            None,
+            vec![q(&[
+                "^1 - (1 - ",
+                "job:http_server_requests_fast:rate5m",
+                &period,
+                ") / ",
+            ])],
+        ),
+        RequiredPanel {
+            thresholds: factors.clone(),
+            ..need(
+                s,
+                "availability burn rate for every alert window",
+                Some("timeseries"),
+                burn("job:http_server_request_errors:ratio_rate"),
+            )
+        },
+        RequiredPanel {
+            thresholds: factors.clone(),
+            ..need(
+                s,
+                "latency burn rate for every alert window",
+                Some("timeseries"),
+                burn("job:http_server_requests_slow:ratio_rate"),
+            )
+        },
+        need(s, "burn-rate alerts firing", None, vec![alerts_query]),
+        // 4. Saturation
+        need(
+            sat,
+            "CPU",
+            None,
+            vec![q(&[&format!("rate({}", n::PROCESS_CPU_SECONDS)])],
+        ),
+        need(
+            sat,
+            "resident memory",
+            None,
+            vec![q(&[&format!("({}{{", n::PROCESS_RESIDENT_MEMORY)])],
+        ),
+        need(
+            sat,
+            "open fds against the limit",
+            None,
+            vec![q(&[n::PROCESS_OPEN_FDS]), q(&[n::PROCESS_MAX_FDS])],
+        ),
+        need(
+            sat,
+            "in-flight requests",
+            None,
+            vec![q(&[n::HTTP_SERVER_ACTIVE_REQUESTS])],
+        ),
+        need(
+            sat,
+            "restarts",
+            None,
+            vec![q(&[&format!("changes({}", n::PROCESS_START_TIME)])],
+        ),
+        // 5. Telemetry health
+        need(
+            t,
+            "spans exported and dropped",
+            None,
+            vec![q(&[n::SPANS_EXPORTED]), q(&[n::SPANS_DROPPED])],
+        ),
+        need(
+            t,
+            "Sentry events dropped",
+            None,
+            vec![q(&[n::SENTRY_EVENTS_DROPPED])],
+        ),
+        need(
+            t,
+            "routes folded into overflow",
+            None,
+            vec![q(&[n::ROUTES_OVERFLOWED])],
+        ),
+        need(t, "CORS refusals", None, vec![q(&[n::CORS_REFUSED])]),
+        need(
+            t,
+            "panics",
+            None,
+            vec![q(&[&format!("rate({}", n::PANICS)])],
+        ),
+        // gRPC
+        need(
+            g,
+            "gRPC calls by status code",
+            None,
+            vec![q(&["by (rpc_grpc_status_code)", &rpc])],
+        ),
+        need(
+            g,
+            "gRPC server faults by code",
+            None,
+            vec![q(&["by (error_type)", &rpc, server_error])],
+        ),
+        need(
+            g,
+            "gRPC error ratio by method",
+            None,
+            vec![q(&["by (rpc_method)", &rpc, server_error, "/"])],
+        ),
+    ]
+}
+
+/// The panels of `required` that no panel of `dashboards` provides.
+fn missing_panels(
+    dashboards: &[(std::path::PathBuf, serde_json::Value)],
+    required: &[RequiredPanel],
+) -> Vec<String> {
+    let satisfies = |panel: &serde_json::Value, need: &RequiredPanel| -> bool {
+        if need.kind.is_some_and(|k| panel["type"] != k) {
+            return false;
+        }
+        let exprs: Vec<&str> = panel["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["expr"].as_str())
+            .collect();
+        let query_ok = |frags: &Vec<String>| {
+            exprs.iter().any(|e| {
+                frags.iter().all(|f| match f.strip_prefix('^') {
+                    Some(start) => e.starts_with(start),
+                    None => e.contains(f.as_str()),
+                })
+            })
+        };
+        let steps: Vec<f64> = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["value"].as_f64())
+            .collect();
+        need.queries.iter().all(query_ok)
+            && need
+                .thresholds
+                .iter()
+                .all(|t| steps.iter().any(|s| (s - t).abs() < 1e-9))
+    };
+    required
+        .iter()
+        .filter(|need| {
+            !dashboards
+                .iter()
+                .filter(|(_, d)| d["uid"] == need.uid)
+                .any(|(_, d)| panels(d).iter().any(|p| satisfies(p, need)))
+        })
+        .map(|need| format!("{}: no panel shows {}", need.uid, need.what))
+        .collect()
+}
+
+/// Issue 6 lists what each dashboard must show; each required panel is found by the
+/// metric and expression it queries, not by its title.
+#[test]
+fn dashboards_have_the_panels_the_issue_requires() {
+    let missing = missing_panels(&dashboards(), &required_panels());
+    assert!(missing.is_empty(), "{missing:#?}");
+    let route = dashboards()
+        .into_iter()
+        .find(|(_, d)| d["uid"] == "tower-obs-route")
+        .unwrap()
+        .1;
+    let vars = route["templating"]["list"].as_array().unwrap();
+    assert!(
+        vars.iter()
+            .any(|v| v["name"] == "route" && v["multi"] == false),
+        "route detail needs a single-value `route` variable"
+    );
+}
+
+/// The check must fail when a panel goes: drop each required panel in turn.
+#[test]
+fn required_panel_check_notices_a_missing_panel() {
+    let required = required_panels();
+    let boards = dashboards();
+    let mut seen = 0;
+    for (i, (_, d)) in boards.iter().enumerate() {
+        let count = d["panels"].as_array().unwrap().len();
+        for p in 0..count {
+            let mut mutant = boards.clone();
+            mutant[i].1["panels"].as_array_mut().unwrap().remove(p);
+            // Only panels some requirement rests on alone count; the rest may go.
+            if !missing_panels(&mutant, &required).is_empty() {
+                seen += 1;
+            }
+        }
+    }
+    assert!(
+        seen >= 25,
+        "only {seen} panels are required by the check; it would miss removed panels"
+    );
+    // And one that everybody relies on: the overview's latency percentiles.
+    let mut mutant = boards.clone();
+    let o = mutant
+        .iter()
+        .position(|(_, d)| d["uid"] == "tower-obs-overview")
+        .unwrap();
+    mutant[o].1["panels"].as_array_mut().unwrap().retain(|p| {
+        !p["title"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("percentiles")
+    });
+    let missing = missing_panels(&mutant, &required);
+    assert!(
+        missing.iter().any(|m| m.contains("p50/p90/p99")),
+        "{missing:#?}"
+    );
+}
+
 #[test]
 fn dashboard_checks_reject_a_broken_dashboard() {
     assert!(!range_problems("rate(x[5m])").is_empty());
@@ -1561,35 +2192,115 @@ fn alertmanager_example_passes_amtool() {
     );
 }
 
+/// `amtool config routes test`: does an alert with `labels` reach `receiver` under `config`?
+fn amtool_routes_to(config: &std::path::Path, labels: &[&str], receiver: &str) -> bool {
+    Command::new(amtool())
+        .args(["config", "routes", "test"])
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--verify.receivers={receiver}"))
+        .args(labels)
+        .output()
+        .expect("run amtool")
+        .status
+        .success()
+}
+
+const SEVERITY_RECEIVERS: &[(&str, &str)] = &[
+    ("critical", "pager"),
+    ("warning", "ticket"),
+    ("info", "low-noise"),
+];
+
 #[test]
 fn alertmanager_routes_each_severity_to_its_receiver() {
     let config = repo().join("alerts/alertmanager.example.yml");
-    for (severity, receiver) in [
-        ("critical", "pager"),
-        ("warning", "ticket"),
-        ("info", "low-noise"),
-    ] {
-        run_ok(
-            Command::new(amtool())
-                .args(["config", "routes", "test"])
-                .arg(format!("--config.file={}", config.display()))
-                .arg(format!("--verify.receivers={receiver}"))
-                .args([
-                    format!("severity={severity}"),
-                    "alertname=ServiceDown".into(),
-                    "job=checkout".into(),
-                ]),
+    for (severity, receiver) in SEVERITY_RECEIVERS {
+        let severity = format!("severity={severity}");
+        assert!(
+            amtool_routes_to(
+                &config,
+                &[&severity, "alertname=ServiceDown", "job=checkout"],
+                receiver
+            ),
+            "{severity} does not reach {receiver}"
         );
     }
-    // and the check can fail:
-    let wrong = Command::new(amtool())
-        .args(["config", "routes", "test"])
-        .arg(format!("--config.file={}", config.display()))
-        .arg("--verify.receivers=pager")
-        .arg("severity=warning")
-        .output()
+    // The root receiver catches what no severity route claims, and is none of the three: so
+    // each severity reaching its receiver proves its own route, not the fallback.
+    let am = parse_yaml_file(&config);
+    let root = am.get("route").and_then(|r| r.str("receiver")).unwrap();
+    assert!(
+        SEVERITY_RECEIVERS.iter().all(|(_, r)| *r != root),
+        "the root receiver {root} is also a severity's receiver"
+    );
+    for labels in [
+        &["alertname=NoSeverity", "job=checkout"][..],
+        &["severity=page", "job=checkout"],
+    ] {
+        assert!(
+            amtool_routes_to(&config, labels, root),
+            "{labels:?} does not reach {root}"
+        );
+    }
+    assert!(
+        !amtool_routes_to(&config, &["severity=warning"], "pager"),
+        "amtool accepted warning -> pager"
+    );
+}
+
+/// The Alertmanager example without the child route that matches `severity="<severity>"`
+/// (the route's lines removed from the text).
+fn without_severity_route(text: &str, severity: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let matcher = lines
+        .iter()
+        .position(|l| l.trim() == format!("- severity=\"{severity}\""))
+        .unwrap_or_else(|| panic!("no route matches severity {severity}"));
+    let start = (0..matcher)
+        .rev()
+        .find(|&i| lines[i].trim_start().starts_with("- receiver:"))
         .unwrap();
-    assert!(!wrong.status.success(), "amtool accepted warning -> pager");
+    let indent = lines[start].len() - lines[start].trim_start().len();
+    let end = (start + 1..lines.len())
+        .find(|&i| {
+            let l = lines[i];
+            !l.trim().is_empty() && l.len() - l.trim_start().len() <= indent
+        })
+        .unwrap_or(lines.len());
+    let mut out: Vec<&str> = lines[..start].to_vec();
+    out.extend(&lines[end..]);
+    out.join("\n") + "\n"
+}
+
+/// With a severity's route deleted, the routing test above must fail for it.
+#[test]
+fn alertmanager_routes_test_fails_without_a_severity_route() {
+    let text = read(repo().join("alerts/alertmanager.example.yml"));
+    for (severity, receiver) in SEVERITY_RECEIVERS {
+        let mutant = without_severity_route(&text, severity);
+        let matcher = format!("severity=\"{severity}\"");
+        assert_eq!(
+            mutant.matches(&matcher).count() + 1,
+            text.matches(&matcher).count()
+        );
+        let path = std::env::temp_dir().join(format!(
+            "tower-obs-am-{severity}-{}.yml",
+            std::process::id()
+        ));
+        std::fs::write(&path, mutant).unwrap();
+        let valid = Command::new(amtool())
+            .arg("check-config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let still = amtool_routes_to(&path, &[&format!("severity={severity}")], receiver);
+        std::fs::remove_file(&path).unwrap();
+        assert!(valid.status.success(), "the mutant is not a valid config");
+        assert!(
+            !still,
+            "{severity} still reaches {receiver} without its route"
+        );
+    }
 }
 
 #[test]
