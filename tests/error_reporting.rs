@@ -57,6 +57,7 @@ fn counter(obs: &Observability, name: &str) -> f64 {
 
 #[tokio::test]
 async fn a_500_arrives_with_route_status_release_environment_and_request() {
+    let _shared = MEASURING.read().await;
     let endpoint = SentryEndpoint::start().await;
     let obs = reporting("checkout", &endpoint).build().unwrap();
     let app = Router::new()
@@ -126,6 +127,7 @@ impl std::fmt::Display for LedgerError {
 
 #[tokio::test]
 async fn an_inner_service_error_arrives_as_an_exception() {
+    let _shared = MEASURING.read().await;
     let endpoint = SentryEndpoint::start().await;
     let obs = reporting("ledger", &endpoint)
         .route_fn(|_| Some("/ledger".into()))
@@ -162,6 +164,7 @@ fn handler_that_panics() -> &'static str {
 
 #[tokio::test]
 async fn a_panic_arrives_with_its_backtrace_and_the_client_gets_a_500() {
+    let _shared = MEASURING.read().await;
     let endpoint = SentryEndpoint::start().await;
     let obs = reporting("stock", &endpoint).build().unwrap();
     let app = Router::new()
@@ -199,6 +202,7 @@ async fn a_panic_arrives_with_its_backtrace_and_the_client_gets_a_500() {
 
 #[tokio::test]
 async fn grpc_server_faults_and_body_errors_are_reported_and_4xx_are_not() {
+    let _shared = MEASURING.read().await;
     let endpoint = SentryEndpoint::start().await;
     let obs = reporting("mixed", &endpoint).build().unwrap();
     let app = Router::new()
@@ -271,6 +275,7 @@ async fn grpc_server_faults_and_body_errors_are_reported_and_4xx_are_not() {
 
 #[tokio::test]
 async fn a_client_that_goes_away_is_not_a_server_error() {
+    let _shared = MEASURING.read().await;
     let endpoint = SentryEndpoint::start().await;
     let obs = reporting("gone", &endpoint).build().unwrap();
     let app = Router::new()
@@ -319,6 +324,7 @@ async fn a_client_that_goes_away_is_not_a_server_error() {
 
 #[tokio::test]
 async fn client_errors_are_reported_as_warnings_when_asked() {
+    let _shared = MEASURING.read().await;
     let endpoint = SentryEndpoint::start().await;
     let obs = reporting("strict", &endpoint)
         .sentry_report_client_errors(true)
@@ -336,6 +342,7 @@ async fn client_errors_are_reported_as_warnings_when_asked() {
 
 #[tokio::test]
 async fn before_send_and_the_sample_rate_decide_what_is_sent() {
+    let _shared = MEASURING.read().await;
     let endpoint = SentryEndpoint::start().await;
     let obs = reporting("filtered", &endpoint)
         .sentry_before_send(|mut event| {
@@ -387,6 +394,7 @@ async fn before_send_and_the_sample_rate_decide_what_is_sent() {
 
 #[tokio::test]
 async fn no_credential_address_or_secret_leaves_the_process() {
+    let _shared = MEASURING.read().await;
     let endpoint = SentryEndpoint::start().await;
     let obs = reporting("private", &endpoint).build().unwrap();
     let app = Router::new()
@@ -428,34 +436,60 @@ async fn no_credential_address_or_secret_leaves_the_process() {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
-    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
-    socket.write_all(head.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    socket.read_to_end(&mut answer).await.unwrap();
-    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 500"));
+    // Origin form, with credentials where a URL would put them: in the Host header.
+    let host_head = format!(
+        "GET /account?id=2 HTTP/1.1\r\nhost: bob:SECRET-hostpass-12@{addr}\r\n\
+         user-agent: pii-host\r\norigin: http://bob:SECRET-originpass-13@app.example\r\n\
+         connection: close\r\n\r\n"
+    );
+    for head in [head, host_head] {
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        socket.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        socket.read_to_end(&mut answer).await.unwrap();
+        assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 500"));
+    }
 
-    let event = events(&endpoint, 1).await.remove(0);
+    let events = events(&endpoint, 2).await;
     let raw: Vec<u8> = endpoint
         .received()
         .iter()
         .flat_map(|r| r.raw.to_vec())
         .collect();
     let raw = String::from_utf8_lossy(&raw);
-    for needle in ["SECRET", "203.0.113", "ada:", "hunter", "urlpass"] {
+    for needle in [
+        "SECRET",
+        "203.0.113",
+        "ada:",
+        "bob:",
+        "hunter",
+        "urlpass",
+        "hostpass",
+        "originpass",
+    ] {
         assert!(!raw.contains(needle), "{needle:?} left the process: {raw}");
     }
     // What is useful and harmless is still there.
-    let request = &event["request"];
-    assert_eq!(request["headers"]["user-agent"], "pii-test");
+    let by_agent = |agent: &str| {
+        events
+            .iter()
+            .find(|e| e["request"]["headers"]["user-agent"] == agent)
+            .unwrap_or_else(|| panic!("no event from {agent}: {events:#?}"))
+    };
+    let request = &by_agent("pii-test")["request"];
     assert_eq!(
         request["query_string"],
         "token=[Filtered]&password=[Filtered]&page=3"
     );
     assert_eq!(request["url"], format!("http://{addr}/account"));
+    let request = &by_agent("pii-host")["request"];
+    assert_eq!(request["headers"]["host"], addr.to_string());
+    assert_eq!(request["url"], format!("http://{addr}/account"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn breadcrumbs_never_leak_between_200_concurrent_requests() {
+    let _shared = MEASURING.read().await;
     let endpoint = SentryEndpoint::start().await;
     let obs = reporting("isolated", &endpoint)
         .sentry_queue_capacity(512)
@@ -513,6 +547,7 @@ async fn breadcrumbs_never_leak_between_200_concurrent_requests() {
 
 #[tokio::test]
 async fn the_hub_stays_bound_while_the_body_streams() {
+    let _shared = MEASURING.read().await;
     let endpoint = SentryEndpoint::start().await;
     let obs = reporting("streams", &endpoint).build().unwrap();
     let app = Router::new()
@@ -555,18 +590,23 @@ async fn the_hub_stays_bound_while_the_body_streams() {
     assert_eq!(crumbs, ["chunk-0", "chunk-1", "chunk-2", "chunk-3"]);
 }
 
-/// The median time of `n` sequential requests to `path`.
-async fn median_latency(addr: std::net::SocketAddr, path: &str, n: usize) -> Duration {
-    let client = client();
+/// Tests that measure time or memory run alone; the others share the machine.
+static MEASURING: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// The latencies of `n` sequential requests to `path`, each answered 500.
+async fn latencies(client: &HttpClient, addr: std::net::SocketAddr, n: usize) -> Vec<Duration> {
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
         let start = Instant::now();
-        let (status, _) = send(&client, "GET", &format!("http://{addr}{path}"), b"").await;
+        let (status, _) = send(client, "GET", &format!("http://{addr}/fail"), b"").await;
         assert_eq!(status, 500);
         times.push(start.elapsed());
     }
-    times.sort();
-    times[n / 2]
+    times
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
 }
 
 fn failing_app(obs: &Observability) -> Router {
@@ -580,52 +620,136 @@ fn failing_app(obs: &Observability) -> Router {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_that_is_down_or_hangs_never_slows_requests_and_drops_are_counted() {
-    const N: usize = 150;
+    const ROUNDS: usize = 4;
+    const PER_ROUND: usize = 50;
     const CAPACITY: usize = 8;
-    let baseline = isolated("baseline").build().unwrap();
-    let baseline_addr = serve(failing_app(&baseline)).await;
+    let _alone = MEASURING.write().await;
     let hanging = hanging_endpoint().await;
-    let cases = [
-        ("down", format!("http://key@{}/1", closed_port())),
-        ("hanging", format!("http://key@{hanging}/1")),
-    ];
-    // Warm up the client and server paths once.
-    median_latency(baseline_addr, "/fail", 10).await;
-    let base = median_latency(baseline_addr, "/fail", N).await;
-    for (case, dsn) in cases {
-        let obs = isolated(case)
+    let reporting_to = |name: &str, dsn: String| {
+        isolated(name)
             .sentry_dsn(dsn)
             .sentry_queue_capacity(CAPACITY)
             .sentry_send_timeout(Duration::from_millis(500))
             .build()
-            .unwrap();
-        let addr = serve(failing_app(&obs)).await;
-        let started = Instant::now();
-        let median = median_latency(addr, "/fail", N).await;
-        let loop_time = started.elapsed();
-        assert!(
-            median <= base * 5 + Duration::from_millis(2),
-            "{case}: median {median:?} against {base:?} without reporting"
-        );
-        // Nothing was delivered; everything that did not fit in the queue is counted now.
-        assert_eq!(counter(&obs, SENT), 0.0, "{case}");
-        let dropped = counter(&obs, DROPPED);
-        if case == "hanging" && loop_time < Duration::from_millis(500) {
-            // The first send still hangs: at most the queue and the one in flight wait.
-            assert!(
-                dropped >= (N - CAPACITY - 1) as f64,
-                "{case}: {dropped} dropped of {N}"
-            );
+            .unwrap()
+    };
+    let setups = [
+        ("no DSN", isolated("baseline").build().unwrap()),
+        (
+            "down",
+            reporting_to("down", format!("http://key@{}/1", closed_port())),
+        ),
+        (
+            "hanging",
+            reporting_to("hanging", format!("http://key@{hanging}/1")),
+        ),
+    ];
+    let client = client();
+    let mut addrs = Vec::new();
+    for (_, obs) in &setups {
+        let addr = serve(failing_app(obs)).await;
+        latencies(&client, addr, 10).await; // warm-up: connection, route, series
+        addrs.push(addr);
+    }
+    // Interleaved rounds: a slow moment of this shared machine hits every setup alike.
+    let mut samples = vec![Vec::new(); setups.len()];
+    for _ in 0..ROUNDS {
+        for (addr, all) in addrs.iter().zip(&mut samples) {
+            all.extend(latencies(&client, *addr, PER_ROUND).await);
         }
-        // Once the transport has given up on what it holds, every event is accounted for.
+    }
+    let n = 10 + ROUNDS * PER_ROUND;
+    let mut tails = Vec::new();
+    for ((case, obs), sorted) in setups.iter().zip(&mut samples) {
+        sorted.sort();
+        let (p50, p99) = (pct(sorted, 0.5), pct(sorted, 0.99));
+        eprintln!("{case:>8}: p50 {p50:?}  p99 {p99:?}");
+        tails.push((case, p50, p99));
+        if *case == "no DSN" {
+            continue;
+        }
+        // Nothing was delivered. An event is dropped on arrival, or held (queued or in
+        // the one send under way: at most the queue's capacity), or dropped when its send
+        // fails: so all but the held ones are counted already.
+        assert_eq!(counter(obs, SENT), 0.0, "{case}");
+        let dropped = counter(obs, DROPPED);
+        assert!(
+            dropped >= (n - CAPACITY) as f64 && dropped <= n as f64,
+            "{case}: {dropped} dropped of {n}"
+        );
+    }
+    let (_, base50, base99) = tails[0];
+    for (case, p50, p99) in &tails[1..] {
+        // Within noise of no reporting: the same order, never the 500 ms send timeout.
+        let bound = |base: Duration, slack: Duration| (base * 3).max(base + slack);
+        assert!(
+            *p50 <= bound(base50, Duration::from_millis(2)),
+            "{case}: p50 {p50:?} vs {base50:?} without reporting"
+        );
+        assert!(
+            *p99 <= bound(base99, Duration::from_millis(10)),
+            "{case}: p99 {p99:?} vs {base99:?} without reporting"
+        );
+    }
+
+    // An outage: a burst of identical errors straight through the layer. The queue stays
+    // at its capacity, so memory does not grow with the burst (unbounded, each event would
+    // hold its request, tags and contexts: 884 bytes serialised, more in memory, so 50 MiB
+    // and more for these); every event beyond what is held is dropped and counted.
+    const BURST: usize = 60_000;
+    let (_, hung) = &setups[2];
+    let service = tower::Layer::layer(
+        &hung.layer(),
+        tower::service_fn(|_req: Request<_>| async {
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .status(StatusCode::INTERNAL_SERVER_ERROR)
+                    .body(Body::from("outage"))
+                    .unwrap(),
+            )
+        }),
+    );
+    let before = counter(hung, DROPPED);
+    let rss_before = rss_bytes();
+    let started = Instant::now();
+    for _ in 0..BURST {
+        let req = Request::get("http://shop.internal/checkout")
+            .body(Body::empty())
+            .unwrap();
+        let res = service.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), 500);
+        // The exchange ends with its body.
+        http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .unwrap();
+    }
+    let took = started.elapsed();
+    let growth = rss_bytes().saturating_sub(rss_before);
+    let dropped = counter(hung, DROPPED) - before;
+    eprintln!(
+        "hanging endpoint, {BURST} errors in {took:?}: {dropped} dropped, rss +{} KiB",
+        growth / 1024
+    );
+    assert!(growth < 8 << 20, "rss grew {growth} bytes");
+    // Held before and during the burst: at most a queue each; those held before may time
+    // out during the burst and be counted with it.
+    assert!(
+        dropped >= (BURST - CAPACITY) as f64 && dropped <= (BURST + CAPACITY) as f64,
+        "{dropped} dropped of {BURST}"
+    );
+    assert_eq!(counter(hung, SENT), 0.0);
+
+    // Once the transport has given up on what it holds, every event is accounted for.
+    for (case, obs) in &setups[1..] {
+        let total = if *case == "hanging" { n + BURST } else { n };
         let all = eventually(Duration::from_secs(30), || {
-            (counter(&obs, DROPPED) == N as f64).then_some(())
+            (counter(obs, DROPPED) == total as f64).then_some(())
         })
         .await;
         assert!(
             all.is_some(),
-            "{case}: {} dropped of {N}",
-            counter(&obs, DROPPED)
+            "{case}: {} dropped of {total}",
+            counter(obs, DROPPED)
         );
     }
 }
