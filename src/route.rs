@@ -100,12 +100,6 @@ impl Route {
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
-
-    /// The name, shared (span attributes hold it without copying).
-    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
-    pub(crate) fn shared_name(&self) -> Arc<str> {
-        self.name.clone()
-    }
 }
 
 /// The resolved route of one request.

@@ -49,15 +49,6 @@ pub(crate) struct FinishedSpan {
 
 #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
 impl FinishedSpan {
-    /// `error.type`, as the metrics label it.
-    pub(crate) fn error_type(&self) -> Option<std::borrow::Cow<'static, str>> {
-        self.error.map(|e| match e {
-            ErrorType::Failure(f) => f.as_str().into(),
-            ErrorType::Grpc(code) => code.name().into(),
-            ErrorType::Status(status) => status.to_string().into(),
-        })
-    }
-
     /// Whether the span's status is Error: a server error on a server span, any error
     /// (5xx, failure) on a client span. A cancelled request is not an error of the server.
     pub(crate) fn is_error(&self) -> bool {

@@ -14,13 +14,23 @@
 //! | request id header ([`ObservabilityBuilder::request_id_header`](crate::ObservabilityBuilder::request_id_header)) | `x-request-id` |
 
 pub(crate) mod client;
+#[cfg(feature = "otlp")]
+mod collector;
 pub(crate) mod current;
 pub(crate) mod export;
 pub(crate) mod hex;
 #[cfg(feature = "otlp")]
 pub(crate) mod otlp;
+#[cfg(feature = "otlp")]
+mod protobuf;
+#[cfg(feature = "otlp")]
+mod queue;
 pub(crate) mod request_id;
 pub(crate) mod sampler;
+#[cfg(feature = "otlp")]
+mod sdk;
+#[cfg(feature = "otlp")]
+mod semconv;
 pub(crate) mod span;
 mod traceparent;
 mod tracestate;

@@ -1,0 +1,273 @@
+//! The line to an OpenTelemetry collector: one `ExportTraceServiceRequest` per call, over
+//! OTLP/HTTP (protobuf body) or OTLP/gRPC (HTTP/2 without TLS), with the hyper and tokio the
+//! crate already uses: no second HTTP stack, no tonic in the service's build.
+//!
+//! Plain `http://` only, for a collector or agent beside the service (the usual setup);
+//! for a TLS endpoint, build an exporter with the TLS stack of your choice and pass it with
+//! [`ObservabilityBuilder::span_exporter`](crate::ObservabilityBuilder::span_exporter).
+
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use http::{Method, Request, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::export::FinishedSpan;
+use super::otlp::{OtlpProtocol, OtlpSettings};
+use super::protobuf::SpanBatch;
+use super::queue::{self, Backend, Worker};
+
+/// The gRPC method of the OTLP trace service.
+const GRPC_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+/// The collector's answer is read up to this size (a partial-success message at most).
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// A collector endpoint and how to talk to it.
+pub(crate) struct Collector {
+    client: Client<HttpConnector, Full<Bytes>>,
+    uri: Uri,
+    headers: HeaderMap,
+    grpc: bool,
+    timeout: Duration,
+}
+
+impl Collector {
+    /// Checks `settings` and makes the client; the error says what cannot be used.
+    pub(crate) fn new(settings: &OtlpSettings) -> Result<Self, String> {
+        let grpc = settings.protocol == OtlpProtocol::Grpc;
+        let endpoint = settings.endpoint.as_deref().unwrap_or(if grpc {
+            "http://localhost:4317"
+        } else {
+            "http://localhost:4318/v1/traces"
+        });
+        let parsed: Uri = endpoint
+            .parse()
+            .map_err(|e| format!("endpoint {endpoint:?} is not a URL: {e}"))?;
+        match parsed.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(format!(
+                    "endpoint {endpoint:?} needs TLS, which the built-in exporter does not \
+                     speak: export to a collector over http://, or pass an exporter built \
+                     with your TLS stack to span_exporter()"
+                ))
+            }
+            _ => return Err(format!("endpoint {endpoint:?} must start with http://")),
+        }
+        let authority = parsed
+            .authority()
+            .ok_or_else(|| format!("endpoint {endpoint:?} has no host"))?
+            .clone();
+        // gRPC calls the service's method path on the endpoint's host; HTTP posts to the URL.
+        let path = if grpc {
+            GRPC_PATH
+        } else {
+            parsed.path_and_query().map_or("/", |p| p.as_str())
+        };
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(authority)
+            .path_and_query(path)
+            .build()
+            .map_err(|e| format!("endpoint {endpoint:?}: {e}"))?;
+        let mut headers = HeaderMap::new();
+        for (key, value) in &settings.headers {
+            let name = HeaderName::from_bytes(key.as_bytes());
+            let value = HeaderValue::from_str(value);
+            match (name, value) {
+                (Ok(name), Ok(mut value)) => {
+                    // Export headers often carry API keys.
+                    value.set_sensitive(true);
+                    headers.append(name, value);
+                }
+                _ => return Err(format!("header {key:?} cannot be sent")),
+            }
+        }
+        let content_type = if grpc {
+            headers.insert("te", HeaderValue::from_static("trailers"));
+            "application/grpc"
+        } else {
+            "application/x-protobuf"
+        };
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(settings.timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .http2_only(grpc)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Ok(Collector {
+            client,
+            uri,
+            headers,
+            grpc,
+            timeout: settings.timeout,
+        })
+    }
+
+    /// Sends one encoded `ExportTraceServiceRequest`; the error says why it was not taken.
+    pub(crate) async fn send(&self, message: &[u8]) -> Result<(), String> {
+        let body = if self.grpc {
+            // A gRPC message: uncompressed flag, big-endian length, the message.
+            let mut framed = BytesMut::with_capacity(5 + message.len());
+            framed.put_u8(0);
+            framed.put_u32(u32::try_from(message.len()).map_err(|_| "batch too large")?);
+            framed.extend_from_slice(message);
+            framed.freeze()
+        } else {
+            Bytes::copy_from_slice(message)
+        };
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = self.uri.clone();
+        *req.headers_mut() = self.headers.clone();
+        if self.grpc {
+            *req.version_mut() = http::Version::HTTP_2;
+        }
+        let call = async {
+            let res = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| format!("{}: {}", self.uri, error_chain(&e)))?;
+            let status = res.status();
+            let head = res.headers().clone();
+            let answer = Limited::new(res.into_body(), MAX_ANSWER)
+                .collect()
+                .await
+                .map_err(|e| format!("reading the answer: {e}"))?;
+            if !self.grpc {
+                return if status.is_success() {
+                    Ok(())
+                } else {
+                    Err(format!("the collector answered {status}"))
+                };
+            }
+            // Trailers-only answers carry the status in the head.
+            let trailers = answer.trailers();
+            let code = trailers
+                .and_then(|t| t.get("grpc-status"))
+                .or_else(|| head.get("grpc-status"))
+                .map(|v| v.as_bytes().to_vec());
+            match code.as_deref() {
+                Some(b"0") if status.is_success() => Ok(()),
+                Some(code) => {
+                    let message = trailers
+                        .and_then(|t| t.get("grpc-message"))
+                        .or_else(|| head.get("grpc-message"))
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    Err(format!(
+                        "the collector answered grpc-status {} {message}",
+                        String::from_utf8_lossy(code)
+                    ))
+                }
+                None => Err(format!(
+                    "the collector answered {status} without a grpc-status"
+                )),
+            }
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+        }
+    }
+}
+
+/// An error and its sources, one line (`connection refused` is at the bottom of the chain).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// The built-in export: spans encoded by the crate, sent by [`Collector`].
+pub(crate) struct OtlpBackend {
+    collector: Collector,
+    batch: SpanBatch,
+    /// The encoded request, reused from batch to batch.
+    message: Vec<u8>,
+}
+
+impl OtlpBackend {
+    pub(crate) fn new(settings: &OtlpSettings, worker: &Worker) -> Result<Self, String> {
+        Ok(OtlpBackend {
+            collector: Collector::new(settings)?,
+            batch: SpanBatch::new(&worker.resource),
+            message: Vec::new(),
+        })
+    }
+}
+
+impl Backend for OtlpBackend {
+    fn export(
+        &mut self,
+        runtime: &tokio::runtime::Runtime,
+        spans: std::vec::Drain<'_, FinishedSpan>,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        for span in spans {
+            self.batch.push(&span);
+        }
+        self.batch.take(&mut self.message);
+        queue::within(runtime, timeout, self.collector.send(&self.message))
+    }
+
+    fn shutdown(&mut self, _runtime: &tokio::runtime::Runtime) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(protocol: OtlpProtocol, endpoint: Option<&str>) -> OtlpSettings {
+        OtlpSettings {
+            protocol,
+            endpoint: endpoint.map(str::to_owned),
+            headers: vec![("api-key".into(), "s3cret".into())],
+            ..OtlpSettings::default()
+        }
+    }
+
+    #[test]
+    fn endpoints_become_the_url_each_protocol_posts_to() {
+        let http = Collector::new(&settings(OtlpProtocol::HttpProtobuf, None)).unwrap();
+        assert_eq!(http.uri, "http://localhost:4318/v1/traces");
+        assert_eq!(http.headers["content-type"], "application/x-protobuf");
+        assert!(http.headers["api-key"].is_sensitive());
+        let grpc =
+            Collector::new(&settings(OtlpProtocol::Grpc, Some("http://otel:4317/"))).unwrap();
+        assert_eq!(
+            grpc.uri,
+            "http://otel:4317/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+        );
+        assert_eq!(grpc.headers["content-type"], "application/grpc");
+        assert_eq!(grpc.headers["te"], "trailers");
+    }
+
+    #[test]
+    fn endpoints_it_cannot_use_are_refused_with_the_reason() {
+        for (endpoint, reason) in [
+            ("https://api.honeycomb.io", "TLS"),
+            ("ftp://collector:21", "http://"),
+            ("not a url", "not a URL"),
+        ] {
+            let err = Collector::new(&settings(OtlpProtocol::HttpProtobuf, Some(endpoint)))
+                .err()
+                .unwrap_or_else(|| panic!("{endpoint} accepted"));
+            assert!(err.contains(reason) && err.contains(endpoint), "{err}");
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! A finished span's name, attributes and status by the OpenTelemetry semantic conventions
+//! (HTTP and RPC), written once for every output: the OTLP encoder and the SDK's
+//! `SpanData` both read them from here, so the two can never disagree.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use super::export::{FinishedSpan, Kind};
+use crate::classify::ErrorType;
+use crate::route::{OVERFLOW, UNMATCHED};
+
+/// Where attributes go. Values are borrowed: a sink copies what it keeps.
+pub(crate) trait AttributeSink {
+    /// A string attribute.
+    fn string(&mut self, key: &'static str, value: &str);
+    /// A string attribute made of `parts`, concatenated (no temporary string).
+    fn string_parts(&mut self, key: &'static str, parts: &[&str]);
+    /// An integer attribute.
+    fn int(&mut self, key: &'static str, value: i64);
+    /// A one-element string array (the conventions' type for header attributes).
+    fn string_list(&mut self, key: &'static str, value: &str);
+}
+
+/// The span name: `{method} {route}` for a server span with a route, else `{method}`
+/// (`HTTP` for a non-standard method).
+pub(crate) struct SpanName<'a> {
+    pub(crate) method: &'static str,
+    pub(crate) route: Option<&'a str>,
+}
+
+impl SpanName<'_> {
+    /// The name's length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.method.len() + self.route.map_or(0, |r| 1 + r.len())
+    }
+
+    /// The name as parts to concatenate.
+    pub(crate) fn parts(&self) -> [&str; 3] {
+        match self.route {
+            Some(route) => [self.method, " ", route],
+            None => [self.method, "", ""],
+        }
+    }
+}
+
+impl fmt::Display for SpanName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.parts().iter().try_for_each(|p| f.write_str(p))
+    }
+}
+
+/// The standard method label (`_OTHER` for the rest).
+fn standard_method(span: &FinishedSpan) -> &'static str {
+    crate::method::MethodLabel::of(&span.method).as_str()
+}
+
+/// The route worth naming: the resolved one, unless it is `unmatched` or `overflow`.
+fn route(span: &FinishedSpan) -> Option<&str> {
+    span.route
+        .as_ref()
+        .map(|r| r.name())
+        .filter(|r| *r != UNMATCHED && *r != OVERFLOW)
+}
+
+/// The span's name.
+pub(crate) fn name(span: &FinishedSpan) -> SpanName<'_> {
+    let standard = standard_method(span);
+    SpanName {
+        method: if standard == "_OTHER" {
+            "HTTP"
+        } else {
+            standard
+        },
+        route: match span.kind {
+            Kind::Server => route(span),
+            Kind::Client => None,
+        },
+    }
+}
+
+/// `error.type` as the metrics label it, written without allocating.
+pub(crate) struct ErrorText {
+    digits: itoa::Buffer,
+    error: ErrorType,
+}
+
+impl ErrorText {
+    pub(crate) fn as_str(&mut self) -> &str {
+        match self.error {
+            ErrorType::Failure(failure) => failure.as_str(),
+            ErrorType::Grpc(code) => code.name(),
+            ErrorType::Status(status) => self.digits.format(status),
+        }
+    }
+}
+
+/// The span's `error.type`, if it ended in an error.
+pub(crate) fn error_type(span: &FinishedSpan) -> Option<ErrorText> {
+    span.error.map(|error| ErrorText {
+        digits: itoa::Buffer::new(),
+        error,
+    })
+}
+
+/// Host and port of an authority (`host`, `host:port`, `[v6]:port`); `None` if it has
+/// user info or a port that is not a number.
+pub(crate) fn host_port(authority: &str) -> Option<(&str, Option<u16>)> {
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let (host, port) = match authority.rfind(':') {
+        // `[::1]` alone: the colon is inside the brackets.
+        Some(i) if !authority[i..].contains(']') => (&authority[..i], Some(&authority[i + 1..])),
+        _ => (authority, None),
+    };
+    let port = match port {
+        None | Some("") => None,
+        Some(p) => Some(p.parse::<u16>().ok()?),
+    };
+    // An IPv6 address is named without its brackets.
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    (!host.is_empty()).then_some((host, port))
+}
+
+/// Writes an IP address into `buf` and returns it as text.
+fn ip_text<'a>(peer: &SocketAddr, buf: &'a mut [u8; 64]) -> &'a str {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    // 64 bytes hold any IPv6 text form (at most 45).
+    let _ = write!(cursor, "{}", peer.ip());
+    let len = cursor.position() as usize;
+    std::str::from_utf8(&buf[..len]).unwrap_or("")
+}
+
+/// Every attribute of `span`, by the HTTP (and, for gRPC calls, RPC) conventions.
+pub(crate) fn attributes(span: &FinishedSpan, out: &mut impl AttributeSink) {
+    let standard = standard_method(span);
+    out.string("http.request.method", standard);
+    if standard == "_OTHER" {
+        out.string("http.request.method_original", span.method.as_str());
+    }
+    let uri = &span.uri;
+    let host_header = span.host.as_ref().and_then(|h| h.to_str().ok());
+    let authority = uri.authority().map(|a| a.as_str()).or(host_header);
+    let server = authority.and_then(host_port);
+    match span.kind {
+        Kind::Server => {
+            if let Some(route) = route(span) {
+                out.string("http.route", route);
+            }
+            out.string("url.path", uri.path());
+            out.string("url.scheme", uri.scheme_str().unwrap_or("http"));
+            if let (true, Some(query)) = (span.record_query, uri.query()) {
+                out.string("url.query", query);
+            }
+            if let Some(ua) = span.user_agent.as_ref().and_then(|v| v.to_str().ok()) {
+                out.string("user_agent.original", ua);
+            }
+            if let Some(peer) = &span.peer {
+                let mut buf = [0u8; 64];
+                out.string("client.address", ip_text(peer, &mut buf));
+                out.int("client.port", i64::from(peer.port()));
+            }
+            // A generated request id is the trace id: only the caller's is worth recording.
+            if let Some(id) = span.request_id.as_ref().and_then(|id| id.from_caller()) {
+                out.string_list("http.request.header.x-request-id", id);
+            }
+        }
+        Kind::Client => {
+            let scheme = uri.scheme_str().unwrap_or("http");
+            let authority = authority.unwrap_or("");
+            match (span.record_query, uri.query()) {
+                (true, Some(query)) => out.string_parts(
+                    "url.full",
+                    &[scheme, "://", authority, uri.path(), "?", query],
+                ),
+                _ => out.string_parts("url.full", &[scheme, "://", authority, uri.path()]),
+            }
+        }
+    }
+    if let Some((host, port)) = server {
+        out.string("server.address", host);
+        if let Some(port) = port {
+            out.int("server.port", i64::from(port));
+        }
+    }
+    let version = match span.version {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "1.1",
+    };
+    out.string("network.protocol.version", version);
+    if span.status != 0 {
+        out.int("http.response.status_code", i64::from(span.status));
+    }
+    if span.grpc_call {
+        out.string("rpc.system", "grpc");
+        if let Some((service, method)) = uri.path().trim_start_matches('/').split_once('/') {
+            out.string("rpc.service", service);
+            out.string("rpc.method", method);
+        }
+        if let Some(code) = span.grpc_status {
+            out.int("rpc.grpc.status_code", i64::from(code.as_u8()));
+        }
+    }
+    if let Some(mut error) = error_type(span) {
+        out.string("error.type", error.as_str());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_port;
+
+    #[test]
+    fn authorities_split_into_host_and_port() {
+        assert_eq!(host_port("api.test"), Some(("api.test", None)));
+        assert_eq!(host_port("api.test:8080"), Some(("api.test", Some(8080))));
+        assert_eq!(host_port("[::1]:3000"), Some(("::1", Some(3000))));
+        assert_eq!(host_port("[::1]"), Some(("::1", None)));
+        assert_eq!(host_port("api.test:"), Some(("api.test", None)));
+        assert_eq!(host_port("api.test:http"), None);
+        assert_eq!(host_port("api.test:99999"), None);
+        assert_eq!(host_port("user:pw@api.test"), None);
+        assert_eq!(host_port(""), None);
+        assert_eq!(host_port(":80"), None);
+    }
+}
