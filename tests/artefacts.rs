@@ -1740,25 +1740,6 @@ fn every_dashboard_query_parses_with_promtool() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{n} rules found")));
 }
 
-/// A value of tools/slo.toml: `key = value` in `[section]` (the first table of that name).
-fn slo_toml(section: &str, key: &str) -> String {
-    let text = read(repo().join("tools/slo.toml"));
-    let mut current = String::new();
-    for line in text.lines() {
-        let line = line.split('#').next().unwrap().trim();
-        if let Some(name) = line.strip_prefix('[') {
-            current = name.trim_matches(|c| c == '[' || c == ']').to_string();
-        } else if current == section {
-            if let Some((k, v)) = line.split_once('=') {
-                if k.trim() == key {
-                    return v.trim().trim_matches('"').to_string();
-                }
-            }
-        }
-    }
-    panic!("tools/slo.toml has no {section}.{key}")
-}
-
 /// A panel the issue requires: on the dashboard with `uid`, a panel (of `kind`, if given)
 /// with, for each entry of `queries`, a query holding all of that entry's fragments (a
 /// fragment starting with `^` must start the query), and every value of `thresholds` among

@@ -203,6 +203,25 @@ pub fn dashboard_queries() -> Vec<DashboardQuery> {
     out
 }
 
+/// A value of tools/slo.toml: `key = value` in `[section]` (the first table of that name).
+pub fn slo_toml(section: &str, key: &str) -> String {
+    let text = read(repo().join("tools/slo.toml"));
+    let mut current = String::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap().trim();
+        if let Some(name) = line.strip_prefix('[') {
+            current = name.trim_matches(|c| c == '[' || c == ']').to_string();
+        } else if current == section {
+            if let Some((k, v)) = line.split_once('=') {
+                if k.trim() == key {
+                    return v.trim().trim_matches('"').to_string();
+                }
+            }
+        }
+    }
+    panic!("tools/slo.toml has no {section}.{key}")
+}
+
 /// Replaces Grafana's variables in a query with the given values.
 pub fn substitute(expr: &str, vars: &[(&str, &str)]) -> String {
     let mut out = expr.to_string();
