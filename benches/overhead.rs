@@ -76,12 +76,8 @@ fn catalogue() -> Vec<Entry> {
             ))
         }),
         ("metrics+tracing", || {
-            layered(flushed(
-                ours(traced(
-                    Observability::builder("bench").security_headers(SecurityHeaders::none()),
-                )),
-                true,
-            ))
+            let builder = Observability::builder("bench").security_headers(SecurityHeaders::none());
+            traced(builder, Export::Dropped)
         }),
         ("peer-metrics", || peers::metrics(app()).into()),
         ("peer-headers+cors", || peers::headers_cors(app()).into()),
@@ -97,53 +93,38 @@ fn catalogue() -> Vec<Entry> {
                 .sentry_dsn(DSN_DOWN),
         ))
     }));
+    #[cfg(feature = "otlp")]
+    list.push(("metrics+tracing/sdk", || {
+        let builder = Observability::builder("bench").security_headers(SecurityHeaders::none());
+        traced(builder, Export::SdkDropped)
+    }));
     #[cfg(all(feature = "sentry", feature = "otlp"))]
     {
         // Every feature on, the same policy as the peer stack.
-        list.push(("all", || {
-            let all = Observability::builder("bench")
-                .cors(policy())
-                .sentry_dsn(DSN_DOWN);
-            layered(flushed(ours(traced(all)), true))
-        }));
-        // Every feature on with the real OTLP exporter (HTTP/protobuf), to a collector that
-        // is up (`OVERHEAD_OTLP_UP`, a receiver in another process, so its work is not
-        // counted; the scripts start one, `scripts/otlp-sink.py`; without it the scenario
-        // is left out) and to one that is down (a closed port). The two must cost the same
-        // within noise.
-        if std::env::var_os("OVERHEAD_OTLP_UP").is_some() {
-            list.push(("all/otlp-up", || {
-                let endpoint = std::env::var("OVERHEAD_OTLP_UP").expect("checked above");
-                otlp_to(endpoint, true)
-            }));
+        list.push(("all", || traced(every_feature(), Export::Dropped)));
+        list.push(("all/sdk", || traced(every_feature(), Export::SdkDropped)));
+        // A collector that is up: `OVERHEAD_OTLP_UP`, a receiver in another process, so its
+        // work is not counted; the scripts start one (`scripts/otlp-sink.py`); without it
+        // the scenario is left out. It must cost what `all` costs, within noise.
+        if let Ok(endpoint) = std::env::var("OVERHEAD_OTLP_UP") {
+            let _ = UP.set(endpoint);
+            list.push(("all/otlp-up", || traced(every_feature(), Export::Up)));
         }
-        list.push(("all/otlp-down", || {
-            otlp_to("http://127.0.0.1:9/v1/traces".into(), false)
-        }));
     }
     list
 }
 
-/// Every feature on, spans exported over OTLP/HTTP to `endpoint`; flushed at the end of a
-/// count, so every span's conversion and export attempt is counted.
+/// Every feature on, the same policy as the peer stack (tracing added by [`traced`]).
 #[cfg(all(feature = "sentry", feature = "otlp"))]
-fn otlp_to(endpoint: String, up: bool) -> Scenario {
-    use tower_observability::trace::{OtlpProtocol, OtlpSettings, Sampler};
-    let obs = ours(
-        Observability::builder("bench")
-            .sampler(Sampler::AlwaysOn)
-            .otlp(OtlpSettings {
-                protocol: OtlpProtocol::HttpProtobuf,
-                endpoint: Some(endpoint),
-                timeout: std::time::Duration::from_secs(2),
-                ..Default::default()
-            })
-            .batch_settings(big_queue())
-            .cors(policy())
-            .sentry_dsn(DSN_DOWN),
-    );
-    layered(flushed(obs, up))
+fn every_feature() -> ObservabilityBuilder {
+    Observability::builder("bench")
+        .cors(policy())
+        .sentry_dsn(DSN_DOWN)
 }
+
+/// The collector that is up, when the scripts started one.
+#[cfg(feature = "otlp")]
+static UP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// A Sentry DSN whose port nothing listens on.
 #[cfg(feature = "sentry")]
@@ -185,9 +166,11 @@ fn find(name: &str) -> Scenario {
 
 /// Layers whose queued spans an instruction count flushes before it stops, and whether
 /// the flush must succeed (it cannot with the collector down).
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
 type Flushed = (&'static Observability, bool);
 static FLUSHED: std::sync::Mutex<Vec<Flushed>> = std::sync::Mutex::new(Vec::new());
 
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
 fn flushed(obs: &'static Observability, must_succeed: bool) -> &'static Observability {
     FLUSHED.lock().unwrap().push((obs, must_succeed));
     obs
@@ -208,15 +191,47 @@ fn big_queue() -> tower_observability::trace::BatchSettings {
     }
 }
 
-/// Tracing on `builder`: every request sampled, its span captured and queued for an
-/// exporter that drops it (built with `--features otlp`; without it nothing is queued).
-fn traced(builder: ObservabilityBuilder) -> ObservabilityBuilder {
+/// Where a traced scenario's spans go.
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+enum Export {
+    /// The crate's OTLP exporter, to a collector that is down (a closed port): every span
+    /// is encoded and its batch dropped, which is what "an exporter that drops" is here.
+    Dropped,
+    /// A user's SDK `SpanExporter` that drops every batch (each span becomes `SpanData`),
+    /// as the peer stack's exporter does.
+    SdkDropped,
+    /// The crate's OTLP exporter, to the collector that is up ([`UP`]).
+    Up,
+}
+
+/// Our layer with tracing on `builder`: every request sampled, its span captured and
+/// queued for the exporter `export` says (built without `otlp`, nothing is queued). An
+/// instruction count flushes the queue before it stops, so the exporter thread's work is
+/// counted in full.
+fn traced(builder: ObservabilityBuilder, export: Export) -> Scenario {
     let builder = builder.sampler(tower_observability::trace::Sampler::AlwaysOn);
     #[cfg(feature = "otlp")]
-    let builder = builder
-        .span_exporter(DropExporter)
-        .batch_settings(big_queue());
-    builder
+    {
+        use tower_observability::trace::{OtlpProtocol, OtlpSettings};
+        let otlp = |endpoint: &str| OtlpSettings {
+            protocol: OtlpProtocol::HttpProtobuf,
+            endpoint: Some(endpoint.to_owned()),
+            timeout: std::time::Duration::from_secs(2),
+            ..Default::default()
+        };
+        let builder = builder.batch_settings(big_queue());
+        let (builder, must_flush) = match export {
+            Export::Dropped => (builder.otlp(otlp("http://127.0.0.1:9/v1/traces")), false),
+            Export::SdkDropped => (builder.span_exporter(DropExporter), true),
+            Export::Up => (builder.otlp(otlp(UP.get().expect("collector up"))), true),
+        };
+        layered(flushed(ours(builder), must_flush))
+    }
+    #[cfg(not(feature = "otlp"))]
+    {
+        let _ = export;
+        layered(ours(builder))
+    }
 }
 
 /// An exporter that drops every batch: the cost measured is the layer's, not a network's.

@@ -100,6 +100,12 @@ impl Route {
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
+
+    /// The name, shared (span attributes hold it without copying).
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    pub(crate) fn shared_name(&self) -> &Arc<str> {
+        &self.name
+    }
 }
 
 /// The resolved route of one request.
@@ -204,10 +210,11 @@ fn grpc_method<B>(req: &Request<B>) -> Option<&str> {
 /// Whether an axum route template ends in a catch-all segment (`/{*rest}`).
 #[cfg(feature = "axum")]
 fn ends_in_catch_all(template: &str) -> bool {
-    template
-        .rsplit('/')
-        .next()
-        .is_some_and(|last| last.starts_with("{*") && last.ends_with('}'))
+    // Every request asks: a byte test first, a backward search (memrchr) only for `...}`.
+    template.ends_with('}')
+        && template
+            .rfind('/')
+            .is_some_and(|slash| template[slash + 1..].starts_with("{*"))
 }
 
 /// `/package.Service/Method`: two non-empty printable segments.

@@ -151,6 +151,15 @@ impl AttributeSink for KeyValues {
         self.0.push(KeyValue::new(key, value.to_owned()));
     }
 
+    fn static_str(&mut self, key: &'static str, value: &'static str) {
+        self.0.push(KeyValue::new(key, value));
+    }
+
+    fn shared(&mut self, key: &'static str, value: &Arc<str>) {
+        self.0
+            .push(KeyValue::new(key, StringValue::from(value.clone())));
+    }
+
     fn string_parts(&mut self, key: &'static str, parts: &[&str]) {
         self.0.push(KeyValue::new(key, parts.concat()));
     }
@@ -190,7 +199,13 @@ fn to_span_data(span: FinishedSpan, scope: &InstrumentationScope) -> SpanData {
             Kind::Server => SpanKind::Server,
             Kind::Client => SpanKind::Client,
         },
-        name: semconv::name(&span).to_string().into(),
+        name: match semconv::name(&span) {
+            semconv::SpanName {
+                method,
+                route: None,
+            } => method.into(),
+            name => name.parts().concat().into(),
+        },
         start_time: span.start,
         end_time: span.end,
         attributes: attributes.0,

@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use super::export::{FinishedSpan, Kind};
 use crate::classify::ErrorType;
@@ -13,6 +14,14 @@ use crate::route::{OVERFLOW, UNMATCHED};
 pub(crate) trait AttributeSink {
     /// A string attribute.
     fn string(&mut self, key: &'static str, value: &str);
+    /// A string attribute whose value lives for the whole program (no copy needed).
+    fn static_str(&mut self, key: &'static str, value: &'static str) {
+        self.string(key, value);
+    }
+    /// A string attribute the sink may share instead of copying.
+    fn shared(&mut self, key: &'static str, value: &Arc<str>) {
+        self.string(key, value);
+    }
     /// A string attribute made of `parts`, concatenated (no temporary string).
     fn string_parts(&mut self, key: &'static str, parts: &[&str]);
     /// An integer attribute.
@@ -55,11 +64,11 @@ fn standard_method(span: &FinishedSpan) -> &'static str {
 }
 
 /// The route worth naming: the resolved one, unless it is `unmatched` or `overflow`.
-fn route(span: &FinishedSpan) -> Option<&str> {
+fn route(span: &FinishedSpan) -> Option<&Arc<str>> {
     span.route
         .as_ref()
-        .map(|r| r.name())
-        .filter(|r| *r != UNMATCHED && *r != OVERFLOW)
+        .map(|r| r.shared_name())
+        .filter(|r| ***r != *UNMATCHED && ***r != *OVERFLOW)
 }
 
 /// The span's name.
@@ -72,7 +81,7 @@ pub(crate) fn name(span: &FinishedSpan) -> SpanName<'_> {
             standard
         },
         route: match span.kind {
-            Kind::Server => route(span),
+            Kind::Server => route(span).map(|r| &**r),
             Kind::Client => None,
         },
     }
@@ -85,6 +94,15 @@ pub(crate) struct ErrorText {
 }
 
 impl ErrorText {
+    /// The text, when it is a fixed name (not a status code).
+    pub(crate) fn static_str(&self) -> Option<&'static str> {
+        match self.error {
+            ErrorType::Failure(failure) => Some(failure.as_str()),
+            ErrorType::Grpc(code) => Some(code.name()),
+            ErrorType::Status(_) => None,
+        }
+    }
+
     pub(crate) fn as_str(&mut self) -> &str {
         match self.error {
             ErrorType::Failure(failure) => failure.as_str(),
@@ -138,7 +156,7 @@ fn ip_text<'a>(peer: &SocketAddr, buf: &'a mut [u8; 64]) -> &'a str {
 /// Every attribute of `span`, by the HTTP (and, for gRPC calls, RPC) conventions.
 pub(crate) fn attributes(span: &FinishedSpan, out: &mut impl AttributeSink) {
     let standard = standard_method(span);
-    out.string("http.request.method", standard);
+    out.static_str("http.request.method", standard);
     if standard == "_OTHER" {
         out.string("http.request.method_original", span.method.as_str());
     }
@@ -149,10 +167,14 @@ pub(crate) fn attributes(span: &FinishedSpan, out: &mut impl AttributeSink) {
     match span.kind {
         Kind::Server => {
             if let Some(route) = route(span) {
-                out.string("http.route", route);
+                out.shared("http.route", route);
             }
             out.string("url.path", uri.path());
-            out.string("url.scheme", uri.scheme_str().unwrap_or("http"));
+            match uri.scheme_str() {
+                None | Some("http") => out.static_str("url.scheme", "http"),
+                Some("https") => out.static_str("url.scheme", "https"),
+                Some(other) => out.string("url.scheme", other),
+            }
             if let (true, Some(query)) = (span.record_query, uri.query()) {
                 out.string("url.query", query);
             }
@@ -194,12 +216,12 @@ pub(crate) fn attributes(span: &FinishedSpan, out: &mut impl AttributeSink) {
         http::Version::HTTP_3 => "3",
         _ => "1.1",
     };
-    out.string("network.protocol.version", version);
+    out.static_str("network.protocol.version", version);
     if span.status != 0 {
         out.int("http.response.status_code", i64::from(span.status));
     }
     if span.grpc_call {
-        out.string("rpc.system", "grpc");
+        out.static_str("rpc.system", "grpc");
         if let Some((service, method)) = uri.path().trim_start_matches('/').split_once('/') {
             out.string("rpc.service", service);
             out.string("rpc.method", method);
@@ -209,7 +231,10 @@ pub(crate) fn attributes(span: &FinishedSpan, out: &mut impl AttributeSink) {
         }
     }
     if let Some(mut error) = error_type(span) {
-        out.string("error.type", error.as_str());
+        match error.static_str() {
+            Some(name) => out.static_str("error.type", name),
+            None => out.string("error.type", error.as_str()),
+        }
     }
 }
 
