@@ -89,7 +89,7 @@ pub fn expand_values(text: &str) -> Result<Vec<Option<f64>>, String> {
         }
         if let Some(n) = token.strip_prefix("_x") {
             let n: usize = n.parse().map_err(|e| format!("{token}: {e}"))?;
-            out.extend(std::iter::repeat(None).take(n));
+            out.extend(std::iter::repeat_n(None, n));
             continue;
         }
         let Some((head, times)) = token.split_once('x') else {
