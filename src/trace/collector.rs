@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
@@ -110,18 +110,25 @@ impl Collector {
         })
     }
 
-    /// Sends one encoded `ExportTraceServiceRequest`; the error says why it was not taken.
-    pub(crate) async fn send(&self, message: &[u8]) -> Result<(), String> {
-        let body = if self.grpc {
-            // A gRPC message: uncompressed flag, big-endian length, the message.
-            let mut framed = BytesMut::with_capacity(5 + message.len());
-            framed.put_u8(0);
-            framed.put_u32(u32::try_from(message.len()).map_err(|_| "batch too large")?);
-            framed.extend_from_slice(message);
-            framed.freeze()
+    /// Bytes to leave before the message for [`send`](Self::send) to frame it in place.
+    pub(crate) fn prefix(&self) -> usize {
+        if self.grpc {
+            5
         } else {
-            Bytes::copy_from_slice(message)
-        };
+            0
+        }
+    }
+
+    /// Sends one encoded `ExportTraceServiceRequest`, which starts after
+    /// [`prefix`](Self::prefix) bytes; the error says why it was not taken.
+    pub(crate) async fn send(&self, mut message: Vec<u8>) -> Result<(), String> {
+        if self.grpc {
+            // A gRPC message: uncompressed flag, big-endian length, the message.
+            let len = u32::try_from(message.len() - 5).map_err(|_| "batch too large")?;
+            message[0] = 0;
+            message[1..5].copy_from_slice(&len.to_be_bytes());
+        }
+        let body = Bytes::from(message);
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = Method::POST;
         *req.uri_mut() = self.uri.clone();
@@ -195,8 +202,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 pub(crate) struct OtlpBackend {
     collector: Collector,
     batch: SpanBatch,
-    /// The encoded request, reused from batch to batch.
-    message: Vec<u8>,
 }
 
 impl OtlpBackend {
@@ -204,7 +209,6 @@ impl OtlpBackend {
         Ok(OtlpBackend {
             collector: Collector::new(settings)?,
             batch: SpanBatch::new(&worker.resource),
-            message: Vec::new(),
         })
     }
 }
@@ -213,14 +217,14 @@ impl Backend for OtlpBackend {
     fn export(
         &mut self,
         runtime: &tokio::runtime::Runtime,
-        spans: std::vec::Drain<'_, FinishedSpan>,
+        spans: &mut dyn Iterator<Item = FinishedSpan>,
         timeout: Duration,
     ) -> Result<(), String> {
         for span in spans {
             self.batch.push(&span);
         }
-        self.batch.take(&mut self.message);
-        queue::within(runtime, timeout, self.collector.send(&self.message))
+        let message = self.batch.take(self.collector.prefix());
+        queue::within(runtime, timeout, self.collector.send(message))
     }
 
     fn shutdown(&mut self, _runtime: &tokio::runtime::Runtime) -> bool {

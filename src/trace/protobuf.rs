@@ -17,10 +17,12 @@ const FIXED64: u8 = 1;
 const LEN: u8 = 2;
 const FIXED32: u8 = 5;
 
+#[inline(always)]
 const fn tag(field: u8, wire: u8) -> u8 {
     (field << 3) | wire
 }
 
+#[inline(always)]
 fn varint_len(mut n: u64) -> usize {
     let mut len = 1;
     while n >= 0x80 {
@@ -30,6 +32,7 @@ fn varint_len(mut n: u64) -> usize {
     len
 }
 
+#[inline(always)]
 fn put_varint(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
@@ -39,20 +42,24 @@ fn put_varint(out: &mut Vec<u8>, mut n: u64) {
 }
 
 /// A length-delimited field's size: tag, length, body.
+#[inline(always)]
 fn field_len(body: usize) -> usize {
     1 + varint_len(body as u64) + body
 }
 
+#[inline(always)]
 fn put_len(out: &mut Vec<u8>, field: u8, body: usize) {
     out.push(tag(field, LEN));
     put_varint(out, body as u64);
 }
 
+#[inline(always)]
 fn put_bytes(out: &mut Vec<u8>, field: u8, bytes: &[u8]) {
     put_len(out, field, bytes.len());
     out.extend_from_slice(bytes);
 }
 
+#[inline(always)]
 fn unix_nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
@@ -78,6 +85,7 @@ struct KeyValues<'a> {
 
 impl KeyValues<'_> {
     /// A `KeyValue` whose `AnyValue` body is `value_len` bytes, head written; body next.
+    #[inline(always)]
     fn head(&mut self, key: &str, value_len: usize) {
         let body = field_len(key.len()) + field_len(value_len);
         put_len(self.out, self.field, body);
@@ -88,7 +96,8 @@ impl KeyValues<'_> {
 
 impl AttributeSink for KeyValues<'_> {
     fn string(&mut self, key: &'static str, value: &str) {
-        self.string_parts(key, &[value]);
+        self.head(key, field_len(value.len()));
+        put_bytes(self.out, kv::STRING, value.as_bytes());
     }
 
     fn string_parts(&mut self, key: &'static str, parts: &[&str]) {
@@ -157,8 +166,6 @@ pub(crate) struct SpanBatch {
     scope: Vec<u8>,
     /// The spans, each as field 2 of `ScopeSpans`.
     spans: Vec<u8>,
-    /// One span's body while it is written (its length comes first on the wire).
-    scratch: Vec<u8>,
 }
 
 impl SpanBatch {
@@ -180,14 +187,16 @@ impl SpanBatch {
             resource: body,
             scope,
             spans: Vec::new(),
-            scratch: Vec::new(),
         }
     }
 
     /// Encodes `span` into the batch.
     pub(crate) fn push(&mut self, s: &FinishedSpan) {
-        let out = &mut self.scratch;
-        out.clear();
+        // ScopeSpans.spans (field 2), the body written in place after a two-byte length
+        // (a span is 128 bytes to 16 KiB), patched when the body is done.
+        let start = self.spans.len();
+        self.spans.extend_from_slice(&[tag(2, LEN), 0, 0]);
+        let out = &mut self.spans;
         put_bytes(out, span::TRACE_ID, &s.context.trace_id.0);
         put_bytes(out, span::SPAN_ID, &s.context.span_id.0);
         let state = s.context.state.as_str();
@@ -245,27 +254,37 @@ impl SpanBatch {
         };
         out.extend_from_slice(&span::FLAGS_TAG);
         out.extend_from_slice(&(u32::from(s.context.flags.0) | remote).to_le_bytes());
-        // ScopeSpans.spans (field 2).
-        put_len(&mut self.spans, 2, self.scratch.len());
-        self.spans.extend_from_slice(&self.scratch);
+        let body = out.len() - start - 3;
+        if (0x80..0x4000).contains(&body) {
+            out[start + 1] = (body as u8) | 0x80;
+            out[start + 2] = (body >> 7) as u8;
+        } else {
+            // Another length size: the body moves to make room (rare).
+            let moved = out.split_off(start + 3);
+            out.truncate(start + 1);
+            put_varint(out, body as u64);
+            out.extend_from_slice(&moved);
+        }
     }
 
-    /// Writes the batch as an `ExportTraceServiceRequest` into `out` (cleared first) and
-    /// empties the batch, keeping its buffers.
-    pub(crate) fn take(&mut self, out: &mut Vec<u8>) {
-        out.clear();
+    /// The batch as an `ExportTraceServiceRequest`, after `prefix` zero bytes (room for a
+    /// transport's framing), in a buffer of its own to hand over without a copy; the batch
+    /// is emptied and keeps its buffer.
+    pub(crate) fn take(&mut self, prefix: usize) -> Vec<u8> {
         let scope_spans = field_len(self.scope.len()) + self.spans.len();
         let resource_spans = field_len(self.resource.len()) + field_len(scope_spans);
-        out.reserve(field_len(resource_spans));
+        let mut out = Vec::with_capacity(prefix + field_len(resource_spans));
+        out.resize(prefix, 0);
         // ExportTraceServiceRequest.resource_spans (1)
-        put_len(out, 1, resource_spans);
+        put_len(&mut out, 1, resource_spans);
         // ResourceSpans.resource (1), then .scope_spans (2)
-        put_bytes(out, 1, &self.resource);
-        put_len(out, 2, scope_spans);
+        put_bytes(&mut out, 1, &self.resource);
+        put_len(&mut out, 2, scope_spans);
         // ScopeSpans.scope (1), then the spans
-        put_bytes(out, 1, &self.scope);
+        put_bytes(&mut out, 1, &self.scope);
         out.extend_from_slice(&self.spans);
         self.spans.clear();
+        out
     }
 }
 
@@ -325,9 +344,9 @@ mod tests {
     }
 
     fn decode(batch: &mut SpanBatch) -> ExportTraceServiceRequest {
-        let mut out = Vec::new();
-        batch.take(&mut out);
-        ExportTraceServiceRequest::decode(&out[..]).expect("valid OTLP protobuf")
+        let out = batch.take(3);
+        assert_eq!(out[..3], [0, 0, 0], "room for framing");
+        ExportTraceServiceRequest::decode(&out[3..]).expect("valid OTLP protobuf")
     }
 
     fn attrs(
@@ -403,8 +422,8 @@ mod tests {
             parent_id: SpanId([2; 8]),
             flags: TraceFlags(1),
         });
-        // A long value takes a multi-byte length.
-        let long = "x".repeat(300);
+        // A long value takes a multi-byte length; a span over 16 KiB, a three-byte one.
+        let long = "x".repeat(20_000);
         s.user_agent = Some(http::HeaderValue::from_str(&long).unwrap());
         batch.push(&s);
         batch.push(&span(Kind::Client));

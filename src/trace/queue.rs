@@ -35,7 +35,7 @@ pub(crate) trait Backend {
     fn export(
         &mut self,
         runtime: &tokio::runtime::Runtime,
-        spans: std::vec::Drain<'_, FinishedSpan>,
+        spans: &mut dyn Iterator<Item = FinishedSpan>,
         timeout: Duration,
     ) -> Result<(), String>;
 
@@ -261,15 +261,20 @@ impl<B: Backend> Export<B> {
         let mut spans = std::mem::take(&mut self.spare);
         let mut ok = true;
         let size = self.worker.batch.max_export_batch_size;
-        while !spans.is_empty() {
-            let n = spans.len().min(size);
-            ok &= self.export(spans.drain(..n), n as u64);
+        let mut left = spans.len();
+        // One pass from the front: draining batch by batch would move the rest each time.
+        let mut queued = spans.drain(..);
+        while left > 0 {
+            let n = left.min(size);
+            ok &= self.export(&mut queued.by_ref().take(n), n as u64);
+            left -= n;
         }
+        drop(queued);
         self.spare = spans;
         ok
     }
 
-    fn export(&mut self, batch: std::vec::Drain<'_, FinishedSpan>, n: u64) -> bool {
+    fn export(&mut self, batch: &mut dyn Iterator<Item = FinishedSpan>, n: u64) -> bool {
         let timeout = self.worker.batch.export_timeout;
         match self.backend.export(&self.runtime, batch, timeout) {
             Ok(()) => {

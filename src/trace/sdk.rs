@@ -74,7 +74,7 @@ impl<E: SpanExporter> Backend for SdkBackend<E> {
     fn export(
         &mut self,
         runtime: &tokio::runtime::Runtime,
-        spans: std::vec::Drain<'_, FinishedSpan>,
+        spans: &mut dyn Iterator<Item = FinishedSpan>,
         timeout: Duration,
     ) -> Result<(), String> {
         let batch: Vec<SpanData> = spans.map(|s| to_span_data(s, &self.scope)).collect();
