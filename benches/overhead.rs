@@ -66,6 +66,12 @@ fn catalogue() -> Vec<Entry> {
         ("metrics+headers+cors", || {
             layered(ours(untraced().cors(policy())))
         }),
+        // The peer stack's policy exactly: its six headers (`api()` sends ten) and CORS.
+        ("metrics+six-headers+cors", || {
+            layered(ours(
+                untraced().security_headers(six_headers()).cors(policy()),
+            ))
+        }),
         // The two halves of the policy alone, to see what each costs.
         ("metrics+headers", || layered(ours(untraced()))),
         ("metrics+cors", || {
@@ -250,6 +256,31 @@ impl opentelemetry_sdk::trace::SpanExporter for DropExporter {
     }
 }
 
+/// The six headers the peer stack sets with `SetResponseHeaderLayer`s, `api()` values.
+fn six_headers() -> SecurityHeaders {
+    PEER_HEADERS
+        .iter()
+        .fold(SecurityHeaders::none(), |h, (name, value)| {
+            h.header(*name, *value)
+        })
+}
+
+/// The peer stack's security headers: six of the ten `api()` sends.
+const PEER_HEADERS: [(&str, &str); 6] = [
+    (
+        "strict-transport-security",
+        "max-age=31536000; includeSubDomains",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+    ("referrer-policy", "no-referrer"),
+    ("cache-control", "no-store"),
+];
+
 /// The CORS policy every CORS scenario applies: one allowlisted origin, credentials.
 fn policy() -> Cors {
     Cors::allow_origins([ORIGIN])
@@ -287,19 +318,10 @@ mod peers {
                 HeaderValue::from_static(value),
             )
         };
-        app.layer(set(
-            "strict-transport-security",
-            "max-age=31536000; includeSubDomains",
-        ))
-        .layer(set("x-content-type-options", "nosniff"))
-        .layer(set("x-frame-options", "DENY"))
-        .layer(set(
-            "content-security-policy",
-            "default-src 'none'; frame-ancestors 'none'",
-        ))
-        .layer(set("referrer-policy", "no-referrer"))
-        .layer(set("cache-control", "no-store"))
-        .layer(
+        let app = super::PEER_HEADERS
+            .iter()
+            .fold(app, |app, (name, value)| app.layer(set(name, value)));
+        app.layer(
             CorsLayer::new()
                 .allow_origin(AllowOrigin::list([HeaderValue::from_static(super::ORIGIN)]))
                 .allow_credentials(true)

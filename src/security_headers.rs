@@ -241,15 +241,21 @@ impl SecurityHeaders {
     /// Checks every name and value; the result only inserts ready-made values.
     pub(crate) fn compile(&self) -> Result<Option<CompiledHeaders>, BuildError> {
         let bad = |reason: String| BuildError::setting("security_headers", reason);
-        let name_of = |name: &str| {
+        let name_of = |name: &Cow<'static, str>| {
             if reserved(name) {
                 return Err(bad(format!(
                     "{name:?} is not a security header (framing belongs to the server, \
                      access-control-* to Cors)"
                 )));
             }
-            HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| bad(format!("{name:?} is not a valid header name")))
+            let parsed = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| bad(format!("{name:?} is not a valid header name")))?;
+            // A static name is kept static: copied into every response, it is then never
+            // reference-counted (checked above, so `from_static` cannot panic).
+            Ok(match name {
+                Cow::Borrowed(s) if parsed.as_str() == *s => HeaderName::from_static(s),
+                _ => parsed,
+            })
         };
         let mut compiled = CompiledHeaders::default();
         for entry in &self.entries {
