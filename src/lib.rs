@@ -112,7 +112,7 @@
 //! |---|---|---|
 //! | `axum` | read axum's `MatchedPath` for the route; [`Observability::admin_router`] | yes |
 //! | `admin` | [`Observability::serve_admin`]: the admin endpoints on their own port (tokio, hyper) | yes |
-//! | `otlp` | export spans with OTLP, gRPC or HTTP/protobuf (opentelemetry, tonic) | no |
+//! | `otlp` | export spans with OTLP, gRPC or HTTP/protobuf (the crate's own encoder over hyper; opentelemetry SDK types for a user's exporter) | no |
 //! | `logging` | `logging::init`: JSON or text log lines carrying the trace (tracing-subscriber) | no |
 //! | `sentry` | report server errors and panics to Sentry (`SENTRY_DSN`), PII scrubbed, one hub per request | no |
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
