@@ -200,6 +200,12 @@ async fn cors_grants_reach_error_and_panic_responses_and_refusals_are_counted() 
             ("access-control-request-method", "PUT"),
             ("access-control-request-headers", "x-secret"),
         ],
+        // A public page reaching into a private network, which this policy does not allow.
+        vec![
+            allowed,
+            ("access-control-request-method", "GET"),
+            ("access-control-request-private-network", "true"),
+        ],
     ];
     for req in refused {
         let (status, h, _) = request(&client, "OPTIONS", &format!("http://{addr}/ok"), &req).await;
@@ -216,7 +222,7 @@ async fn cors_grants_reach_error_and_panic_responses_and_refusals_are_counted() 
         "the DELETE preflight and the plain OPTIONS"
     );
     assert_eq!(count("headers"), Some(1.0));
-    assert_eq!(count("private_network"), Some(0.0), "registered at build");
+    assert_eq!(count("private_network"), Some(1.0));
     // Preflights are requests like any other in the RED metrics.
     let options = [
         ("http_request_method", "OPTIONS"),
@@ -228,7 +234,7 @@ async fn cors_grants_reach_error_and_panic_responses_and_refusals_are_counted() 
         ("http_request_method", "OPTIONS"),
         ("http_response_status_code", "403"),
     ];
-    assert_eq!(sample(&text, DURATION_COUNT, &forbidden), Some(2.0));
+    assert_eq!(sample(&text, DURATION_COUNT, &forbidden), Some(3.0));
     assert_eq!(sample(&text, "http_server_active_requests", &[]), Some(0.0));
 }
 
