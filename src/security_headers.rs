@@ -357,7 +357,20 @@ impl IpNet {
         };
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = prefix.unwrap_or(max);
-        (prefix <= max).then_some(IpNet { addr, prefix })
+        if prefix > max {
+            return None;
+        }
+        // Peers are compared as IPv4 when IPv4-mapped, so a mapped network is made IPv4 too.
+        Some(match addr {
+            IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => IpNet {
+                    addr: IpAddr::V4(v4),
+                    prefix: prefix - 96,
+                },
+                None => IpNet { addr, prefix },
+            },
+            _ => IpNet { addr, prefix },
+        })
     }
 
     fn contains(&self, ip: IpAddr) -> bool {
@@ -602,5 +615,13 @@ mod tests {
             .unwrap()
             .contains("fd12::1".parse().unwrap()));
         assert!(IpNet::parse("nonsense").is_none());
+        // A network written IPv4-mapped matches the peers it names, however they arrive.
+        let mapped = IpNet::parse("::ffff:10.0.0.0/104").unwrap();
+        assert!(mapped.contains("10.1.2.3".parse().unwrap()));
+        assert!(mapped.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!mapped.contains("11.1.2.3".parse().unwrap()));
+        let one = IpNet::parse("::ffff:192.168.1.7").unwrap();
+        assert!(one.contains("192.168.1.7".parse().unwrap()));
+        assert!(!one.contains("192.168.1.8".parse().unwrap()));
     }
 }
