@@ -85,6 +85,18 @@ fn catalogue() -> Vec<Entry> {
             let builder = Observability::builder("bench").security_headers(SecurityHeaders::none());
             traced(builder, Export::Dropped)
         }),
+        // What any layer costs through `Router::layer` that changes the body types, as
+        // ours must to see the bytes: axum boxes the re-typed bodies and the route futures.
+        ("floor/retyped-bodies", || {
+            use tower::ServiceBuilder;
+            app()
+                .layer(
+                    ServiceBuilder::new()
+                        .map_request(|req: Request<Body>| req.map(|b| b.map_err(|e| e)))
+                        .map_response(|res: http::Response<Body>| res.map(|b| b.map_err(|e| e))),
+                )
+                .into()
+        }),
         ("peer-metrics", || peers::metrics(app()).into()),
         ("peer-headers+cors", || peers::headers_cors(app()).into()),
         ("peer-all", peer_all::all),

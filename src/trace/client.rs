@@ -13,7 +13,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::current;
-use super::export::{FinishedSpan, Kind};
+use super::export::{FinishedSpan, Kind, RequestText};
 use super::{RequestId, SpanContext};
 use crate::classify::{is_grpc, ErrorType, Failure, GrpcCode};
 use crate::observability::Shared;
@@ -207,19 +207,15 @@ fn open(
                 link: None,
                 method: method.clone(),
                 route: None,
-                uri: uri.clone(),
+                text: RequestText::capture(uri, None, None, None, config.record_query),
                 version,
-                user_agent: None,
-                host: None,
                 peer: None,
-                request_id: None,
                 grpc_call,
                 start: SystemTime::now(),
                 end: SystemTime::UNIX_EPOCH,
                 status: 0,
                 grpc_status: None,
                 error: None,
-                record_query: config.record_query,
             },
         })
     });

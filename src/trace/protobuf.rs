@@ -307,6 +307,7 @@ mod tests {
 
     use super::*;
     use crate::classify::{ErrorType, GrpcCode};
+    use crate::trace::export::RequestText;
     use crate::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceParent, TraceState};
 
     fn span(kind: Kind) -> FinishedSpan {
@@ -327,20 +328,26 @@ mod tests {
                     .lookup("/users/{id}")
                     .route,
             ),
-            uri: "/users/42?token=s3cret".parse().unwrap(),
+            text: text("/users/42?token=s3cret", "curl/8"),
             version: http::Version::HTTP_11,
-            user_agent: Some(http::HeaderValue::from_static("curl/8")),
-            host: Some(http::HeaderValue::from_static("api.test:8080")),
             peer: Some("[::1]:5000".parse().unwrap()),
-            request_id: None,
             grpc_call: false,
             start,
             end: start + Duration::from_millis(250),
             status: 200,
             grpc_status: None,
             error: None,
-            record_query: false,
         }
+    }
+
+    fn text(uri: &str, user_agent: &str) -> RequestText {
+        RequestText::capture(
+            &uri.parse().unwrap(),
+            Some(&http::HeaderValue::from_static("api.test:8080")),
+            Some(&http::HeaderValue::from_str(user_agent).unwrap()),
+            None,
+            false,
+        )
     }
 
     fn decode(batch: &mut SpanBatch) -> ExportTraceServiceRequest {
@@ -415,7 +422,7 @@ mod tests {
         s.status = 503;
         s.error = Some(ErrorType::Status(503));
         s.grpc_call = true;
-        s.uri = "/demo.Greeter/SayHello".parse().unwrap();
+        s.text = text("/demo.Greeter/SayHello", &"x".repeat(20_000));
         s.grpc_status = Some(GrpcCode::parse(b"14").unwrap());
         s.link = Some(TraceParent {
             trace_id: TraceId([1; 16]),
@@ -424,7 +431,6 @@ mod tests {
         });
         // A long value takes a multi-byte length; a span over 16 KiB, a three-byte one.
         let long = "x".repeat(20_000);
-        s.user_agent = Some(http::HeaderValue::from_str(&long).unwrap());
         batch.push(&s);
         batch.push(&span(Kind::Client));
         let req = decode(&mut batch);

@@ -160,25 +160,23 @@ pub(crate) fn attributes(span: &FinishedSpan, out: &mut impl AttributeSink) {
     if standard == "_OTHER" {
         out.string("http.request.method_original", span.method.as_str());
     }
-    let uri = &span.uri;
-    let host_header = span.host.as_ref().and_then(|h| h.to_str().ok());
-    let authority = uri.authority().map(|a| a.as_str()).or(host_header);
-    let server = authority.and_then(host_port);
+    let text = &span.text;
+    let server = text.authority().and_then(host_port);
     match span.kind {
         Kind::Server => {
             if let Some(route) = route(span) {
                 out.shared("http.route", route);
             }
-            out.string("url.path", uri.path());
-            match uri.scheme_str() {
+            out.string("url.path", text.path());
+            match text.scheme() {
                 None | Some("http") => out.static_str("url.scheme", "http"),
                 Some("https") => out.static_str("url.scheme", "https"),
                 Some(other) => out.string("url.scheme", other),
             }
-            if let (true, Some(query)) = (span.record_query, uri.query()) {
+            if let Some(query) = text.query() {
                 out.string("url.query", query);
             }
-            if let Some(ua) = span.user_agent.as_ref().and_then(|v| v.to_str().ok()) {
+            if let Some(ua) = text.user_agent() {
                 out.string("user_agent.original", ua);
             }
             if let Some(peer) = &span.peer {
@@ -187,19 +185,19 @@ pub(crate) fn attributes(span: &FinishedSpan, out: &mut impl AttributeSink) {
                 out.int("client.port", i64::from(peer.port()));
             }
             // A generated request id is the trace id: only the caller's is worth recording.
-            if let Some(id) = span.request_id.as_ref().and_then(|id| id.from_caller()) {
+            if let Some(id) = text.caller_request_id() {
                 out.string_list("http.request.header.x-request-id", id);
             }
         }
         Kind::Client => {
-            let scheme = uri.scheme_str().unwrap_or("http");
-            let authority = authority.unwrap_or("");
-            match (span.record_query, uri.query()) {
-                (true, Some(query)) => out.string_parts(
+            let scheme = text.scheme().unwrap_or("http");
+            let authority = text.authority().unwrap_or("");
+            match text.query() {
+                Some(query) => out.string_parts(
                     "url.full",
-                    &[scheme, "://", authority, uri.path(), "?", query],
+                    &[scheme, "://", authority, text.path(), "?", query],
                 ),
-                _ => out.string_parts("url.full", &[scheme, "://", authority, uri.path()]),
+                None => out.string_parts("url.full", &[scheme, "://", authority, text.path()]),
             }
         }
     }
@@ -222,7 +220,7 @@ pub(crate) fn attributes(span: &FinishedSpan, out: &mut impl AttributeSink) {
     }
     if span.grpc_call {
         out.static_str("rpc.system", "grpc");
-        if let Some((service, method)) = uri.path().trim_start_matches('/').split_once('/') {
+        if let Some((service, method)) = text.path().trim_start_matches('/').split_once('/') {
             out.string("rpc.service", service);
             out.string("rpc.method", method);
         }

@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri, Version};
+use http::{HeaderMap, HeaderName, Request, Version};
 
 use super::current;
-use super::export::{FinishedSpan, Kind, SpanSink};
+use super::export::{FinishedSpan, Kind, RequestText, SpanSink};
 use super::{
     RequestId, Sampler, SpanContext, SpanId, TraceFlags, TraceId, TraceParent, TraceState,
 };
@@ -86,10 +86,8 @@ pub struct RequestContext {
 /// What is kept of the request for the exported span (only when it will be exported).
 struct Capture {
     method: http::Method,
-    uri: Uri,
+    text: RequestText,
     version: Version,
-    user_agent: Option<HeaderValue>,
-    host: Option<HeaderValue>,
     peer: Option<SocketAddr>,
     start: SystemTime,
 }
@@ -141,10 +139,14 @@ impl ServerSpan {
             let headers = req.headers();
             Capture {
                 method: req.method().clone(),
-                uri: req.uri().clone(),
+                text: RequestText::capture(
+                    req.uri(),
+                    headers.get(http::header::HOST),
+                    headers.get(http::header::USER_AGENT),
+                    request_id.as_ref().and_then(RequestId::from_caller),
+                    config.record_query,
+                ),
                 version: req.version(),
-                user_agent: headers.get(http::header::USER_AGENT).cloned(),
-                host: headers.get(http::header::HOST).cloned(),
                 peer: peer_address(req),
                 start: SystemTime::now(),
             }
@@ -211,10 +213,8 @@ impl ServerSpan {
         };
         let Capture {
             method,
-            uri,
+            text,
             version,
-            user_agent,
-            host,
             peer,
             start,
         } = capture;
@@ -225,19 +225,15 @@ impl ServerSpan {
             link: self.link,
             method,
             route: Some(route.clone()),
-            uri,
+            text,
             version,
-            user_agent,
-            host,
             peer,
-            request_id: self.current.request_id.take(),
             grpc_call,
             start,
             end: start + started.elapsed(),
             status: outcome.status,
             grpc_status: outcome.grpc,
             error: outcome.error,
-            record_query: config.record_query,
         });
     }
 }
