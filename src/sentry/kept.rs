@@ -56,8 +56,12 @@ impl KeptRequest {
         }
         if let Some(authority) = uri.authority() {
             // Host and port only: `user:password@` never leaves.
-            let host = authority.as_str().rsplit('@').next().unwrap_or_default();
-            kept.put(AUTHORITY, host.as_bytes());
+            let authority = authority.as_str().as_bytes();
+            let host = match authority.iter().rposition(|b| *b == b'@') {
+                Some(at) => &authority[at + 1..],
+                None => authority,
+            };
+            kept.put(AUTHORITY, host);
         }
         let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
         kept.put(PATH_AND_QUERY, path.as_bytes());

@@ -13,6 +13,11 @@ impl<const N: usize> Hex<N> {
         Hex(out)
     }
 
+    /// The digits, as bytes.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// The digits.
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("hex digits are ascii")

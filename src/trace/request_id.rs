@@ -48,9 +48,8 @@ impl RequestId {
     pub(crate) fn header_value(&self) -> HeaderValue {
         match &self.0 {
             Id::Caller(value) => value.clone(),
-            Id::Generated(trace) => {
-                HeaderValue::from_str(trace.to_hex().as_str()).expect("hex is a valid header value")
-            }
+            Id::Generated(trace) => HeaderValue::from_bytes(trace.to_hex().as_bytes())
+                .expect("hex is a valid header value"),
         }
     }
 }
