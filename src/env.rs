@@ -246,7 +246,9 @@ fn resource_attributes(raw: &str) -> Result<Vec<(String, String)>, BuildError> {
     Ok(out)
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+/// `%XX` escapes decoded (W3C Baggage octets, as `OTEL_*` lists use them); `None` when an
+/// escape is malformed or the result is not UTF-8.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

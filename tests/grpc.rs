@@ -4,47 +4,24 @@
 
 #[path = "../examples/common/greeter.rs"]
 mod greeter;
+#[path = "support/grpc.rs"]
+mod grpc_support;
 mod support;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::routing::post;
 use bytes::Bytes;
-use greeter::{CountRequest, Greeter, GreeterClient, HelloRequest, DELAY_MS};
+use greeter::{CountRequest, Greeter, HelloRequest, DELAY_MS};
+use grpc_support::*;
 use http_body_util::{BodyExt, Full};
 use support::*;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Channel;
-use tower::ServiceBuilder;
-use tower_observability::Observability;
 
 const RPC_COUNT: &str = "rpc_server_call_duration_seconds_count";
 const RPC_SUM: &str = "rpc_server_call_duration_seconds_sum";
 const RPC_BUCKET: &str = "rpc_server_call_duration_seconds_bucket";
 const HTTP_COUNT: &str = "http_server_request_duration_seconds_count";
-
-async fn start(obs: &Observability) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tonic::transport::Server::builder()
-        .layer(obs.layer())
-        .add_service(Greeter)
-        .serve_with_incoming(TcpListenerStream::new(listener));
-    tokio::spawn(server);
-    addr
-}
-
-async fn connect(addr: SocketAddr) -> GreeterClient<Channel> {
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    GreeterClient::new(channel)
-}
 
 fn hello(fail_with: i32) -> HelloRequest {
     HelloRequest {
@@ -59,41 +36,6 @@ fn slow_hello(fail_with: i32, delay_ms: u64) -> tonic::Request<HelloRequest> {
     req.metadata_mut()
         .insert(DELAY_MS, delay_ms.to_string().parse().unwrap());
     req
-}
-
-/// What the client saw of each response head: the `grpc-status` in it, if any (there is
-/// one only in a trailers-only response).
-type Heads = Arc<Mutex<Vec<Option<String>>>>;
-
-/// A client that notes every response head it receives, as it arrived off the wire.
-async fn connect_noting_heads(
-    addr: SocketAddr,
-) -> (
-    GreeterClient<
-        impl tonic::client::GrpcService<
-            tonic::body::Body,
-            ResponseBody = tonic::body::Body,
-            Error = tonic::transport::Error,
-        >,
-    >,
-    Heads,
-) {
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let heads = Heads::default();
-    let noted = heads.clone();
-    let channel = ServiceBuilder::new()
-        .map_response(move |res: http::Response<tonic::body::Body>| {
-            let status = res.headers().get("grpc-status");
-            let status = status.map(|v| v.to_str().unwrap().to_owned());
-            noted.lock().unwrap().push(status);
-            res
-        })
-        .service(channel);
-    (GreeterClient::new(channel), heads)
 }
 
 /// The sum and count of the rpc duration series with these labels.

@@ -5,63 +5,17 @@
 
 #[path = "../examples/common/greeter.rs"]
 mod greeter;
+#[path = "support/grpc.rs"]
+mod grpc_support;
 mod support;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use greeter::{CountReply, CountRequest, Greeter, GreeterClient, HelloRequest};
+use greeter::{CountReply, CountRequest, HelloRequest};
+use grpc_support::*;
 use serde_json::Value;
 use support::sentry_endpoint::*;
 use support::*;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Channel;
-use tower::ServiceBuilder;
-use tower_observability::Observability;
-
-async fn start(obs: &Observability) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tonic::transport::Server::builder()
-        .layer(obs.layer())
-        .add_service(Greeter)
-        .serve_with_incoming(TcpListenerStream::new(listener));
-    tokio::spawn(server);
-    addr
-}
-
-/// The `grpc-status` each response head carried, if any (only trailers-only ones do).
-type Heads = Arc<Mutex<Vec<Option<String>>>>;
-
-async fn connect_noting_heads(
-    addr: SocketAddr,
-) -> (
-    GreeterClient<
-        impl tonic::client::GrpcService<
-            tonic::body::Body,
-            ResponseBody = tonic::body::Body,
-            Error = tonic::transport::Error,
-        >,
-    >,
-    Heads,
-) {
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let heads = Heads::default();
-    let noted = heads.clone();
-    let note = move |res: http::Response<tonic::body::Body>| {
-        let status = res.headers().get("grpc-status");
-        let status = status.map(|v| v.to_str().unwrap().to_owned());
-        noted.lock().unwrap().push(status);
-        res
-    };
-    let channel = ServiceBuilder::new().map_response(note).service(channel);
-    (GreeterClient::new(channel), heads)
-}
 
 fn hello(fail_with: i32) -> HelloRequest {
     HelloRequest {

@@ -253,30 +253,14 @@ fn headers(var: &str, v: &str) -> Result<Vec<(String, String)>, BuildError> {
         if http::HeaderName::from_bytes(key.as_bytes()).is_err() {
             return Err(bad("not a header name"));
         }
-        let value = percent_decode(value.trim()).ok_or_else(|| bad("a bad %-escape"))?;
+        let value =
+            crate::env::percent_decode(value.trim()).ok_or_else(|| bad("a bad %-escape"))?;
         if http::HeaderValue::from_str(&value).is_err() {
             return Err(bad("a value that cannot be a header"));
         }
         out.push((key, value));
     }
     Ok(out)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 fn millis(var: &str, v: &str) -> Result<Duration, BuildError> {
