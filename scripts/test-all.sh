@@ -30,4 +30,10 @@ echo "== fmt";    cargo fmt --all -- --check
 echo "== clippy"; cargo clippy --all-targets --all-features -- -D warnings
 echo "== default features build alone"; cargo check --quiet
 echo "== no default features";           cargo check --quiet --no-default-features
+echo "== each feature alone"
+for feature in axum admin otlp logging sentry; do
+  cargo check --quiet --no-default-features --features "$feature"
+done
+echo "== docs (broken intra-doc links are errors)"
+RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links -D warnings" cargo doc --quiet --no-deps --all-features
 echo "== tests";  cargo test --all-features
