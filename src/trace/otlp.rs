@@ -159,6 +159,21 @@ impl ExportConfig {
         ) {
             otlp.headers = headers(&name, &v)?;
         }
+        if let Some((name, v)) = either(
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+            "OTEL_EXPORTER_OTLP_COMPRESSION",
+        ) {
+            match v.trim() {
+                "" | "none" => {}
+                // Often set for every signal of a fleet: not a reason to refuse to start.
+                "gzip" => tracing::warn!(
+                    target: "tower_observability::otlp",
+                    variable = %name,
+                    "gzip is not supported by the built-in OTLP exporter; spans are sent uncompressed"
+                ),
+                _ => return Err(BuildError::env(&name, &v, "expected gzip or none")),
+            }
+        }
         let batch = &mut config.batch;
         if let Some(v) = var("OTEL_BSP_MAX_QUEUE_SIZE") {
             batch.max_queue_size = count("OTEL_BSP_MAX_QUEUE_SIZE", &v)?;
@@ -369,6 +384,8 @@ mod tests {
             Target::None
         ));
         assert!(config(&[("OTEL_SDK_DISABLED", "true")]).unwrap().disabled);
+        // Compression is not done, but asking for it does not stop the service.
+        assert!(config(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")]).is_ok());
     }
 
     #[test]
@@ -417,6 +434,7 @@ mod tests {
             ("OTEL_BSP_SCHEDULE_DELAY", "-1"),
             ("OTEL_TRACES_EXPORTER", "zipkin"),
             ("OTEL_SDK_DISABLED", "perhaps"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd"),
         ] {
             let err = config(&[(var, value)]).unwrap_err().to_string();
             assert!(err.contains(var), "{var}={value}: {err}");
