@@ -130,16 +130,21 @@ impl RequestText {
         kept
     }
 
-    fn piece(&self, piece: Piece) -> Option<&str> {
+    /// A piece's bytes, `None` when empty. Every piece was a `&str`: valid UTF-8.
+    fn bytes(&self, piece: Piece) -> Option<&[u8]> {
         let i = piece as usize;
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         let bytes = match &self.spill {
             Some(spill) => &spill[..],
             None => &self.inline[..],
         };
-        // Every piece was a `&str`, so the bytes are valid UTF-8.
-        let s = std::str::from_utf8(bytes.get(start..self.ends[i] as usize)?).ok()?;
-        (!s.is_empty()).then_some(s)
+        bytes
+            .get(start..self.ends[i] as usize)
+            .filter(|b| !b.is_empty())
+    }
+
+    fn piece(&self, piece: Piece) -> Option<&str> {
+        std::str::from_utf8(self.bytes(piece)?).ok()
     }
 
     /// The URL's scheme, if the request target had one.
@@ -157,12 +162,28 @@ impl RequestText {
         self.piece(Piece::Path).unwrap_or("/")
     }
 
+    /// The path's UTF-8 bytes, for writers that need no `&str` (`/` at least).
+    pub(crate) fn path_bytes(&self) -> &[u8] {
+        self.bytes(Piece::Path).unwrap_or(b"/")
+    }
+
+    /// The query's UTF-8 bytes, when it is recorded.
+    pub(crate) fn query_bytes(&self) -> Option<&[u8]> {
+        self.bytes(Piece::Query)
+    }
+
     /// The query, when it is recorded.
     pub(crate) fn query(&self) -> Option<&str> {
         self.piece(Piece::Query)
     }
 
+    /// The `User-Agent`'s UTF-8 bytes, when it was text.
+    pub(crate) fn user_agent_bytes(&self) -> Option<&[u8]> {
+        self.bytes(Piece::UserAgent)
+    }
+
     /// The `User-Agent`, when it was text.
+    #[cfg(test)]
     pub(crate) fn user_agent(&self) -> Option<&str> {
         self.piece(Piece::UserAgent)
     }

@@ -96,8 +96,12 @@ impl KeyValues<'_> {
 
 impl AttributeSink for KeyValues<'_> {
     fn string(&mut self, key: &'static str, value: &str) {
+        self.utf8(key, value.as_bytes());
+    }
+
+    fn utf8(&mut self, key: &'static str, value: &[u8]) {
         self.head(key, field_len(value.len()));
-        put_bytes(self.out, kv::STRING, value.as_bytes());
+        put_bytes(self.out, kv::STRING, value);
     }
 
     fn string_parts(&mut self, key: &'static str, parts: &[&str]) {

@@ -22,6 +22,10 @@ pub(crate) trait AttributeSink {
     fn shared(&mut self, key: &'static str, value: &Arc<str>) {
         self.string(key, value);
     }
+    /// A string attribute given as UTF-8 bytes (a writer of bytes need not check them).
+    fn utf8(&mut self, key: &'static str, value: &[u8]) {
+        self.string(key, std::str::from_utf8(value).unwrap_or_default());
+    }
     /// A string attribute made of `parts`, concatenated (no temporary string).
     fn string_parts(&mut self, key: &'static str, parts: &[&str]);
     /// An integer attribute.
@@ -167,17 +171,17 @@ pub(crate) fn attributes(span: &FinishedSpan, out: &mut impl AttributeSink) {
             if let Some(route) = route(span) {
                 out.shared("http.route", route);
             }
-            out.string("url.path", text.path());
+            out.utf8("url.path", text.path_bytes());
             match text.scheme() {
                 None | Some("http") => out.static_str("url.scheme", "http"),
                 Some("https") => out.static_str("url.scheme", "https"),
                 Some(other) => out.string("url.scheme", other),
             }
-            if let Some(query) = text.query() {
-                out.string("url.query", query);
+            if let Some(query) = text.query_bytes() {
+                out.utf8("url.query", query);
             }
-            if let Some(ua) = text.user_agent() {
-                out.string("user_agent.original", ua);
+            if let Some(ua) = text.user_agent_bytes() {
+                out.utf8("user_agent.original", ua);
             }
             if let Some(peer) = &span.peer {
                 let mut buf = [0u8; 64];
