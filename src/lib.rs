@@ -51,7 +51,8 @@
 //! # Tracing
 //!
 //! Every request gets a server span in the same pass, named `{method} {route}` with the
-//! metrics' route (`{method}` alone for `unmatched`), kind server, the HTTP semantic
+//! metrics' route (`{method}` alone for `unmatched`; `package.Service/Method` for a gRPC
+//! call, with the RPC attributes), kind server, the HTTP semantic
 //! convention attributes, `error.type` and status Error on server errors. The caller's W3C
 //! `traceparent`/`tracestate` are continued ([`trace`] has the exact rules; invalid input
 //! starts a new trace, never an error response); the `x-request-id` is taken or made and

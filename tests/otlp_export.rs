@@ -743,8 +743,12 @@ async fn grpc_calls_become_server_and_client_spans_with_rpc_attributes() {
         .filter(|s| s.span_kind == opentelemetry::trace::SpanKind::Client)
         .collect();
     assert_eq!((servers.len(), clients.len()), (2, 2), "{spans:#?}");
+    for span in &clients {
+        assert_eq!(span.name, "demo.Greeter/SayHello");
+    }
     for span in &servers {
-        assert_eq!(span.name, "POST /demo.Greeter/SayHello");
+        // The RPC conventions' name, not the HTTP one.
+        assert_eq!(span.name, "demo.Greeter/SayHello");
         assert_eq!(attr(span, "rpc.system").as_deref(), Some("grpc"));
         assert_eq!(attr(span, "rpc.service").as_deref(), Some("demo.Greeter"));
         assert_eq!(attr(span, "rpc.method").as_deref(), Some("SayHello"));

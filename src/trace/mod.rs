@@ -4,7 +4,8 @@
 //! The server span is made in the same pass as the metrics (same route, same outcome): it
 //! is a `tracing` span named `request` (so the application's own spans and events nest
 //! under it and carry its `trace_id`, `span_id` and `request_id`), and, when sampled and an
-//! exporter is configured, an OpenTelemetry span `{method} {route}` of kind server.
+//! exporter is configured, an OpenTelemetry span `{method} {route}` (gRPC calls:
+//! `package.Service/Method`) of kind server.
 //!
 //! | setting | default |
 //! |---|---|

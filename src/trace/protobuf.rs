@@ -455,6 +455,10 @@ mod tests {
         assert_eq!(a["rpc.system"], "grpc");
         assert_eq!(a["rpc.service"], "demo.Greeter");
         assert_eq!(a["rpc.method"], "SayHello");
+        assert_eq!(
+            s.name, "demo.Greeter/SayHello",
+            "RPC spans are named by the RPC conventions"
+        );
         assert_eq!(a["rpc.grpc.status_code"], "14");
         assert_eq!(a["user_agent.original"], long);
         let c = &spans[1];

@@ -199,12 +199,12 @@ fn to_span_data(span: FinishedSpan, scope: &InstrumentationScope) -> SpanData {
             Kind::Server => SpanKind::Server,
             Kind::Client => SpanKind::Client,
         },
-        name: match semconv::name(&span) {
-            semconv::SpanName {
-                method,
-                route: None,
-            } => method.into(),
-            name => name.parts().concat().into(),
+        name: {
+            let name = semconv::name(&span);
+            match name.as_static() {
+                Some(name) => name.into(),
+                None => name.parts().concat().into(),
+            }
         },
         start_time: span.start,
         end_time: span.end,

@@ -34,24 +34,46 @@ pub(crate) trait AttributeSink {
     fn string_list(&mut self, key: &'static str, value: &str);
 }
 
-/// The span name: `{method} {route}` for a server span with a route, else `{method}`
-/// (`HTTP` for a non-standard method).
-pub(crate) struct SpanName<'a> {
-    pub(crate) method: &'static str,
-    pub(crate) route: Option<&'a str>,
+/// The span name: `{method} {route}` for an HTTP server span with a route, else
+/// `{method}` (`HTTP` for a non-standard method); for a gRPC call, the RPC conventions'
+/// `{package.Service}/{Method}`.
+pub(crate) enum SpanName<'a> {
+    Http {
+        method: &'static str,
+        route: Option<&'a str>,
+    },
+    Rpc(&'a str),
 }
 
 impl SpanName<'_> {
     /// The name's length in bytes.
     pub(crate) fn len(&self) -> usize {
-        self.method.len() + self.route.map_or(0, |r| 1 + r.len())
+        self.parts().iter().map(|p| p.len()).sum()
     }
 
     /// The name as parts to concatenate.
     pub(crate) fn parts(&self) -> [&str; 3] {
-        match self.route {
-            Some(route) => [self.method, " ", route],
-            None => [self.method, "", ""],
+        match *self {
+            SpanName::Http {
+                method,
+                route: Some(route),
+            } => [method, " ", route],
+            SpanName::Http {
+                method,
+                route: None,
+            } => [method, "", ""],
+            SpanName::Rpc(method) => [method, "", ""],
+        }
+    }
+
+    /// The name when it is a fixed string (no route), so it need not be copied.
+    pub(crate) fn as_static(&self) -> Option<&'static str> {
+        match *self {
+            SpanName::Http {
+                method,
+                route: None,
+            } => Some(method),
+            _ => None,
         }
     }
 }
@@ -77,8 +99,13 @@ fn route(span: &FinishedSpan) -> Option<&Arc<str>> {
 
 /// The span's name.
 pub(crate) fn name(span: &FinishedSpan) -> SpanName<'_> {
+    if span.grpc_call {
+        if let Some(method) = rpc_method(span.text.path()) {
+            return SpanName::Rpc(method);
+        }
+    }
     let standard = standard_method(span);
-    SpanName {
+    SpanName::Http {
         method: if standard == "_OTHER" {
             "HTTP"
         } else {
@@ -89,6 +116,13 @@ pub(crate) fn name(span: &FinishedSpan) -> SpanName<'_> {
             Kind::Client => None,
         },
     }
+}
+
+/// `package.Service/Method` of a gRPC path `/package.Service/Method`.
+fn rpc_method(path: &str) -> Option<&str> {
+    let method = path.strip_prefix('/')?;
+    let (service, name) = method.split_once('/')?;
+    (!service.is_empty() && !name.is_empty() && !name.contains('/')).then_some(method)
 }
 
 /// `error.type` as the metrics label it, written without allocating.
@@ -224,7 +258,7 @@ pub(crate) fn attributes(span: &FinishedSpan, out: &mut impl AttributeSink) {
     }
     if span.grpc_call {
         out.static_str("rpc.system", "grpc");
-        if let Some((service, method)) = text.path().trim_start_matches('/').split_once('/') {
+        if let Some((service, method)) = rpc_method(text.path()).and_then(|m| m.split_once('/')) {
             out.string("rpc.service", service);
             out.string("rpc.method", method);
         }
