@@ -6,7 +6,7 @@ carry `severity`, `summary`, `description` and `runbook_url`.
 """
 
 # The crate's default histogram buckets (DEFAULT_DURATION_BUCKETS in src/metrics/mod.rs; a
-# test in tests/artefacts.rs fails when the two differ): a latency threshold must be one of them.
+# test in tests/artefacts/one_source.rs fails when the two differ): a latency threshold must be one of them.
 DEFAULT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30, 60]
 SLI_WINDOWS = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
 

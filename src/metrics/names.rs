@@ -1,7 +1,7 @@
 //! Every metric and label name the crate emits, in one place.
 //!
 //! Dashboards, alert rules and tests read these constants (the test
-//! `tests/artefacts.rs` fails when an artefact names a metric or label that is not
+//! `tests/artefacts/names.rs` fails when an artefact names a metric or label that is not
 //! listed in [`CATALOGUE`]). Names follow the OpenTelemetry HTTP and RPC semantic
 //! conventions, mapped to Prometheus the way the OpenTelemetry Prometheus exporter does
 //! (dots become underscores, the unit becomes a suffix, counters end in `_total`).

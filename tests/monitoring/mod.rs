@@ -1,4 +1,4 @@
-//! Shared by tests/artefacts.rs and tests/prometheus_e2e.rs: where the monitoring artefacts
+//! Shared by tests/artefacts/ and tests/prometheus_e2e.rs: where the monitoring artefacts
 //! live, how to read them, and how to find the real tools (promtool, amtool, prometheus).
 #![allow(dead_code)]
 
