@@ -1,0 +1,426 @@
+//! A collector that is down, hangs or is flooded costs requests nothing: bounded queue, counted drops, batches woken by the push that fills them, flush and shutdown that deliver.
+
+use super::*;
+
+/// Per-request latencies of `n` sequential requests, sorted.
+async fn latencies(uri: &str, n: usize) -> Vec<Duration> {
+    let client = client();
+    let mut all = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let (status, _) = send(&client, "GET", uri, b"").await;
+        assert_eq!(status, 200);
+        all.push(start.elapsed());
+    }
+    all.sort();
+    all
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
+}
+
+/// A collector that accepts connections and never answers.
+async fn hanging_collector() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    addr
+}
+
+async fn closed_port() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_down_or_hanging_costs_requests_nothing() {
+    const ROUNDS: usize = 4;
+    const PER_ROUND: usize = 100;
+    const QUEUE: usize = 128;
+    let _alone = measuring().await;
+    let down = closed_port().await;
+    let hanging = hanging_collector().await;
+    let queue = [
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "128"),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "32"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "20"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000"),
+        ("OTEL_BSP_EXPORT_TIMEOUT", "3000"),
+    ];
+    let with = |protocol: &str, addr: SocketAddr| {
+        let mut vars = queue.to_vec();
+        let endpoint = format!("http://{addr}");
+        let endpoint: &'static str = Box::leak(endpoint.into_boxed_str());
+        let protocol: &'static str = Box::leak(protocol.to_owned().into_boxed_str());
+        vars.push(("OTEL_EXPORTER_OTLP_PROTOCOL", protocol));
+        vars.push(("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint));
+        vars
+    };
+    let setups: Vec<(&str, Observability)> = vec![
+        (
+            "none",
+            from_vars("none", &[("OTEL_TRACES_EXPORTER", "none")]),
+        ),
+        ("grpc down", from_vars("down", &with("grpc", down))),
+        ("http down", from_vars("down", &with("http/protobuf", down))),
+        ("grpc hanging", from_vars("hang", &with("grpc", hanging))),
+        (
+            "http hanging",
+            from_vars("hang", &with("http/protobuf", hanging)),
+        ),
+    ];
+    let mut uris = Vec::new();
+    for (_, obs) in &setups {
+        let addr = serve(users().layer(obs.layer())).await;
+        let uri = format!("http://{addr}/users/1");
+        latencies(&uri, 50).await; // warm-up: connections, route and series registered
+        uris.push(uri);
+    }
+    // Interleaved rounds: a slow moment of this shared machine hits every setup alike.
+    let mut samples = vec![Vec::new(); setups.len()];
+    for _ in 0..ROUNDS {
+        for (uri, all) in uris.iter().zip(&mut samples) {
+            all.extend(latencies(uri, PER_ROUND).await);
+        }
+    }
+    let sent = (50 + ROUNDS * PER_ROUND) as f64;
+    let mut tails = Vec::new();
+    for ((name, obs), sorted) in setups.iter().zip(&mut samples) {
+        sorted.sort();
+        let (p50, p99) = (pct(sorted, 0.5), pct(sorted, 0.99));
+        eprintln!("{name:>13}: p50 {p50:?}  p99 {p99:?}");
+        tails.push((name, p50, p99));
+        if *name != "none" {
+            // Everything sent is accounted for: exported (nothing), dropped, or still
+            // held: up to a queue waiting, and up to a queue the exporter took and is
+            // stuck sending.
+            assert_eq!(counter(obs, EXPORTED), 0.0, "{name}");
+            let dropped = counter(obs, DROPPED);
+            assert!(dropped <= sent, "{name}: {dropped} of {sent} dropped");
+            if name.contains("hanging") {
+                assert!(
+                    dropped >= sent - 2.0 * QUEUE as f64,
+                    "{name}: {dropped} of {sent} dropped"
+                );
+            }
+        }
+    }
+    let (_, base50, base99) = tails[0];
+    for (name, p50, p99) in &tails[1..] {
+        // Within noise of no exporter: the same order, not export timeouts (2 s) or
+        // connection attempts (a closed port answers in microseconds, a hanging one never).
+        let bound = |base: Duration, slack: Duration| (base * 3).max(base + slack);
+        assert!(
+            *p50 <= bound(base50, Duration::from_millis(2)),
+            "{name}: p50 {p50:?} vs {base50:?} without an exporter"
+        );
+        assert!(
+            *p99 <= bound(base99, Duration::from_millis(10)),
+            "{name}: p99 {p99:?} vs {base99:?} without an exporter"
+        );
+    }
+
+    // Memory is bounded by the queue, not by the traffic: a burst of client spans at the
+    // hanging collector, straight into the queue. Unbounded, 200,000 spans
+    // would hold ~76 MiB (400 bytes each); bounded, every span beyond what is held is dropped and counted.
+    const BURST: usize = 200_000;
+    let (_, hung) = &setups[4];
+    let before = counter(hung, DROPPED);
+    let rss_before = rss_bytes();
+    let rate = burst(hung, BURST, 1e9).await;
+    let growth = rss_bytes().saturating_sub(rss_before);
+    let dropped = counter(hung, DROPPED) - before;
+    eprintln!(
+        "hanging collector, {BURST} spans at {rate:.0}/s: {dropped} dropped, rss +{} KiB",
+        growth / 1024
+    );
+    assert!(growth < 16 << 20, "rss grew {growth} bytes");
+    // At most a queue waits and a queue is stuck in the exporter; what the exporter held
+    // before the burst may time out during it, so may be counted too.
+    let (burst_spans, held) = (BURST as f64, 2.0 * QUEUE as f64);
+    assert!(
+        dropped >= burst_spans - held && dropped <= burst_spans + held,
+        "{dropped} dropped of {BURST}"
+    );
+
+    // The collector that is down: every span is eventually dropped and counted.
+    let (_, grpc_down) = &setups[1];
+    let counted = eventually(Duration::from_secs(20), || {
+        let dropped = counter(grpc_down, DROPPED);
+        (dropped >= sent).then_some(dropped)
+    })
+    .await;
+    assert_eq!(
+        counted,
+        Some(sent),
+        "the down collector's spans are all counted as dropped"
+    );
+    // Shutdown against a hanging collector returns within its timeout.
+    let start = Instant::now();
+    hung.shutdown(Duration::from_secs(1));
+    assert!(start.elapsed() < Duration::from_secs(3));
+}
+
+/// `n` client spans, submitted at about `per_second` (in slices of 100) through the client
+/// layer over a service that answers at once: the span path without a network in the way.
+/// Returns the rate reached.
+async fn burst(obs: &Observability, n: usize, per_second: f64) -> f64 {
+    let mut outbound = ServiceBuilder::new()
+        .layer(obs.client_layer())
+        .service(tower::service_fn(|_req: Request<()>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(()))
+        }));
+    let start = Instant::now();
+    for i in 0..n {
+        if i % 100 == 0 {
+            let at = start + Duration::from_secs_f64(i as f64 / per_second);
+            tokio::time::sleep_until(at.into()).await;
+        }
+        let req = Request::get("http://inventory.internal/items/7")
+            .body(())
+            .unwrap();
+        outbound.call(req).await.unwrap();
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn counter(obs: &Observability, name: &str) -> f64 {
+    sample(&obs.render_metrics(), name, &[]).unwrap_or_else(|| panic!("{name} not exported"))
+}
+
+/// An HTTP/protobuf receiver that keeps the raw bodies, decoded later: a collector that
+/// answers at once, whatever the test's own decoding would cost.
+async fn raw_receiver(bodies: Arc<Mutex<Vec<Bytes>>>) -> String {
+    let app = Router::new().route(
+        "/v1/traces",
+        post(move |body: Bytes| {
+            let bodies = bodies.clone();
+            async move {
+                bodies.lock().unwrap().push(body);
+                (
+                    [("content-type", "application/x-protobuf")],
+                    ExportTraceServiceResponse::default().encode_to_vec(),
+                )
+            }
+        }),
+    );
+    format!("http://{}", serve(app).await)
+}
+
+/// One burst into a fresh layer exporting to a fresh receiver: (rate reached, spans
+/// dropped, whether all were exported within a second of the burst's end, the bodies).
+async fn one_burst(spans: usize, rate: f64) -> (f64, f64, bool, Vec<Bytes>) {
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let endpoint = raw_receiver(bodies.clone()).await;
+    let obs = from_vars(
+        "burst",
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "512"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64"),
+        ],
+    );
+    let reached = burst(&obs, spans, rate).await;
+    // No flush: full batches leave by themselves, long before the 5 s delay; only the last,
+    // partial one waits for it (or for the flush below).
+    let all_out = eventually(Duration::from_secs(1), || {
+        let accounted = counter(&obs, EXPORTED) + counter(&obs, DROPPED);
+        (accounted > (spans - 64) as f64).then_some(())
+    })
+    .await
+    .is_some();
+    assert!(obs.flush_traces(Duration::from_secs(5)));
+    let dropped = counter(&obs, DROPPED);
+    let exported = counter(&obs, EXPORTED);
+    eprintln!("{spans} spans at {reached:.0}/s: dropped {dropped}, exported {exported}");
+    assert!(obs.shutdown(Duration::from_secs(5)));
+    let bodies = bodies.lock().unwrap().clone();
+    (
+        reached,
+        dropped,
+        all_out && exported == spans as f64,
+        bodies,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_far_above_one_queue_per_tick_is_exported_whole() {
+    // Only the wake of a full batch gets these spans out in time: the delay is the default
+    // 5 s, and an exporter that looked every 50 ms could take at most one queue (512) per
+    // look, ~10,200 spans/s, even from an instant collector: it lost half of every try.
+    // The collector answers at once (a debug build exports 35,000 to 70,000 spans/s in
+    // batches of 64). A queue of 512 at 16,000/s rides out ~30 ms of the exporter thread not running;
+    // a loaded machine can stall it longer, so the burst gets three tries.
+    const SPANS: usize = 16_000;
+    const RATE: f64 = 16_000.0;
+    let _alone = measuring().await;
+    let mut tries = Vec::new();
+    for _ in 0..3 {
+        let (rate, dropped, whole, bodies) = one_burst(SPANS, RATE).await;
+        assert!(
+            rate > 1.5 * 512.0 / 0.05,
+            "the burst must outpace one queue per 50 ms to mean anything: {rate:.0}/s"
+        );
+        if whole && dropped == 0.0 {
+            // Every span arrived, once.
+            let mut ids = std::collections::HashSet::new();
+            for body in bodies {
+                let req = ExportTraceServiceRequest::decode(body).unwrap();
+                for span in req
+                    .resource_spans
+                    .into_iter()
+                    .flat_map(|rs| rs.scope_spans)
+                    .flat_map(|ss| ss.spans)
+                {
+                    assert!(ids.insert(span.span_id), "a span arrived twice");
+                }
+            }
+            assert_eq!(ids.len(), SPANS);
+            return;
+        }
+        tries.push(dropped);
+    }
+    panic!("a healthy collector lost spans in every try: dropped {tries:?} of {SPANS}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_headers_from_the_environment_reach_the_collector() {
+    let _shared = not_measuring().await;
+    let grpc = Received::default();
+    let grpc_endpoint = grpc_receiver(grpc.clone()).await;
+    let http = Received::default();
+    let http_endpoint = http_receiver(http.clone()).await;
+    let secret = "api-key=s%3Dcr%2Ct, x-tenant = acme%20eu";
+    let setups = [
+        // gRPC metadata; the per-signal variable wins over the generic one.
+        from_vars(
+            "headers-grpc",
+            &[
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", &grpc_endpoint),
+                ("OTEL_EXPORTER_OTLP_HEADERS", "x-generic=1"),
+                ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", secret),
+            ],
+        ),
+        // HTTP headers, from the generic variable.
+        from_vars(
+            "headers-http",
+            &[
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", &http_endpoint),
+                ("OTEL_EXPORTER_OTLP_HEADERS", secret),
+            ],
+        ),
+    ];
+    for obs in &setups {
+        let addr = serve(users().layer(obs.layer())).await;
+        assert_eq!(call(&format!("http://{addr}/users/1"), &[]).await, 200);
+        assert!(obs.flush_traces(Duration::from_secs(5)));
+    }
+    for (name, received) in [("grpc", &grpc), ("http", &http)] {
+        let calls = received.headers();
+        assert!(!calls.is_empty(), "{name}: no export arrived");
+        for headers in calls {
+            assert_eq!(headers["api-key"], "s=cr,t", "{name}");
+            assert_eq!(headers["x-tenant"], "acme eu", "{name}");
+            assert!(headers.get("x-generic").is_none(), "{name}");
+        }
+    }
+    // A header that cannot be sent is an error naming the variable, not a silent loss.
+    let err = Observability::from_env_with("bad", |k| {
+        (k == "OTEL_EXPORTER_OTLP_HEADERS").then(|| "api key=x".to_owned())
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("OTEL_EXPORTER_OTLP_HEADERS"), "{err}");
+}
+
+// Flushing blocks this thread: the receivers run on the runtime's other workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_flush_and_shutdown_deliver_under_a_long_schedule_delay() {
+    let _shared = not_measuring().await;
+    let received = Received::default();
+    let endpoint = grpc_receiver(received.clone()).await;
+    // Ten minutes between timed exports, and batches larger than this test sends: nothing
+    // leaves unless flush or shutdown sends it.
+    let obs = from_vars(
+        "patient",
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+        ],
+    );
+    let addr = serve(users().layer(obs.layer())).await;
+    for id in 1..=3 {
+        assert_eq!(call(&format!("http://{addr}/users/{id}"), &[]).await, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(received.count(), 0, "nothing is sent before the delay");
+    let start = Instant::now();
+    assert!(obs.flush_traces(Duration::from_secs(5)));
+    assert_eq!(received.count(), 3, "flush returns once the spans are out");
+    assert!(start.elapsed() < Duration::from_secs(2));
+
+    for id in 4..=5 {
+        assert_eq!(call(&format!("http://{addr}/users/{id}"), &[]).await, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(received.count(), 3);
+    assert!(obs.shutdown(Duration::from_secs(5)));
+    assert_eq!(received.count(), 5, "shutdown sends what is queued");
+    let paths: std::collections::BTreeSet<_> = received
+        .spans()
+        .iter()
+        .filter_map(|(_, span)| attr(span, "url.path"))
+        .collect();
+    assert_eq!(paths.len(), 5, "{paths:?}");
+    assert_eq!(counter(&obs, EXPORTED), 5.0);
+    assert_eq!(counter(&obs, DROPPED), 0.0);
+    // After shutdown the exporter is gone: flushing says so instead of hanging.
+    assert!(!obs.flush_traces(Duration::from_millis(200)));
+}
+
+/// A processor of the application's own whose flush takes its time.
+#[derive(Debug)]
+struct SlowFlush(Duration);
+
+impl opentelemetry_sdk::trace::SpanProcessor for SlowFlush {
+    fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
+    fn on_end(&self, _span: opentelemetry_sdk::trace::SpanData) {}
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        std::thread::sleep(self.0);
+        Ok(())
+    }
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+}
+
+#[test]
+fn flushing_a_users_processor_keeps_to_the_timeout() {
+    let _shared = MEASURING.blocking_read();
+    let slow = isolated("slow")
+        .span_processor(SlowFlush(Duration::from_secs(3)))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    assert!(!slow.flush_traces(Duration::from_millis(200)));
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_secs(1),
+        "flush took {took:?}"
+    );
+    let quick = isolated("quick")
+        .span_processor(SlowFlush(Duration::from_millis(10)))
+        .build()
+        .unwrap();
+    assert!(quick.flush_traces(Duration::from_secs(2)));
+}
