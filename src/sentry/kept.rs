@@ -48,7 +48,16 @@ impl KeptRequest {
         for (name, value) in req.headers() {
             if let Some(i) = KEPT_HEADERS.iter().position(|k| k == name) {
                 if kept.slots[FIRST_HEADER + i] == ABSENT && !value.is_sensitive() {
-                    if let Some(value) = without_credentials(name, value.as_bytes()) {
+                    let value = value.as_bytes();
+                    // Credentials are taken out when an event is built (most requests never
+                    // make one); a value cut here is checked whole now, so a cut cannot
+                    // hide the `@` that marks them.
+                    let whole = value.len() <= MAX_HEADER;
+                    if let Some(value) = if whole {
+                        Some(value)
+                    } else {
+                        without_credentials(name, value)
+                    } {
                         kept.put(FIRST_HEADER + i, &value[..value.len().min(MAX_HEADER)]);
                     }
                 }
@@ -91,8 +100,7 @@ impl KeptRequest {
     /// (what servers mostly see) take their host from the `Host` header.
     pub(crate) fn url(&self) -> Option<String> {
         let scheme = if self.https { "https" } else { "http" };
-        // The Host header lost any `user:password@` when it was kept.
-        let host = self.get(AUTHORITY).or_else(|| self.get(FIRST_HEADER))?;
+        let host = self.get(AUTHORITY).or_else(|| self.header(0))?;
         let path = self.get(PATH_AND_QUERY)?;
         let path = path.split_once('?').map_or(path, |(path, _)| path);
         Some(format!("{scheme}://{host}{path}"))
@@ -128,11 +136,19 @@ impl KeptRequest {
             return out;
         }
         for (i, name) in KEPT_HEADERS.iter().enumerate() {
-            if let Some(value) = self.get(FIRST_HEADER + i) {
+            if let Some(value) = self.header(i) {
                 out.insert(name.as_str().to_owned(), value.to_owned());
             }
         }
         out
+    }
+
+    /// The kept value of `KEPT_HEADERS[i]`, without URL credentials.
+    fn header(&self, i: usize) -> Option<&str> {
+        let value = self.get(FIRST_HEADER + i)?;
+        let clean = without_credentials(&KEPT_HEADERS[i], value.as_bytes())?;
+        // A suffix of valid UTF-8 cut at an ASCII `@` is valid UTF-8.
+        std::str::from_utf8(clean).ok()
     }
 }
 
@@ -280,5 +296,17 @@ mod tests {
         assert_eq!(kept.headers()["user-agent"].len(), MAX_HEADER);
         assert!(kept.url().unwrap().starts_with("http://h/search"));
         assert!(kept.query().unwrap().len() < ROOM);
+    }
+
+    #[test]
+    fn a_cut_cannot_hide_credentials() {
+        // The `@` lies past the cut: the value is checked whole before it is cut.
+        let user = "u".repeat(MAX_HEADER + 10);
+        let origin = format!("https://{user}:pw@app.example.com");
+        let host = format!("{user}:pw@api.example.com");
+        let req = request("/", &[("origin", &origin), ("host", &host)]);
+        let headers = KeptRequest::capture(&req, false).headers();
+        assert!(!headers.contains_key("origin"), "{headers:?}");
+        assert_eq!(headers["host"], "api.example.com");
     }
 }
