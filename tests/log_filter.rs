@@ -6,9 +6,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use axum::routing::get;
 use axum::Router;
 use support::*;
@@ -17,41 +14,14 @@ use tower_observability::trace::TraceParent;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-/// A writer the lines go to, for the test to read.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 /// The application's targeted filter: this crate (the test binary) at debug, all else off.
 const TARGETED: &str = "log_filter=debug";
 
 #[tokio::test]
 async fn a_targeted_filter_keeps_the_trace_ids_on_every_line() {
-    let ours = Captured::default();
-    let theirs = Captured::default();
-    let text = Captured::default();
+    let ours = CapturedLogs::default();
+    let theirs = CapturedLogs::default();
+    let text = CapturedLogs::default();
     let subscriber = tracing_subscriber::registry()
         .with(logging::layer(LogFormat::Json, ours.clone()).with_filter(logging::filter(TARGETED)))
         .with(logging::layer(LogFormat::Json, theirs.clone()).with_filter(EnvFilter::new(TARGETED)))

@@ -1,4 +1,5 @@
-//! The Alertmanager example: valid, each severity to its receiver, warnings inhibited under a page.
+//! The Alertmanager example: valid, each severity to its receiver, warnings inhibited under
+//! a page.
 
 use super::*;
 

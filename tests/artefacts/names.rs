@@ -78,21 +78,7 @@ impl Allowed {
         }
         for f in &n.functions {
             if !monitoring::promql::FUNCTIONS_2_42.contains(&f.as_str())
-                && ![
-                    "sum",
-                    "min",
-                    "max",
-                    "avg",
-                    "group",
-                    "stddev",
-                    "stdvar",
-                    "count",
-                    "count_values",
-                    "bottomk",
-                    "topk",
-                    "quantile",
-                ]
-                .contains(&f.as_str())
+                && !monitoring::promql::AGGREGATIONS.contains(&f.as_str())
             {
                 problems.push(format!("{what}: function {f} is not in Prometheus 2.42"));
             }

@@ -1,4 +1,5 @@
-//! Values kept in one place: buckets, the crate's marker series, cancellations never counted as faults.
+//! Values kept in one place: buckets, the crate's marker series, cancellations never
+//! counted as faults.
 
 use super::*;
 

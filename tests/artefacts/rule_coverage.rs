@@ -1,4 +1,5 @@
-//! Every alert has unit tests that fire it and keep it silent (missing data, low traffic, healthy).
+//! Every alert has unit tests that fire it and keep it silent (missing data, low traffic,
+//! healthy).
 
 use super::*;
 

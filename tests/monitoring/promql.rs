@@ -91,7 +91,8 @@ const KEYWORDS: &[&str] = &[
     "Inf",
     "NaN",
 ];
-const AGGREGATIONS: &[&str] = &[
+/// PromQL aggregation operators.
+pub const AGGREGATIONS: &[&str] = &[
     "sum",
     "min",
     "max",

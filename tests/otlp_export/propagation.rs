@@ -1,34 +1,14 @@
-//! One trace across services and clients: W3C context in and out, logs that carry the trace, a user's exporter or processor, untrusted callers as links.
+//! One trace across services and clients: W3C context in and out, logs that carry the
+//! trace, a user's exporter or processor, untrusted callers as links.
 
 use super::*;
 
-/// A writer the JSON lines go to, for the test to read.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 /// The JSON log lines of this test binary. Installed globally: a thread-scoped subscriber
 /// races with other tests' threads over `tracing`'s per-callsite interest cache.
-fn captured_logs() -> Captured {
-    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+fn captured_logs() -> CapturedLogs {
+    static LOGS: std::sync::OnceLock<CapturedLogs> = std::sync::OnceLock::new();
     LOGS.get_or_init(|| {
-        let logs = Captured::default();
+        let logs = CapturedLogs::default();
         let subscriber = tracing_subscriber::registry()
             .with(tracing_subscriber::EnvFilter::new("info"))
             .with(logging::layer(LogFormat::Json, logs.clone()));
@@ -126,7 +106,7 @@ async fn one_trace_across_two_services_over_http_protobuf_with_logs() {
     );
 
     // The log lines written in the handlers carry the exported spans' ids.
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let lines: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))

@@ -1,4 +1,6 @@
-//! A collector that is down, hangs or is flooded costs requests nothing: bounded queue, counted drops, batches woken by the push that fills them, flush and shutdown that deliver.
+//! A collector that is down, hangs or is flooded costs requests nothing: bounded queue,
+//! counted drops, batches woken by the push that fills them, flush and shutdown that
+//! deliver.
 
 use super::*;
 

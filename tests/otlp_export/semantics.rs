@@ -1,4 +1,5 @@
-//! Spans by the semantic conventions at real receivers: names, kinds, attributes, parents, the resource; gRPC calls as RPC spans.
+//! Spans by the semantic conventions at real receivers: names, kinds, attributes,
+//! parents, the resource; gRPC calls as RPC spans.
 
 use super::*;
 
