@@ -22,32 +22,14 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p) as usize]
 }
 
-/// A collector that accepts connections and never answers.
-async fn hanging_collector() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
-    addr
-}
-
-async fn closed_port() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_down_or_hanging_costs_requests_nothing() {
     const ROUNDS: usize = 4;
     const PER_ROUND: usize = 100;
     const QUEUE: usize = 128;
     let _alone = measuring().await;
-    let down = closed_port().await;
-    let hanging = hanging_collector().await;
+    let down = closed_port();
+    let hanging = hanging_endpoint().await;
     let queue = [
         ("OTEL_BSP_MAX_QUEUE_SIZE", "128"),
         ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "32"),

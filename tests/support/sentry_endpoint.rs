@@ -115,22 +115,3 @@ pub fn decode_envelope(raw: &[u8]) -> Vec<(Value, Vec<u8>)> {
     }
     items
 }
-
-/// A port on 127.0.0.1 nothing listens on.
-pub fn closed_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
-}
-
-/// An endpoint that accepts connections and never answers (nor closes them).
-pub async fn hanging_endpoint() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
-    addr
-}
