@@ -2,7 +2,6 @@
 //! (HTTP and RPC), written once for every output: the OTLP encoder and the SDK's
 //! `SpanData` both read them from here, so the two can never disagree.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -75,12 +74,6 @@ impl SpanName<'_> {
             } => Some(method),
             _ => None,
         }
-    }
-}
-
-impl fmt::Display for SpanName<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.parts().iter().try_for_each(|p| f.write_str(p))
     }
 }
 
