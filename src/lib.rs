@@ -121,11 +121,11 @@
 
 mod admin;
 mod body;
-mod builder;
 mod classify;
+mod config;
 mod cors;
-mod env;
 mod error;
+mod error_reporting;
 mod exchange;
 mod exclude;
 mod future;
@@ -142,13 +142,16 @@ mod security_headers;
 #[cfg(feature = "sentry")]
 mod sentry;
 mod service;
+mod shared;
+mod signal;
 pub mod trace;
 
 #[cfg(feature = "admin")]
 pub use admin::AdminServer;
 pub use admin::AdminService;
 pub use body::{BoxError, RequestBody, ResponseBody};
-pub use builder::{ObservabilityBuilder, DEFAULT_ROUTE_LIMIT};
+pub use config::builder::DEFAULT_ROUTE_LIMIT;
+pub use config::ObservabilityBuilder;
 pub use cors::Cors;
 pub use error::BuildError;
 pub use future::ResponseFuture;

@@ -17,28 +17,24 @@ pub(crate) mod settings;
 pub(crate) mod transport;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use http::{HeaderValue, Request};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response};
 use sentry_core::protocol::Event;
 use sentry_core::types::Dsn;
 use sentry_core::{Client, ClientOptions, Hub, HubSwitchGuard, Scope};
 
-use crate::classify::Outcome;
+use crate::classify::{GrpcCode, Outcome};
+use crate::config::Setup;
 use crate::error::BuildError;
 use crate::method::MethodLabel;
-use crate::metrics::HttpMetrics;
-use crate::metrics::ServiceInfo;
+use crate::metrics::names::{SENTRY_EVENTS_DROPPED, SENTRY_EVENTS_SENT};
+use crate::metrics::{ServiceInfo, Sink};
+use crate::signal::{Arrival, Ending, Failed, Head, Signal, SpanIds};
 use kept::KeptRequest;
 pub(crate) use settings::SentrySettings;
 use transport::{Delivery, HttpTransport};
-
-/// The OpenTelemetry ids of the request's server span, as Sentry's `trace` context wants
-/// them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TraceIds {
-    pub(crate) trace_id: [u8; 16],
-    pub(crate) span_id: [u8; 8],
-}
 
 /// The Sentry client of one [`Observability`](crate::Observability): built when a DSN is
 /// configured, shared by every request.
@@ -77,7 +73,7 @@ impl Reporter {
         settings: SentrySettings,
         dsn: Option<Dsn>,
         info: &ServiceInfo,
-        metrics: &HttpMetrics,
+        sink: &Sink,
     ) -> Result<Option<Self>, BuildError> {
         let Some(dsn) = dsn else {
             return Ok(None);
@@ -91,8 +87,8 @@ impl Reporter {
             .clone()
             .or_else(|| (info.version != "unknown").then(|| info.version.clone()));
         let delivery = Arc::new(Delivery::new(
-            metrics.sentry_sent.clone(),
-            metrics.sentry_dropped.clone(),
+            sink.counter(SENTRY_EVENTS_SENT, vec![]),
+            sink.counter(SENTRY_EVENTS_DROPPED, vec![]),
             settings.queue_capacity,
         ));
         let transport: Arc<dyn sentry_core::TransportFactory> = match &settings.transport {
@@ -193,6 +189,13 @@ impl RequestReport {
         }
     }
 
+    /// Keeps `grpc-message` for the event when `code` is a server fault.
+    fn keep_grpc_message(&mut self, headers: &HeaderMap, code: Option<GrpcCode>) {
+        if code.is_some_and(GrpcCode::is_server_fault) {
+            self.grpc_message = headers.get("grpc-message").cloned();
+        }
+    }
+
     /// The exchange ended: sends an event if `outcome` is one to report.
     pub(crate) fn finish(
         self: Box<Self>,
@@ -200,7 +203,7 @@ impl RequestReport {
         outcome: &Outcome,
         method: MethodLabel,
         route: &str,
-        trace: Option<TraceIds>,
+        trace: Option<SpanIds>,
     ) {
         if !reporter.wants(outcome) {
             return;
@@ -212,6 +215,85 @@ impl RequestReport {
         }
         let event: Event<'static> = event::build(reporter, &self, outcome, method, route, trace);
         self.hub.capture_event(event);
+    }
+}
+
+/// Error reporting as a signal of the pass: an event for every server error and panic.
+pub(crate) struct ErrorReporting(Option<Reporter>);
+
+impl ErrorReporting {
+    /// Waits up to `timeout` for queued events to leave; false if some are still queued.
+    pub(crate) fn flush(&self, timeout: Duration) -> bool {
+        self.0
+            .as_ref()
+            .is_none_or(|reporter| reporter.flush(timeout))
+    }
+}
+
+impl Signal for ErrorReporting {
+    type Exchange = Option<Box<RequestReport>>;
+    type Entered<'a> = Option<Entered>;
+
+    fn build(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        let settings = setup.settings.sentry.clone();
+        let dsn = setup.sentry_dsn.take();
+        Reporter::build(settings, dsn, setup.info, setup.sink).map(ErrorReporting)
+    }
+
+    fn arrive<B>(
+        &self,
+        req: &Request<B>,
+        arrival: &Arrival<'_>,
+        _answer: &mut Option<Response<Bytes>>,
+    ) -> Self::Exchange {
+        let reporter = self.0.as_ref().filter(|_| arrival.observed)?;
+        Some(reporter.begin(req))
+    }
+
+    fn enter<'a>(&'a self, report: &'a Self::Exchange) -> Self::Entered<'a> {
+        report.as_ref().map(|report| report.enter())
+    }
+
+    fn respond(&self, report: &mut Self::Exchange, head: &mut Head<'_>) {
+        if let Some(report) = report {
+            report.keep_grpc_message(head.headers, head.grpc_status);
+        }
+    }
+
+    fn trailers(
+        &self,
+        report: &mut Self::Exchange,
+        trailers: &HeaderMap,
+        grpc_status: Option<GrpcCode>,
+    ) {
+        if let (Some(report), Some(_)) = (report, grpc_status) {
+            report.keep_grpc_message(trailers, grpc_status);
+        }
+    }
+
+    fn fail(&self, report: &mut Self::Exchange, failed: &Failed<'_>) {
+        if let Some(report) = report {
+            report.detail = Some(match *failed {
+                Failed::Service { type_name, error } => Detail::ServiceError {
+                    type_name,
+                    message: error.to_string(),
+                },
+                Failed::Body(error) => Detail::BodyError {
+                    message: error.to_string(),
+                },
+                Failed::Panic(panic) => Detail::Panic {
+                    message: panic.message().to_owned(),
+                    backtrace: panic_capture::take(),
+                },
+            });
+        }
+    }
+
+    fn end(&self, report: &mut Self::Exchange, ending: &mut Ending<'_>) {
+        if let (Some(report), Some(reporter)) = (report.take(), self.0.as_ref()) {
+            let route = ending.route.name();
+            report.finish(reporter, &ending.outcome, ending.method, route, ending.span);
+        }
     }
 }
 

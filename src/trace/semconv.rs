@@ -127,19 +127,11 @@ pub(crate) struct ErrorText {
 impl ErrorText {
     /// The text, when it is a fixed name (not a status code).
     pub(crate) fn static_str(&self) -> Option<&'static str> {
-        match self.error {
-            ErrorType::Failure(failure) => Some(failure.as_str()),
-            ErrorType::Grpc(code) => Some(code.name()),
-            ErrorType::Status(_) => None,
-        }
+        self.error.static_str()
     }
 
     pub(crate) fn as_str(&mut self) -> &str {
-        match self.error {
-            ErrorType::Failure(failure) => failure.as_str(),
-            ErrorType::Grpc(code) => code.name(),
-            ErrorType::Status(status) => self.digits.format(status),
-        }
+        self.error.text(&mut self.digits)
     }
 }
 

@@ -2,7 +2,7 @@
 //! and its own `OBSERVABILITY_*` settings. An empty variable counts as unset, as the
 //! OpenTelemetry specification says.
 
-use crate::builder::ObservabilityBuilder;
+use super::builder::ObservabilityBuilder;
 use crate::cors::Cors;
 use crate::error::BuildError;
 use crate::security_headers::SecurityHeaders;

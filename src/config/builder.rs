@@ -1,17 +1,17 @@
 //! [`ObservabilityBuilder`]: every setting, validated once by `build()`.
 
+use super::Setup;
 use crate::cors::Cors;
 use crate::error::BuildError;
 use crate::exclude::PathFilter;
 use crate::metrics::{
-    open_backend, HttpMetrics, MetricsBackend, ServiceInfo, DEFAULT_DURATION_BUCKETS,
-    DEFAULT_SIZE_BUCKETS,
+    open_backend, MetricsBackend, ServiceInfo, DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS,
 };
-use crate::observability::{Observability, Readiness, Shared};
-use crate::response_policy::ResponsePolicy;
+use crate::observability::{Observability, Readiness};
 use crate::route::{RequestHead, RouteFn, RouteResolver};
 use crate::security_headers::SecurityHeaders;
-use crate::trace::span::TraceConfig;
+use crate::shared::Shared;
+use crate::signal::Signals;
 use crate::trace::{Sampler, REQUEST_ID};
 use http::HeaderName;
 
@@ -441,12 +441,15 @@ impl ObservabilityBuilder {
         }
         let info = ServiceInfo {
             name: name.to_owned(),
-            version: self.service_version.unwrap_or_else(|| "unknown".into()),
-            environment: self.environment.unwrap_or_else(|| "unknown".into()),
+            version: self
+                .service_version
+                .clone()
+                .unwrap_or_else(|| "unknown".into()),
+            environment: self.environment.clone().unwrap_or_else(|| "unknown".into()),
         };
         // Checked before the backend opens, so a bad policy installs no recorder.
         let headers = self.security_headers.compile()?;
-        let mut cors = self.cors.as_ref().map(Cors::compile).transpose()?;
+        let cors = self.cors.as_ref().map(Cors::compile).transpose()?;
         let request_id = match &self.request_id_header {
             Some(name) => Some(HeaderName::try_from(name.as_str()).map_err(|_| {
                 BuildError::setting(
@@ -460,40 +463,25 @@ impl ObservabilityBuilder {
         let sentry_dsn = crate::sentry::Reporter::check(&self.sentry)?;
         let (sink, exposition) =
             open_backend(&self.backend, &self.duration_buckets, &self.size_buckets);
-        if let Some(cors) = &mut cors {
-            cors.register(&sink);
-        }
-        let metrics = HttpMetrics::new(sink, &info);
-        #[cfg(feature = "otlp")]
-        let span_sink = self
-            .export
-            .open(&info, &self.resource_attributes, &metrics)?;
-        #[cfg(not(feature = "otlp"))]
-        let span_sink = None;
-        let tracing = TraceConfig {
-            enabled: self.tracing,
-            sampler: self.sampler,
-            trust_inbound: self.trust_inbound_context,
-            traceresponse: self.traceresponse,
+        let signals = Signals::build(&mut Setup {
+            settings: &self,
+            info: &info,
+            sink: &sink,
+            headers,
+            cors,
             request_id,
-            record_query: self.record_query,
-            sink: span_sink,
-        };
-        #[cfg(feature = "sentry")]
-        let sentry = crate::sentry::Reporter::build(self.sentry, sentry_dsn, &info, &metrics)?;
-        Ok(Observability::start(Shared {
-            metrics,
-            tracing,
             #[cfg(feature = "sentry")]
-            sentry,
+            sentry_dsn,
+        })?;
+        Ok(Observability::start(Shared {
             info,
             routes: RouteResolver::new(self.route_limit, self.route_fn),
             excluded,
             catch_panics: self.catch_panics,
+            signals,
             exposition,
             scrape_buffer: Default::default(),
             readiness: Readiness::new(true),
-            policy: ResponsePolicy::new(headers, cors),
         }))
     }
 }
