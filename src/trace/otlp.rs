@@ -269,7 +269,7 @@ fn headers(var: &str, v: &str) -> Result<Vec<(String, String)>, BuildError> {
             return Err(bad("not a header name"));
         }
         let value =
-            crate::env::percent_decode(value.trim()).ok_or_else(|| bad("a bad %-escape"))?;
+            crate::percent::decode_strict(value.trim()).ok_or_else(|| bad("a bad %-escape"))?;
         if http::HeaderValue::from_str(&value).is_err() {
             return Err(bad("a value that cannot be a header"));
         }
