@@ -168,10 +168,18 @@ pub(crate) fn query<'a>(raw: &'a str, replacement: &str) -> Cow<'a, str> {
 /// (`user:pw@host:port`, as a `Host` header may hold) lies: `start..end`, `end` just past
 /// the `@`. Only the authority is looked at: an `@` in the path or query is not user info.
 pub(crate) fn userinfo(url: &[u8]) -> Option<std::ops::Range<usize>> {
-    let start = url
-        .windows(3)
-        .position(|w| w == b"://")
-        .map_or(0, |i| i + 3);
+    // After `scheme://` when the first delimiter is that `//`, else from the start (a
+    // `Host` value): a `://` in the path or query never moves it.
+    let first = url
+        .iter()
+        .position(|b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(url.len());
+    let start = match first.checked_sub(1).map(|i| &url[i..]) {
+        Some([b':', b'/', b'/', ..]) => first + 2,
+        // Scheme-relative: `//user@host/..`.
+        None if url.starts_with(b"//") => 2,
+        _ => 0,
+    };
     let rest = &url[start..];
     let authority = rest
         .iter()
@@ -376,6 +384,13 @@ mod tests {
             ("https://ada@app.example.com:8443/x", Some("ada@")),
             ("ada:pw@api.example.com:8443", Some("ada:pw@")),
             ("https://a@b@c.example.com", Some("a@b@")),
+            ("ada@api.example.com", Some("ada@")),
+            // A `://` further on is not where the authority starts.
+            ("ada:pw@h.test/?u=http://x", Some("ada:pw@")),
+            ("https://h.test/?u=http://ada:pw@x", None),
+            ("1a://ada@h.test", Some("ada@")),
+            ("ada:pw@h.test?x://y", Some("ada:pw@")),
+            ("//ada:pw@h.test/x", Some("ada:pw@")),
             ("https://app.example.com", None),
             ("https://app.example.com/u?mail=a@b", None),
             ("https://app.example.com#a@b", None),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::export::{FinishedSpan, Kind};
 use crate::classify::ErrorType;
+use crate::redact::{self, REDACTED};
 use crate::route::{OVERFLOW, UNMATCHED};
 
 /// What stands for the user info of a URL (the conventions' value for `url.full`).
@@ -197,7 +198,7 @@ pub(crate) fn attributes(span: &FinishedSpan, out: &mut impl AttributeSink) {
     let text = &span.text;
     // User info (`user:pw@`) is never recorded, whether the URL or the `Host` header had it.
     let (userinfo, authority) = match text.authority() {
-        Some(a) => match crate::redact::userinfo(a.as_bytes()) {
+        Some(a) => match redact::userinfo(a.as_bytes()) {
             Some(at) => (REDACTED_USERINFO, &a[at.end..]),
             None => ("", a),
         },
@@ -216,10 +217,7 @@ pub(crate) fn attributes(span: &FinishedSpan, out: &mut impl AttributeSink) {
                 Some(other) => out.string("url.scheme", other),
             }
             if let Some(query) = text.query() {
-                out.string(
-                    "url.query",
-                    &crate::redact::query(query, crate::redact::REDACTED),
-                );
+                out.string("url.query", &redact::query(query, REDACTED));
             }
             if let Some(ua) = text.user_agent_bytes() {
                 out.utf8("user_agent.original", ua);
@@ -235,16 +233,14 @@ pub(crate) fn attributes(span: &FinishedSpan, out: &mut impl AttributeSink) {
             }
         }
         Kind::Client => {
-            let scheme = text.scheme().unwrap_or("http");
-            let url = [scheme, "://", userinfo, authority, text.path()];
+            let (scheme, path) = (text.scheme().unwrap_or("http"), text.path());
             match text.query() {
                 Some(query) => {
-                    let query = crate::redact::query(query, crate::redact::REDACTED);
-                    let [scheme, sep, userinfo, authority, path] = url;
-                    let full = [scheme, sep, userinfo, authority, path, "?", &query];
+                    let query = redact::query(query, REDACTED);
+                    let full = [scheme, "://", userinfo, authority, path, "?", &query];
                     out.string_parts("url.full", &full);
                 }
-                None => out.string_parts("url.full", &url),
+                None => out.string_parts("url.full", &[scheme, "://", userinfo, authority, path]),
             }
         }
     }
