@@ -136,6 +136,8 @@ mod method;
 pub mod metrics;
 mod observability;
 mod panic;
+mod percent;
+mod redact;
 mod response_policy;
 mod route;
 mod security_headers;

@@ -239,30 +239,11 @@ fn resource_attributes(raw: &str) -> Result<Vec<(String, String)>, BuildError> {
                 format!("{item:?} has an empty key"),
             ));
         }
-        let value = percent_decode(value.trim())
+        let value = crate::percent::decode_strict(value.trim())
             .ok_or_else(|| BuildError::env(VAR, raw, format!("{item:?} has a bad %-escape")))?;
         out.push((key.to_owned(), value));
     }
     Ok(out)
-}
-
-/// `%XX` escapes decoded (W3C Baggage octets, as `OTEL_*` lists use them); `None` when an
-/// escape is malformed or the result is not UTF-8.
-pub(crate) fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 fn buckets(var: &str, raw: &str) -> Result<Vec<f64>, BuildError> {

@@ -118,7 +118,7 @@ fn message(report: &RequestReport, outcome: &Outcome, transaction: &str) -> Stri
                 .grpc_message
                 .as_ref()
                 .and_then(|m| m.to_str().ok())
-                .map(|m| format!(": {}", privacy::percent_decode(m, false)))
+                .map(|m| format!(": {}", crate::percent::decode_lossy(m)))
                 .unwrap_or_default();
             format!("{transaction} failed with gRPC {}{detail}", code.name())
         }

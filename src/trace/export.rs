@@ -167,12 +167,7 @@ impl RequestText {
         self.bytes(Piece::Path).unwrap_or(b"/")
     }
 
-    /// The query's UTF-8 bytes, when it is recorded.
-    pub(crate) fn query_bytes(&self) -> Option<&[u8]> {
-        self.bytes(Piece::Query)
-    }
-
-    /// The query, when it is recorded.
+    /// The query, when it is recorded (as sent: its secrets are redacted when written).
     pub(crate) fn query(&self) -> Option<&str> {
         self.piece(Piece::Query)
     }

@@ -270,8 +270,8 @@ fn headers(var: &str, v: &str) -> Result<Vec<(String, String)>, BuildError> {
         if http::HeaderName::from_bytes(key.as_bytes()).is_err() {
             return Err(bad("not a header name"));
         }
-        let value = crate::config::env::percent_decode(value.trim())
-            .ok_or_else(|| bad("a bad %-escape"))?;
+        let value =
+            crate::percent::decode_strict(value.trim()).ok_or_else(|| bad("a bad %-escape"))?;
         if http::HeaderValue::from_str(&value).is_err() {
             return Err(bad("a value that cannot be a header"));
         }
