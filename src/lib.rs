@@ -113,6 +113,7 @@
 //! |---|---|---|
 //! | `axum` | read axum's `MatchedPath` for the route; [`Observability::admin_router`] | yes |
 //! | `admin` | [`Observability::serve_admin`]: the admin endpoints on their own port (tokio, hyper) | yes |
+//! | `signal` | [`Observability::shutdown_signal`]: graceful shutdown on SIGTERM or SIGINT, telemetry flushed before exit (tokio's signal handling) | yes |
 //! | `otlp` | export spans with OTLP, gRPC or HTTP/protobuf (the crate's own encoder over hyper; opentelemetry SDK types for a user's exporter) | no |
 //! | `logging` | `logging::init`: JSON or text log lines carrying the trace (tracing-subscriber) | no |
 //! | `sentry` | report server errors and panics to Sentry (`SENTRY_DSN`), PII scrubbed, one hub per request | no |
@@ -142,6 +143,7 @@ mod security_headers;
 #[cfg(feature = "sentry")]
 mod sentry;
 mod service;
+mod shutdown;
 pub mod trace;
 
 #[cfg(feature = "admin")]
@@ -166,4 +168,6 @@ pub use security_headers::{ArrivedOverTls, SecurityHeaders};
 #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
 pub use sentry_core;
 pub use service::ObservabilityService;
+#[cfg(feature = "signal")]
+pub use shutdown::ShutdownSignal;
 pub use trace::span::RequestContext;

@@ -37,6 +37,15 @@ pub(crate) struct Shared {
     /// Error reporting, when a Sentry DSN is configured.
     #[cfg(feature = "sentry")]
     pub(crate) sentry: Option<crate::sentry::Reporter>,
+    /// The shutdown timeout and signal watcher.
+    pub(crate) shutdown: crate::shutdown::Shutdown,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Before the exporters are dropped: they would stop without waiting.
+        crate::shutdown::at_last_handle(self);
+    }
 }
 
 /// The observability of one service: build it once at start-up, then add
