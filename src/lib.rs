@@ -125,6 +125,7 @@ mod body;
 mod builder;
 mod classify;
 mod cors;
+mod delivery;
 mod env;
 mod error;
 mod exchange;

@@ -146,21 +146,7 @@ impl Observability {
     /// stops the span exporter: call it once when the service shuts down. False if that did
     /// not end within `timeout`.
     pub fn shutdown(&self, timeout: Duration) -> bool {
-        let started = std::time::Instant::now();
-        let spans = self
-            .shared
-            .tracing
-            .sink
-            .as_ref()
-            .is_none_or(|sink| sink.shutdown(timeout));
-        #[cfg(feature = "sentry")]
-        let events = self.flush_sentry(timeout.saturating_sub(started.elapsed()));
-        #[cfg(not(feature = "sentry"))]
-        let events = {
-            let _ = started;
-            true
-        };
-        spans && events
+        crate::shutdown::flush(&self.shared, timeout)
     }
 
     /// Waits up to `timeout` for the Sentry events still queued to leave; false if some

@@ -14,6 +14,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::delivery::Dropped;
 use crate::observability::Shared;
 
 /// How long the final flush may take by default.
@@ -67,33 +68,107 @@ pub(crate) fn at_last_handle(shared: &Shared) {
     flush(shared, shared.shutdown.timeout);
 }
 
-/// Sends the spans and events still queued and stops the exporters; false if that did not
-/// end within `timeout`.
-fn flush(shared: &Shared, timeout: Duration) -> bool {
+/// Sends the spans and events still queued and stops the exporters, both at once, waiting
+/// at most `timeout`; false if something was not delivered. Says what happened, once.
+pub(crate) fn flush(shared: &Shared, timeout: Duration) -> bool {
     let started = Instant::now();
-    let spans = shared
-        .tracing
-        .sink
-        .as_ref()
-        .is_none_or(|sink| sink.shutdown(timeout));
+    let sink = shared.tracing.sink.as_ref();
+    let spans = Tally::start(
+        sink.map_or(0, |sink| sink.pending()),
+        &shared.metrics.spans_dropped,
+    );
     #[cfg(feature = "sentry")]
-    let events = shared
-        .sentry
-        .as_ref()
-        .is_none_or(|reporter| reporter.flush(timeout.saturating_sub(started.elapsed())));
+    let events = {
+        let deadline = started + timeout;
+        let pending = shared.sentry.as_ref().map_or(0, |reporter| {
+            reporter.begin_close(deadline);
+            reporter.pending()
+        });
+        Tally::start(pending, &shared.metrics.sentry_dropped)
+    };
+    let spans_done = sink.is_none_or(|sink| sink.shutdown(timeout));
+    let spans = spans.end(sink.map_or(0, |sink| sink.pending()));
+    #[cfg(feature = "sentry")]
+    let (events_done, events) = match &shared.sentry {
+        Some(reporter) => {
+            let done = reporter.close(started + timeout);
+            (done, events.end(reporter.pending()))
+        }
+        None => (true, events.end(0)),
+    };
     #[cfg(not(feature = "sentry"))]
-    let events = true;
-    if !(spans && events) {
+    let (events_done, events) = (true, Tally::default());
+    let took = started.elapsed();
+    let done = spans_done && events_done;
+    if spans.left + events.left > 0 {
         tracing::warn!(
             target: TARGET,
-            ?timeout,
-            spans_sent = spans,
-            events_sent = events,
-            "telemetry still queued when the shutdown timeout passed is dropped"
+            spans = spans.left,
+            events = events.left,
+            "{} spans and {} Sentry events were still queued when the {timeout:?} shutdown \
+             timeout passed: they are lost",
+            spans.left,
+            events.left
+        );
+    } else if spans.dropped + events.dropped > 0 {
+        tracing::warn!(
+            target: TARGET,
+            spans = spans.dropped,
+            events = events.dropped,
+            "at shutdown {} spans and {} Sentry events could not be delivered (the failing \
+             endpoints are named above)",
+            spans.dropped,
+            events.dropped
+        );
+    } else if spans.pending + events.pending > 0 {
+        tracing::info!(
+            target: TARGET,
+            spans = spans.pending,
+            events = events.pending,
+            "queued telemetry sent in {took:.1?}: {} spans, {} Sentry events",
+            spans.pending,
+            events.pending
         );
     }
-    tracing::debug!(target: TARGET, took = ?started.elapsed(), "telemetry flushed");
-    spans && events
+    done
+}
+
+/// What one sender had at the start of the flush, and what became of it.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    /// Queued at the start.
+    pending: usize,
+    /// Dropped during the flush (the endpoint failing).
+    dropped: u64,
+    /// Still queued at the end.
+    left: usize,
+}
+
+/// A sender's count at the start of the flush.
+struct Start<'a> {
+    pending: usize,
+    dropped_before: u64,
+    dropped: &'a Dropped,
+}
+
+impl Tally {
+    fn start(pending: usize, dropped: &Dropped) -> Start<'_> {
+        Start {
+            pending,
+            dropped_before: dropped.total(),
+            dropped,
+        }
+    }
+}
+
+impl Start<'_> {
+    fn end(self, left: usize) -> Tally {
+        Tally {
+            pending: self.pending,
+            dropped: self.dropped.total().saturating_sub(self.dropped_before),
+            left,
+        }
+    }
 }
 
 #[cfg(feature = "signal")]

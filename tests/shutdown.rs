@@ -49,19 +49,21 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let scenarios: [(&str, fn() -> Scenario); 5] = [
+    let scenarios: [(&str, MakeScenario); 5] = [
         ("nothing_queued_is_lost_on_sigterm_or_sigint", || {
             Box::pin(nothing_queued_is_lost_on_sigterm_or_sigint())
         }),
-        ("a_hanging_collector_delays_exit_by_the_timeout_at_most", || {
-            Box::pin(a_hanging_collector_delays_exit_by_the_timeout_at_most())
-        }),
+        (
+            "a_hanging_collector_delays_exit_by_the_timeout_at_most",
+            || Box::pin(a_hanging_collector_delays_exit_by_the_timeout_at_most()),
+        ),
         ("a_second_signal_exits_without_waiting_for_requests", || {
             Box::pin(a_second_signal_exits_without_waiting_for_requests())
         }),
-        ("a_signal_during_start_up_ends_the_server_as_it_starts", || {
-            Box::pin(a_signal_during_start_up_ends_the_server_as_it_starts())
-        }),
+        (
+            "a_signal_during_start_up_ends_the_server_as_it_starts",
+            || Box::pin(a_signal_during_start_up_ends_the_server_as_it_starts()),
+        ),
         ("a_sentry_host_that_does_not_resolve_ends_cleanly", || {
             Box::pin(a_sentry_host_that_does_not_resolve_ends_cleanly())
         }),
@@ -80,6 +82,7 @@ fn main() {
 }
 
 type Scenario = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+type MakeScenario = fn() -> Scenario;
 
 // ---------------------------------------------------------------- the child: a user's main
 
@@ -343,7 +346,11 @@ async fn nothing_queued_is_lost_on_sigterm_or_sigint() {
             let signalled = Instant::now();
             child.kill(signal);
             child.readyz_becomes(503).await;
-            assert_eq!(in_flight.await.unwrap(), 200, "the request in flight finishes");
+            assert_eq!(
+                in_flight.await.unwrap(),
+                200,
+                "the request in flight finishes"
+            );
             let code = child.exit(Duration::from_secs(10)).await;
             let took = signalled.elapsed();
             let output = child.output();
@@ -357,7 +364,11 @@ async fn nothing_queued_is_lost_on_sigterm_or_sigint() {
                 "  run {run:>2} SIG{signal:<4}: {sent_spans}/301 spans, {events}/30 events, \
                  exit {took:?} after the signal"
             );
-            assert_eq!(spans.named("GET /slow"), 1, "the span of the request in flight");
+            assert_eq!(
+                spans.named("GET /slow"),
+                1,
+                "the span of the request in flight"
+            );
             let entry = tally.entry(signal).or_default();
             entry.1.push(took);
             if sent_spans == 301 && events == 30 {
@@ -367,7 +378,9 @@ async fn nothing_queued_is_lost_on_sigterm_or_sigint() {
     }
     for (signal, (whole, took)) in &tally {
         let slowest = took.iter().max().unwrap();
-        println!("  SIG{signal}: everything arrived in {whole} of {runs} runs; slowest exit {slowest:?}");
+        println!(
+            "  SIG{signal}: everything arrived in {whole} of {runs} runs; slowest exit {slowest:?}"
+        );
         assert_eq!(*whole, runs, "SIG{signal} lost telemetry");
     }
 }
@@ -423,7 +436,10 @@ async fn a_second_signal_exits_without_waiting_for_requests() {
     assert_eq!(code, Some(128 + 15), "{output}");
     assert!(took < Duration::from_secs(3), "{took:?}");
     assert!(output.contains("received again"), "{output}");
-    assert!(!output.contains("served"), "the server did not return:\n{output}");
+    assert!(
+        !output.contains("served"),
+        "the server did not return:\n{output}"
+    );
     assert_eq!(spans.count(), 22, "the finished requests' spans are sent");
     assert_eq!(sentry.events().len(), 2, "and their events");
 }
@@ -445,7 +461,10 @@ async fn a_signal_during_start_up_ends_the_server_as_it_starts() {
     println!("  SIGTERM during start-up: exit {took:?} after it");
     assert_eq!(code, Some(0), "{output}");
     assert!(output.contains("SIGTERM received"), "{output}");
-    assert!(output.contains("listening") && output.contains("served"), "{output}");
+    assert!(
+        output.contains("listening") && output.contains("served"),
+        "{output}"
+    );
     assert!(took < Duration::from_secs(4), "{took:?}");
 }
 
@@ -473,7 +492,15 @@ async fn a_sentry_host_that_does_not_resolve_ends_cleanly() {
         .lines()
         .filter(|l| l.contains("WARN") && l.contains(&host))
         .collect();
-    assert_eq!(failures.len(), 1, "one warning names the endpoint:\n{output}");
-    assert!(!failures[0].contains("public"), "no key in the log: {}", failures[0]);
+    assert_eq!(
+        failures.len(),
+        1,
+        "one warning names the endpoint:\n{output}"
+    );
+    assert!(
+        !failures[0].contains("public"),
+        "no key in the log: {}",
+        failures[0]
+    );
     assert_eq!(spans.count(), 10, "the spans still arrive");
 }

@@ -206,11 +206,11 @@ pub(crate) struct HttpMetrics {
     #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
     pub(crate) spans_exported: Counter,
     #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
-    pub(crate) spans_dropped: Counter,
+    pub(crate) spans_dropped: std::sync::Arc<crate::delivery::Dropped>,
     #[cfg(feature = "sentry")]
     pub(crate) sentry_sent: Counter,
     #[cfg(feature = "sentry")]
-    pub(crate) sentry_dropped: Counter,
+    pub(crate) sentry_dropped: std::sync::Arc<crate::delivery::Dropped>,
     _target_info: Gauge,
 }
 
@@ -239,15 +239,13 @@ impl HttpMetrics {
         panics.increment(0);
         let spans_exported = sink.counter(SPANS_EXPORTED, vec![]);
         spans_exported.increment(0);
-        let spans_dropped = sink.counter(SPANS_DROPPED, vec![]);
-        spans_dropped.increment(0);
+        let spans_dropped = crate::delivery::Dropped::register(&sink, SPANS_DROPPED).into();
         #[cfg(feature = "sentry")]
         let (sentry_sent, sentry_dropped) = {
             let sent = sink.counter(SENTRY_EVENTS_SENT, vec![]);
             sent.increment(0);
-            let dropped = sink.counter(SENTRY_EVENTS_DROPPED, vec![]);
-            dropped.increment(0);
-            (sent, dropped)
+            let dropped = crate::delivery::Dropped::register(&sink, SENTRY_EVENTS_DROPPED);
+            (sent, dropped.into())
         };
         HttpMetrics {
             sink,

@@ -46,6 +46,8 @@ pub(crate) struct Reporter {
     client: Arc<Client>,
     scope: Arc<Scope>,
     delivery: Arc<Delivery>,
+    /// The built-in transport, closed at shutdown; `None` with the application's own.
+    transport: Option<Arc<HttpTransport>>,
     pub(crate) service: String,
     pub(crate) environment: Option<String>,
     pub(crate) release: Option<String>,
@@ -95,22 +97,27 @@ impl Reporter {
             metrics.sentry_dropped.clone(),
             settings.queue_capacity,
         ));
-        let transport: Arc<dyn sentry_core::TransportFactory> = match &settings.transport {
-            Some(factory) => Arc::new(transport::CountingFactory::new(
-                factory.clone(),
-                delivery.clone(),
-            )),
-            None => {
-                let http = HttpTransport::start(&dsn, delivery.clone(), settings.send_timeout)
-                    .map_err(|e| {
-                        BuildError::setting(
-                            "sentry_dsn",
-                            format!("cannot start the Sentry transport: {e}"),
-                        )
-                    })?;
-                Arc::new(Arc::new(http))
-            }
-        };
+        let (transport, built_in): (Arc<dyn sentry_core::TransportFactory>, _) =
+            match &settings.transport {
+                Some(factory) => (
+                    Arc::new(transport::CountingFactory::new(
+                        factory.clone(),
+                        delivery.clone(),
+                    )),
+                    None,
+                ),
+                None => {
+                    let http = HttpTransport::start(&dsn, delivery.clone(), settings.send_timeout)
+                        .map_err(|e| {
+                            BuildError::setting(
+                                "sentry_dsn",
+                                format!("cannot start the Sentry transport: {e}"),
+                            )
+                        })?;
+                    let http = Arc::new(http);
+                    (Arc::new(http.clone()), Some(http))
+                }
+            };
         let mut options = ClientOptions::default();
         options.dsn = Some(dsn);
         options.release = release.clone().map(Into::into);
@@ -126,6 +133,7 @@ impl Reporter {
             client: Arc::new(Client::with_options(options)),
             scope: Arc::new(Scope::default()),
             delivery,
+            transport: built_in,
             service: info.name.clone(),
             environment,
             release,
@@ -147,6 +155,33 @@ impl Reporter {
     /// Waits up to `timeout` for queued events to leave; false if some are still queued.
     pub(crate) fn flush(&self, timeout: std::time::Duration) -> bool {
         self.client.flush(Some(timeout))
+    }
+
+    /// Shutting down: the built-in transport stops taking events and sends what is queued
+    /// until `deadline`, while the caller does other work (see [`close`](Self::close)).
+    pub(crate) fn begin_close(&self, deadline: std::time::Instant) {
+        if let Some(transport) = &self.transport {
+            transport.close(deadline);
+        }
+    }
+
+    /// Waits, at most until `deadline`, for the events queued to leave and the transport to
+    /// stop; false if it did not. The application's own transport is shut down here.
+    pub(crate) fn close(&self, deadline: std::time::Instant) -> bool {
+        match &self.transport {
+            Some(transport) => {
+                transport.close(deadline);
+                transport.wait(deadline)
+            }
+            None => self.client.close(Some(
+                deadline.saturating_duration_since(std::time::Instant::now()),
+            )),
+        }
+    }
+
+    /// Events queued or being sent by the built-in transport.
+    pub(crate) fn pending(&self) -> usize {
+        self.delivery.pending()
     }
 
     fn wants(&self, outcome: &Outcome) -> bool {
@@ -205,9 +240,8 @@ impl RequestReport {
         if !reporter.wants(outcome) {
             return;
         }
-        // In an outage, do not even build events the queue cannot take.
-        if !reporter.delivery.has_room() {
-            reporter.delivery.dropped();
+        // While the transport backs off, is rate limited or full: counted, never built.
+        if !reporter.delivery.admit() {
             return;
         }
         let event: Event<'static> = event::build(reporter, &self, outcome, method, route, trace);

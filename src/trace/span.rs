@@ -135,7 +135,10 @@ impl ServerSpan {
             http.response.status_code = tracing::field::Empty,
             error.type = tracing::field::Empty,
         );
-        let capture = (context.flags.is_sampled() && config.sink.is_some()).then(|| {
+        // A sink that backs off or is full counts the span instead: nothing is captured.
+        let capture = (context.flags.is_sampled()
+            && config.sink.as_ref().is_some_and(|sink| sink.admit()))
+        .then(|| {
             let headers = req.headers();
             Capture {
                 method: req.method().clone(),
