@@ -189,6 +189,8 @@ pub(crate) struct Outage {
     down: Option<Down>,
     /// The end of the current wait (backoff or asked pause).
     until: Option<Instant>,
+    /// Why the sender waits: `Backoff` or `RateLimited`.
+    waiting_for: DropReason,
 }
 
 impl Outage {
@@ -200,6 +202,7 @@ impl Outage {
             failures: 0,
             down: None,
             until: None,
+            waiting_for: DropReason::Backoff,
         }
     }
 
@@ -208,9 +211,11 @@ impl Outage {
         self.until
     }
 
-    /// Whether the sender is still waiting at `now`.
-    pub(crate) fn waiting(&self, now: Instant) -> bool {
-        self.until.is_some_and(|until| now < until)
+    /// Why the sender is still waiting at `now` (`Backoff`, `RateLimited`), if it is.
+    pub(crate) fn waiting(&self, now: Instant) -> Option<DropReason> {
+        self.until
+            .filter(|until| now < *until)
+            .map(|_| self.waiting_for)
     }
 
     /// A delivery of `lost` items failed (they are counted by the caller): wait before
@@ -222,7 +227,13 @@ impl Outage {
         };
         self.failures = self.failures.saturating_add(1);
         self.until = Some(Instant::now() + wait);
-        gate.close(if failure.reason == DropReason::RateLimited {
+        let rate_limited = failure.reason == DropReason::RateLimited;
+        self.waiting_for = if rate_limited {
+            DropReason::RateLimited
+        } else {
+            DropReason::Backoff
+        };
+        gate.close(if rate_limited {
             Gate::RATE_LIMITED
         } else {
             Gate::BACKOFF
@@ -259,6 +270,7 @@ impl Outage {
             return;
         }
         self.until = Some(until);
+        self.waiting_for = DropReason::RateLimited;
         gate.close(Gate::RATE_LIMITED);
         let (sender, item, endpoint) = (self.sender, self.item, &self.endpoint);
         tracing::warn!(

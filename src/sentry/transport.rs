@@ -245,14 +245,12 @@ async fn send_all(
         };
         let now = Instant::now();
         outage.reopen_if_due(now, gate);
-        let outcome = match deadline {
-            Some(deadline) if now >= deadline => Err(DropReason::Shutdown),
-            _ if outage.waiting(now) => match gate.reason() {
-                // At the end a sender backing off tries once more; a pause asked for holds.
-                Some(DropReason::Backoff) if deadline.is_some() && !tried_at_close => Ok(()),
-                reason => Err(reason.unwrap_or(DropReason::Backoff)),
-            },
-            _ => Ok(()),
+        let outcome = match (deadline, outage.waiting(now)) {
+            (Some(deadline), _) if now >= deadline => Err(DropReason::Shutdown),
+            // At the end a sender backing off tries once more; a pause asked for holds.
+            (Some(_), Some(DropReason::Backoff)) if !tried_at_close => Ok(()),
+            (_, Some(reason)) => Err(reason),
+            (_, None) => Ok(()),
         };
         match outcome {
             Err(reason) if is_event => dropped.add(reason, 1),
@@ -264,7 +262,13 @@ async fn send_all(
                         .send_timeout
                         .min(deadline.saturating_duration_since(now))
                 });
-                match post(&client, &target, &envelope, timeout).await {
+                // A post under way when closing begins is cut at the deadline.
+                let cut = closing_deadline(closing.clone());
+                let posted = tokio::select! {
+                    posted = post(&client, &target, &envelope, timeout) => posted,
+                    _ = cut => Err(Failure::new(DropReason::Shutdown, "cut at the shutdown deadline")),
+                };
+                match posted {
                     Ok(pause) => {
                         if is_event {
                             delivery.sent();
@@ -279,12 +283,26 @@ async fn send_all(
                         if is_event {
                             dropped.add(failure.reason, 1);
                         }
-                        outage.failed(&failure, u64::from(is_event), gate, dropped);
+                        if failure.reason != DropReason::Shutdown {
+                            outage.failed(&failure, u64::from(is_event), gate, dropped);
+                        }
                     }
                 }
             }
         }
         delivery.queued.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// Resolves when the shutdown deadline passes (never, if closing never begins).
+async fn closing_deadline(mut closing: watch::Receiver<Option<Instant>>) {
+    loop {
+        if let Some(deadline) = *closing.borrow_and_update() {
+            return tokio::time::sleep_until(deadline.into()).await;
+        }
+        if closing.changed().await.is_err() {
+            return std::future::pending().await;
+        }
     }
 }
 
