@@ -133,6 +133,12 @@ impl Gate {
         self.0.fetch_and(!why, Ordering::Relaxed);
     }
 
+    /// Whether the sender has shut down.
+    #[inline]
+    pub(crate) fn is_shut(&self) -> bool {
+        self.0.load(Ordering::Relaxed) & Gate::CLOSED != 0
+    }
+
     /// Why the gate is closed (the most lasting cause first); `None` when open.
     pub(crate) fn reason(&self) -> Option<DropReason> {
         let state = self.0.load(Ordering::Relaxed);

@@ -109,7 +109,7 @@ impl SpanSink for QueueSink {
 
     fn submit(&self, span: FinishedSpan) {
         let gate = &self.queue.gate;
-        if gate.reason() == Some(DropReason::Shutdown) {
+        if gate.is_shut() {
             self.dropped.add(DropReason::Shutdown, 1);
             return;
         }
