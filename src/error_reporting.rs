@@ -9,7 +9,7 @@ pub(crate) use off::ErrorReporting;
 
 #[cfg(not(feature = "sentry"))]
 mod off {
-    use std::time::Duration;
+    use std::time::Instant;
 
     use bytes::Bytes;
     use http::{Request, Response};
@@ -22,9 +22,18 @@ mod off {
     pub(crate) struct ErrorReporting;
 
     impl ErrorReporting {
-        /// Nothing is queued: true at once.
-        pub(crate) fn flush(&self, _timeout: Duration) -> bool {
+        pub(crate) fn begin_close(&self, _deadline: Instant) {}
+
+        pub(crate) fn close(&self, _deadline: Instant) -> bool {
             true
+        }
+
+        pub(crate) fn pending(&self) -> usize {
+            0
+        }
+
+        pub(crate) fn dropped(&self) -> u64 {
+            0
         }
     }
 

@@ -105,14 +105,13 @@ impl Observability {
         self.shared.signals.tracing.flush(timeout)
     }
 
-    /// Flushes the spans (and, with the `sentry` feature, the error events) still queued and
-    /// stops the span exporter: call it once when the service shuts down. False if that did
-    /// not end within `timeout`.
+    /// Sends the spans (and, with the `sentry` feature, the error events) still queued and
+    /// stops the span exporter and the Sentry transport, both at once, within `timeout`;
+    /// false if something could not be delivered. The last handle's drop does the same
+    /// (within the shutdown timeout), so this is only needed for a handle that is never
+    /// dropped (one kept in a `static`), or for a timeout of its own.
     pub fn shutdown(&self, timeout: Duration) -> bool {
-        let started = std::time::Instant::now();
-        let spans = self.shared.signals.tracing.shutdown(timeout);
-        let events = (self.shared.signals.errors).flush(timeout.saturating_sub(started.elapsed()));
-        spans && events
+        crate::shutdown::flush(&self.shared, timeout)
     }
 
     /// Waits up to `timeout` for the Sentry events still queued to leave; false if some

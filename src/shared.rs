@@ -20,4 +20,13 @@ pub(crate) struct Shared {
     /// The buffer `/metrics` renders into, reused between scrapes.
     pub(crate) scrape_buffer: ScrapeBuffer,
     pub(crate) readiness: Readiness,
+    /// The shutdown timeout and signal watcher.
+    pub(crate) shutdown: crate::shutdown::Shutdown,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Before the signals' exporters are dropped: they would stop without waiting.
+        crate::shutdown::at_last_handle(self);
+    }
 }

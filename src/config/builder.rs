@@ -61,6 +61,7 @@ pub struct ObservabilityBuilder {
     pub(crate) request_id_header: Option<String>,
     pub(crate) record_query: bool,
     pub(crate) resource_attributes: Vec<(String, String)>,
+    pub(crate) shutdown_timeout: std::time::Duration,
     #[cfg(feature = "otlp")]
     pub(crate) export: crate::trace::otlp::ExportConfig,
     #[cfg(feature = "sentry")]
@@ -91,6 +92,7 @@ impl ObservabilityBuilder {
             request_id_header: Some(REQUEST_ID.to_owned()),
             record_query: false,
             resource_attributes: Vec::new(),
+            shutdown_timeout: crate::shutdown::DEFAULT_SHUTDOWN_TIMEOUT,
             #[cfg(feature = "otlp")]
             export: Default::default(),
             #[cfg(feature = "sentry")]
@@ -238,6 +240,15 @@ impl ObservabilityBuilder {
     /// secrets).
     pub fn record_query(mut self, record: bool) -> Self {
         self.record_query = record;
+        self
+    }
+
+    /// The longest the final flush of queued spans and Sentry events may take when the last
+    /// handle to the layer is dropped (default 5 s; `OBSERVABILITY_SHUTDOWN_TIMEOUT`): the
+    /// drop waits for them, so the process does not exit before they left. See
+    /// `Observability::shutdown_signal`.
+    pub fn shutdown_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.shutdown_timeout = timeout;
         self
     }
 
@@ -482,6 +493,7 @@ impl ObservabilityBuilder {
             exposition,
             scrape_buffer: Default::default(),
             readiness: Readiness::new(true),
+            shutdown: crate::shutdown::Shutdown::new(self.shutdown_timeout),
         }))
     }
 }

@@ -111,6 +111,10 @@ pub(crate) fn apply(
             name => Some(name.to_owned()),
         };
     }
+    if let Some(v) = var("OBSERVABILITY_SHUTDOWN_TIMEOUT") {
+        builder.shutdown_timeout = crate::shutdown::parse_timeout(&v)
+            .map_err(|reason| BuildError::env("OBSERVABILITY_SHUTDOWN_TIMEOUT", &v, reason))?;
+    }
     #[cfg(feature = "otlp")]
     {
         builder.export = crate::trace::otlp::ExportConfig::from_env(&var)?;
@@ -311,6 +315,8 @@ mod tests {
         assert_eq!(b.excluded_prefixes, ["/internal/"]);
         assert_eq!(b.duration_buckets, [0.1, 0.5, 1.0]);
         assert!(!b.catch_panics);
+        let b = from(&[("OBSERVABILITY_SHUTDOWN_TIMEOUT", "1500ms")]).unwrap();
+        assert_eq!(b.shutdown_timeout, std::time::Duration::from_millis(1500));
     }
 
     #[test]
@@ -460,6 +466,7 @@ mod tests {
             ("OBSERVABILITY_EXCLUDE_PATHS", "metrics"),
             ("OBSERVABILITY_DURATION_BUCKETS", "0.1,fast"),
             ("OBSERVABILITY_CATCH_PANICS", "maybe"),
+            ("OBSERVABILITY_SHUTDOWN_TIMEOUT", "soon"),
             ("OBSERVABILITY_SECURITY_HEADERS", "strict"),
             (
                 "OBSERVABILITY_CORS_ALLOWED_ORIGINS",

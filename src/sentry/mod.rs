@@ -17,7 +17,7 @@ pub(crate) mod settings;
 pub(crate) mod transport;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response};
@@ -42,6 +42,8 @@ pub(crate) struct Reporter {
     client: Arc<Client>,
     scope: Arc<Scope>,
     delivery: Arc<Delivery>,
+    /// The built-in transport, closed at shutdown; `None` with the application's own.
+    transport: Option<Arc<HttpTransport>>,
     pub(crate) service: String,
     pub(crate) environment: Option<String>,
     pub(crate) release: Option<String>,
@@ -87,26 +89,34 @@ impl Reporter {
             .clone()
             .or_else(|| (info.version != "unknown").then(|| info.version.clone()));
         let delivery = Arc::new(Delivery::new(
-            sink.counter(SENTRY_EVENTS_SENT, vec![]),
-            sink.counter(SENTRY_EVENTS_DROPPED, vec![]),
+            sink.counter_at_zero(SENTRY_EVENTS_SENT),
+            Arc::new(crate::delivery::Dropped::register(
+                sink,
+                SENTRY_EVENTS_DROPPED,
+            )),
             settings.queue_capacity,
         ));
-        let transport: Arc<dyn sentry_core::TransportFactory> = match &settings.transport {
-            Some(factory) => Arc::new(transport::CountingFactory::new(
-                factory.clone(),
-                delivery.clone(),
-            )),
-            None => {
-                let http = HttpTransport::start(&dsn, delivery.clone(), settings.send_timeout)
-                    .map_err(|e| {
-                        BuildError::setting(
-                            "sentry_dsn",
-                            format!("cannot start the Sentry transport: {e}"),
-                        )
-                    })?;
-                Arc::new(Arc::new(http))
-            }
-        };
+        let (transport, built_in): (Arc<dyn sentry_core::TransportFactory>, _) =
+            match &settings.transport {
+                Some(factory) => (
+                    Arc::new(transport::CountingFactory::new(
+                        factory.clone(),
+                        delivery.clone(),
+                    )),
+                    None,
+                ),
+                None => {
+                    let http = HttpTransport::start(&dsn, delivery.clone(), settings.send_timeout)
+                        .map_err(|e| {
+                            BuildError::setting(
+                                "sentry_dsn",
+                                format!("cannot start the Sentry transport: {e}"),
+                            )
+                        })?;
+                    let http = Arc::new(http);
+                    (Arc::new(http.clone()), Some(http))
+                }
+            };
         let mut options = ClientOptions::default();
         options.dsn = Some(dsn);
         options.release = release.clone().map(Into::into);
@@ -122,6 +132,7 @@ impl Reporter {
             client: Arc::new(Client::with_options(options)),
             scope: Arc::new(Scope::default()),
             delivery,
+            transport: built_in,
             service: info.name.clone(),
             environment,
             release,
@@ -143,6 +154,33 @@ impl Reporter {
     /// Waits up to `timeout` for queued events to leave; false if some are still queued.
     pub(crate) fn flush(&self, timeout: std::time::Duration) -> bool {
         self.client.flush(Some(timeout))
+    }
+
+    /// Shutting down: the built-in transport stops taking events and sends what is queued
+    /// until `deadline`, while the caller does other work (see [`close`](Self::close)).
+    pub(crate) fn begin_close(&self, deadline: std::time::Instant) {
+        if let Some(transport) = &self.transport {
+            transport.close(deadline);
+        }
+    }
+
+    /// Waits, at most until `deadline`, for the events queued to leave and the transport to
+    /// stop; false if it did not. The application's own transport is shut down here.
+    pub(crate) fn close(&self, deadline: std::time::Instant) -> bool {
+        match &self.transport {
+            Some(transport) => {
+                transport.close(deadline);
+                transport.wait(deadline)
+            }
+            None => self.client.close(Some(
+                deadline.saturating_duration_since(std::time::Instant::now()),
+            )),
+        }
+    }
+
+    /// Events queued or being sent by the built-in transport.
+    pub(crate) fn pending(&self) -> usize {
+        self.delivery.pending()
     }
 
     fn wants(&self, outcome: &Outcome) -> bool {
@@ -208,9 +246,8 @@ impl RequestReport {
         if !reporter.wants(outcome) {
             return;
         }
-        // In an outage, do not even build events the queue cannot take.
-        if !reporter.delivery.has_room() {
-            reporter.delivery.dropped();
+        // While the transport backs off, is rate limited or full: counted, never built.
+        if !reporter.delivery.admit() {
             return;
         }
         let event: Event<'static> = event::build(reporter, &self, outcome, method, route, trace);
@@ -227,6 +264,32 @@ impl ErrorReporting {
         self.0
             .as_ref()
             .is_none_or(|reporter| reporter.flush(timeout))
+    }
+
+    /// Shutting down: stop taking events, send what is queued until `deadline`.
+    pub(crate) fn begin_close(&self, deadline: Instant) {
+        if let Some(reporter) = &self.0 {
+            reporter.begin_close(deadline);
+        }
+    }
+
+    /// Waits, at most until `deadline`, for the queue to empty and the transport to stop.
+    pub(crate) fn close(&self, deadline: Instant) -> bool {
+        self.0
+            .as_ref()
+            .is_none_or(|reporter| reporter.close(deadline))
+    }
+
+    /// Events queued or being sent.
+    pub(crate) fn pending(&self) -> usize {
+        self.0.as_ref().map_or(0, Reporter::pending)
+    }
+
+    /// Events dropped so far.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.0
+            .as_ref()
+            .map_or(0, |reporter| reporter.delivery.dropped())
     }
 }
 

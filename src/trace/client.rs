@@ -196,7 +196,9 @@ fn open(
         },
         None => config.child_of(None),
     };
-    let pending = (context.flags.is_sampled() && config.sink.is_some()).then(|| {
+    let pending = (context.flags.is_sampled()
+        && config.sink.as_ref().is_some_and(|sink| sink.admit()))
+    .then(|| {
         Box::new(Pending {
             started: Instant::now(),
             span: FinishedSpan {

@@ -214,7 +214,7 @@ impl ExportConfig {
             resource: resource(info, resource_attributes),
             batch,
             exported: sink.counter_at_zero(SPANS_EXPORTED),
-            dropped: sink.counter_at_zero(SPANS_DROPPED),
+            dropped: Arc::new(crate::delivery::Dropped::register(sink, SPANS_DROPPED)),
         };
         match &self.target {
             Target::None => Ok(None),

@@ -139,7 +139,10 @@ impl ServerSpan {
             http.response.status_code = tracing::field::Empty,
             error.type = tracing::field::Empty,
         );
-        let capture = (context.flags.is_sampled() && config.sink.is_some()).then(|| {
+        // A sink that backs off or is full counts the span instead: nothing is captured.
+        let capture = (context.flags.is_sampled()
+            && config.sink.as_ref().is_some_and(|sink| sink.admit()))
+        .then(|| {
             let headers = req.headers();
             Capture {
                 method: req.method().clone(),
@@ -266,6 +269,16 @@ impl Tracing {
             .sink
             .as_ref()
             .is_none_or(|sink| sink.shutdown(timeout))
+    }
+
+    /// Spans queued or being exported.
+    pub(crate) fn pending(&self) -> usize {
+        self.0.sink.as_ref().map_or(0, |sink| sink.pending())
+    }
+
+    /// Spans dropped so far.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.0.sink.as_ref().map_or(0, |sink| sink.dropped())
     }
 }
 
