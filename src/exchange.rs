@@ -70,17 +70,15 @@ impl Exchange {
         };
         let method = MethodLabel::of(req.method());
         let grpc_call = is_grpc(req.headers());
-        let mut answer = None;
-        let signals = shared.signals.arrive(
-            req,
-            &Arrival {
-                observed,
-                method,
-                route: &resolved.route,
-                overflowed: resolved.overflowed,
-            },
-            &mut answer,
-        );
+        let mut arrival = Arrival {
+            observed,
+            method,
+            route: &resolved.route,
+            overflowed: resolved.overflowed,
+            answer: None,
+        };
+        let signals = shared.signals.arrive(req, &mut arrival);
+        let answer = arrival.answer;
         // Bodiless requests (most GETs) need no shared counter.
         let request_bytes =
             (observed && !req.body().is_end_stream()).then(|| Arc::new(AtomicU64::new(0)));

@@ -133,16 +133,11 @@ impl Signal for PolicySignal {
     }
 
     #[inline]
-    fn arrive<B>(
-        &self,
-        req: &Request<B>,
-        _arrival: &Arrival<'_>,
-        answer: &mut Option<Response<Bytes>>,
-    ) -> Self::Exchange {
+    fn arrive<B>(&self, req: &Request<B>, arrival: &mut Arrival<'_>) -> Self::Exchange {
         let policy = self.0.as_ref()?;
         let (policy, answered) = ResponsePolicy::decide(policy, req);
         if answered.is_some() {
-            *answer = answered;
+            arrival.answer = answered;
         }
         Some(policy)
     }

@@ -19,8 +19,7 @@ pub(crate) mod transport;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Response};
+use http::{HeaderMap, HeaderValue, Request};
 use sentry_core::protocol::Event;
 use sentry_core::types::Dsn;
 use sentry_core::{Client, ClientOptions, Hub, HubSwitchGuard, Scope};
@@ -303,12 +302,7 @@ impl Signal for ErrorReporting {
         Reporter::build(settings, dsn, setup.info, setup.sink).map(ErrorReporting)
     }
 
-    fn arrive<B>(
-        &self,
-        req: &Request<B>,
-        arrival: &Arrival<'_>,
-        _answer: &mut Option<Response<Bytes>>,
-    ) -> Self::Exchange {
+    fn arrive<B>(&self, req: &Request<B>, arrival: &mut Arrival<'_>) -> Self::Exchange {
         let reporter = self.0.as_ref().filter(|_| arrival.observed)?;
         Some(reporter.begin(req))
     }

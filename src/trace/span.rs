@@ -5,8 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderName, Request, Response, Version};
+use http::{HeaderMap, HeaderName, Request, Version};
 
 use super::current;
 use super::export::{FinishedSpan, Kind, RequestText, SpanSink};
@@ -306,12 +305,7 @@ impl Signal for Tracing {
     }
 
     #[inline]
-    fn arrive<B>(
-        &self,
-        req: &Request<B>,
-        arrival: &Arrival<'_>,
-        _answer: &mut Option<Response<Bytes>>,
-    ) -> Self::Exchange {
+    fn arrive<B>(&self, req: &Request<B>, arrival: &mut Arrival<'_>) -> Self::Exchange {
         // Boxed: a span is 400 bytes, which every request would otherwise move around.
         (arrival.observed && self.0.enabled).then(|| {
             Box::new(ServerSpan::begin(
