@@ -32,7 +32,7 @@ use crate::metrics::names::{SENTRY_EVENTS_DROPPED, SENTRY_EVENTS_SENT};
 use crate::metrics::{ServiceInfo, Sink};
 use crate::signal::{Arrival, Ending, Failed, Head, Signal, SpanIds};
 use kept::KeptRequest;
-pub(crate) use settings::SentrySettings;
+pub use settings::Sentry;
 use transport::{Delivery, HttpTransport};
 
 /// The Sentry client of one [`Observability`](crate::Observability): built when a DSN is
@@ -51,27 +51,10 @@ pub(crate) struct Reporter {
 }
 
 impl Reporter {
-    /// Checks the settings before anything starts: the DSN, or `None` when reporting is
-    /// off.
-    pub(crate) fn check(settings: &SentrySettings) -> Result<Option<Dsn>, BuildError> {
-        let dsn = settings.parsed_dsn()?;
-        if let Some(dsn) = &dsn {
-            if settings.transport.is_none() && dsn.scheme() != sentry_core::types::Scheme::Http {
-                return Err(BuildError::setting(
-                    "sentry_dsn",
-                    "the built-in transport speaks plain HTTP (a Sentry Relay or \
-                     self-hosted Sentry on the network); for an https DSN plug a TLS \
-                     transport with `sentry_transport` (see its documentation)",
-                ));
-            }
-        }
-        Ok(dsn)
-    }
-
-    /// The reporter for `settings` and the DSN [`check`](Self::check) returned, or `None`
+    /// The reporter for `settings` and the DSN [`Sentry::check`] returned, or `None`
     /// when there is no DSN (reporting off).
     pub(crate) fn build(
-        settings: SentrySettings,
+        settings: Sentry,
         dsn: Option<Dsn>,
         info: &ServiceInfo,
         sink: &Sink,
@@ -79,6 +62,14 @@ impl Reporter {
         let Some(dsn) = dsn else {
             return Ok(None);
         };
+        if settings.transport.is_none() && dsn.scheme() != sentry_core::types::Scheme::Http {
+            return Err(BuildError::setting(
+                "sentry.dsn",
+                "the built-in transport speaks plain HTTP (a Sentry Relay or self-hosted \
+                 Sentry on the network); for an https DSN plug a TLS transport with \
+                 `Sentry::transport` (see its documentation)",
+            ));
+        }
         let environment = settings
             .environment
             .clone()
