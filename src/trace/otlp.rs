@@ -81,11 +81,11 @@ pub(crate) type Spawn = Box<dyn FnOnce(Worker) -> Result<Arc<dyn SpanSink>, Buil
 
 /// A sink to start at `build()`: taken once (a user's exporter is not `Clone`).
 #[derive(Clone)]
-pub(crate) struct Pending(pub(crate) Arc<Mutex<Option<Spawn>>>);
+pub(crate) struct ExporterToStart(pub(crate) Arc<Mutex<Option<Spawn>>>);
 
-impl std::fmt::Debug for Pending {
+impl std::fmt::Debug for ExporterToStart {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Pending(..)")
+        f.write_str("ExporterToStart(..)")
     }
 }
 
@@ -96,7 +96,7 @@ pub(crate) enum Target {
     #[default]
     None,
     Otlp(OtlpSettings),
-    Custom(Pending),
+    Custom(ExporterToStart),
 }
 
 #[derive(Debug, Clone, Default)]
