@@ -97,7 +97,7 @@ impl Reporter {
                     let http = HttpTransport::start(&dsn, delivery.clone(), settings.send_timeout)
                         .map_err(|e| {
                             BuildError::setting(
-                                "sentry_dsn",
+                                "sentry.dsn",
                                 format!("cannot start the Sentry transport: {e}"),
                             )
                         })?;
