@@ -91,6 +91,29 @@ pub(crate) fn apply(
     if let Some(cors) = cors(&var)? {
         builder.cors = Some(cors);
     }
+    if let Some(v) = var("OBSERVABILITY_TRUSTED_PROXIES") {
+        let list: Vec<String> = v
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        crate::client_address::TrustedProxies::parse(&list, Default::default())
+            .map_err(|e| BuildError::env("OBSERVABILITY_TRUSTED_PROXIES", &v, e))?;
+        builder.trusted_proxies = list;
+    }
+    if let Some(v) = var("OBSERVABILITY_FORWARDED_HEADER") {
+        builder.forwarded_header = crate::ForwardedHeader::parse(&v).ok_or_else(|| {
+            BuildError::env(
+                "OBSERVABILITY_FORWARDED_HEADER",
+                &v,
+                "expected x-forwarded-for or forwarded",
+            )
+        })?;
+    }
+    if let Some(limits) = crate::rate_limit::from_env(&var)? {
+        builder.rate_limit = Some(limits);
+    }
     if let Some(name) = var("OTEL_TRACES_SAMPLER") {
         let arg = var("OTEL_TRACES_SAMPLER_ARG");
         builder.sampler = Sampler::from_env(&name, arg.as_deref())
@@ -372,7 +395,8 @@ mod tests {
             assert!(cors.contains(part), "{part} in {cors}");
         }
         let b = from(&[("OBSERVABILITY_SECURITY_HEADERS", "off")]).unwrap();
-        assert!(b.security_headers.compile().unwrap().is_none());
+        let trusted = crate::client_address::TrustedProxies::default();
+        assert!(b.security_headers.compile(&trusted).unwrap().is_none());
     }
 
     /// The variable a CORS error names, with the allowlist set and `vars` on top.
@@ -433,6 +457,22 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_trusted_proxies_and_the_rate_limit() {
+        let b = from(&[
+            ("OBSERVABILITY_TRUSTED_PROXIES", "10.0.0.0/8, fd00::/8"),
+            ("OBSERVABILITY_FORWARDED_HEADER", "Forwarded"),
+            ("OBSERVABILITY_RATE_LIMIT", "100/s;burst=200"),
+            ("OBSERVABILITY_RATE_LIMIT_KEY", "ip"),
+        ])
+        .unwrap();
+        assert_eq!(b.trusted_proxies, ["10.0.0.0/8", "fd00::/8"]);
+        assert_eq!(b.forwarded_header, crate::ForwardedHeader::Forwarded);
+        let limits = b.rate_limit.as_ref().unwrap();
+        assert_eq!(limits.policies[0].quota, "100/s;burst=200");
+        assert!(b.build().is_ok());
+    }
+
+    #[test]
     fn reads_the_tracing_variables() {
         let b = from(&[
             ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
@@ -490,6 +530,9 @@ mod tests {
             ("OTEL_RESOURCE_ATTRIBUTES", "service.version"),
             ("OTEL_RESOURCE_ATTRIBUTES", "=x"),
             ("OTEL_RESOURCE_ATTRIBUTES", "a=%zz"),
+            ("OBSERVABILITY_TRUSTED_PROXIES", "10.0.0.0/8,proxy.internal"),
+            ("OBSERVABILITY_FORWARDED_HEADER", "x-real-ip"),
+            ("OBSERVABILITY_RATE_LIMIT", "100 per second"),
         ] {
             let err = from(&[(var, value)]).unwrap_err().to_string();
             assert!(err.contains(var), "{var}={value}: {err}");

@@ -9,16 +9,21 @@ use bytes::Bytes;
 use http::Response;
 use http_body::Body;
 use pin_project_lite::pin_project;
+use tower_service::Service;
 
 use crate::body::ResponseBody;
 use crate::classify::Failure;
 use crate::exchange::{End, Exchange};
 use crate::panic::{catch, panic_response, Caught};
+use crate::rate_limit::{Admission, Pending};
 use crate::response_policy::PolicyFor;
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
+    enum State<F, S, R> {
+        // An asynchronous admission (a rate limit decided by Redis) runs; the inner service
+        // (the ready one, a clone took its place) and the request wait for it.
+        Admitting { #[pin] pending: Pending, call: Option<(S, R)> },
         Called { #[pin] future: F },
         // `call` itself panicked: answer with a 500 on first poll.
         Panicked { error: Option<Caught> },
@@ -28,10 +33,12 @@ pin_project! {
 }
 
 pin_project! {
-    /// Response future of [`ObservabilityService`](crate::ObservabilityService).
-    pub struct ResponseFuture<F> {
+    /// Response future of [`ObservabilityService`](crate::ObservabilityService): `F` is the
+    /// inner service's future; `S` and `R` are the inner service and its request, held
+    /// only while an asynchronous admission (a rate limit shared through Redis) decides.
+    pub struct ResponseFuture<F, S, R> {
         #[pin]
-        state: State<F>,
+        state: State<F, S, R>,
         exchange: Option<Exchange>,
         catch_panics: bool,
         // Security headers and CORS for whichever response leaves.
@@ -39,7 +46,25 @@ pin_project! {
     }
 }
 
-impl<F> ResponseFuture<F> {
+impl<F, S, R> ResponseFuture<F, S, R> {
+    pub(crate) fn admitting(
+        pending: Pending,
+        service: S,
+        request: R,
+        exchange: Option<Exchange>,
+        catch_panics: bool,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Admitting {
+                pending,
+                call: Some((service, request)),
+            },
+            exchange,
+            catch_panics,
+            policy: None,
+        }
+    }
+
     pub(crate) fn called(future: F, exchange: Option<Exchange>, catch_panics: bool) -> Self {
         ResponseFuture {
             state: State::Called { future },
@@ -75,14 +100,15 @@ impl<F> ResponseFuture<F> {
     }
 }
 
-impl<F> std::fmt::Debug for ResponseFuture<F> {
+impl<F, S, R> std::fmt::Debug for ResponseFuture<F, S, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
+impl<F, S, R, B, E> Future for ResponseFuture<F, S, R>
 where
+    S: Service<R, Future = F>,
     F: Future<Output = Result<Response<B>, E>>,
     B: Body,
     // Error reports carry the message, as tower-http's `TraceLayer` does.
@@ -92,6 +118,31 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        if let StateProj::Admitting { pending, call } = this.state.as_mut().project() {
+            match std::task::ready!(pending.poll(cx)) {
+                Admission::Answer(mut res) => {
+                    if let Some(policy) = this.policy.as_ref() {
+                        policy.apply(res.headers_mut());
+                    }
+                    this.state.set(State::Answered {
+                        response: Some(res),
+                    });
+                }
+                Admission::Pass | Admission::Pending(_) => {
+                    let Some((mut service, req)) = call.take() else {
+                        unreachable!("an admission resolves once")
+                    };
+                    let called = {
+                        let _entered = this.exchange.as_ref().map(Exchange::enter);
+                        catch(|| service.call(req))
+                    };
+                    this.state.set(match called {
+                        Ok(future) => State::Called { future },
+                        Err(error) => State::Panicked { error: Some(error) },
+                    });
+                }
+            }
+        }
         if let StateProj::Answered { response } = this.state.as_mut().project() {
             if let Some(mut res) = response.take() {
                 // Bodiless: the exchange is over as soon as the head leaves.
@@ -111,7 +162,7 @@ where
                     Some(caught) => Err(caught),
                     None => catch(|| panic!("ResponseFuture polled after completion")),
                 },
-                StateProj::Answered { .. } => {
+                StateProj::Answered { .. } | StateProj::Admitting { .. } => {
                     catch(|| panic!("ResponseFuture polled after completion"))
                 }
             }

@@ -116,6 +116,7 @@
 //! | `otlp` | export spans with OTLP, gRPC or HTTP/protobuf (the crate's own encoder over hyper; opentelemetry SDK types for a user's exporter) | no |
 //! | `logging` | `logging::init`: JSON or text log lines carrying the trace (tracing-subscriber) | no |
 //! | `sentry` | report server errors and panics to Sentry (`SENTRY_DSN`), PII scrubbed, one hub per request | no |
+//! | `redis` | share [rate limits](rate_limit) across replicas through Redis or Valkey (redis-rs) | no |
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -123,6 +124,7 @@ mod admin;
 mod body;
 mod builder;
 mod classify;
+mod client_address;
 mod cors;
 mod env;
 mod error;
@@ -136,6 +138,7 @@ mod method;
 pub mod metrics;
 mod observability;
 mod panic;
+pub mod rate_limit;
 mod response_policy;
 mod route;
 mod security_headers;
@@ -149,6 +152,7 @@ pub use admin::AdminServer;
 pub use admin::AdminService;
 pub use body::{BoxError, RequestBody, ResponseBody};
 pub use builder::{ObservabilityBuilder, DEFAULT_ROUTE_LIMIT};
+pub use client_address::ForwardedHeader;
 pub use cors::Cors;
 pub use error::BuildError;
 pub use future::ResponseFuture;

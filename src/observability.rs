@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     /// Security headers and CORS; `None` when both are off.
     pub(crate) policy: Option<Arc<ResponsePolicy>>,
     pub(crate) tracing: TraceConfig,
+    /// Rate limiting, when policies are configured.
+    pub(crate) rate_limit: Option<Arc<crate::rate_limit::Limiter>>,
     /// Error reporting, when a Sentry DSN is configured.
     #[cfg(feature = "sentry")]
     pub(crate) sentry: Option<crate::sentry::Reporter>,

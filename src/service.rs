@@ -12,12 +12,19 @@ use crate::exchange::Exchange;
 use crate::future::ResponseFuture;
 use crate::observability::Shared;
 use crate::panic::catch;
+use crate::rate_limit::Admission;
 use crate::response_policy::{ResponsePolicy, Verdict};
 
 /// The service made by [`ObservabilityLayer`](crate::ObservabilityLayer).
 ///
 /// It hands the inner service a [`RequestBody`] (the original body, counted) and returns a
 /// [`ResponseBody`] that records the exchange when its last byte leaves.
+///
+/// The inner service must be `Clone` (axum routers, tonic services, hyper's `service_fn`
+/// and tower's `BoxCloneService` are; wrap others in `tower::buffer::Buffer`): when a rate
+/// limit is decided asynchronously (shared through Redis), the service made ready for the
+/// request waits with it in the response future, and a clone takes its place. Requests
+/// decided in memory, or with no rate limit, never clone it.
 #[derive(Clone)]
 pub struct ObservabilityService<S> {
     inner: S,
@@ -39,14 +46,14 @@ impl<S> std::fmt::Debug for ObservabilityService<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ObservabilityService<S>
 where
-    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>> + Clone,
     S::Error: std::fmt::Display,
     ReqBody: Body,
     ResBody: Body,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, S, Request<RequestBody<ReqBody>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -62,9 +69,31 @@ where
                 Verdict::Answer(res) => return ResponseFuture::answered(res, exchange),
             },
         };
+        let catch_panics = self.shared.catch_panics;
+        let mut pending = None;
+        if let Some(limiter) = self.shared.rate_limit.as_ref() {
+            let route = exchange.as_ref().map(Exchange::route_name);
+            match limiter.admit(&req, route, &self.shared.routes) {
+                Admission::Pass => {}
+                Admission::Answer(mut res) => {
+                    // A refusal leaves with the security headers and the CORS grant.
+                    if let Some(policy) = policy.as_ref() {
+                        policy.apply(res.headers_mut());
+                    }
+                    return ResponseFuture::answered(res, exchange);
+                }
+                Admission::Pending(admission) => pending = Some(admission),
+            }
+        }
         let counter = exchange.as_ref().and_then(Exchange::request_counter);
         let req = req.map(|body| RequestBody::new(body, counter));
-        let catch_panics = self.shared.catch_panics;
+        if let Some(admission) = pending {
+            // The ready service waits for the decision; a clone serves the next request.
+            let clone = self.inner.clone();
+            let ready = std::mem::replace(&mut self.inner, clone);
+            return ResponseFuture::admitting(admission, ready, req, exchange, catch_panics)
+                .with_policy(policy);
+        }
         let called = {
             let _entered = exchange.as_ref().map(Exchange::enter);
             catch(|| self.inner.call(req))
