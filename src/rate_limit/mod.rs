@@ -190,10 +190,12 @@ impl Limiter {
                     "redis_timeout or fallback given without a redis URL",
                 ))
             }
-            Some(redis) => Some(
-                redis::RedisBackend::new(redis, service, sink)
-                    .map_err(|e| BuildError::setting("rate_limit", e))?,
-            ),
+            Some(redis) => {
+                let backend = redis::RedisBackend::new(redis, service, sink)
+                    .map_err(|e| BuildError::setting("rate_limit", e))?;
+                backend.warm_up();
+                Some(backend)
+            }
             None => None,
         };
         #[cfg(not(feature = "redis"))]

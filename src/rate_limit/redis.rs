@@ -167,6 +167,22 @@ impl RedisBackend {
         Ok(self.manager.get_or_init(|| manager).clone())
     }
 
+    /// Connects and loads the script ahead of the first request, when built inside a tokio
+    /// runtime (otherwise the first decision does it, and may fall back while it does).
+    pub(crate) fn warm_up(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Ok(mut conn) = self.connection() else {
+            return;
+        };
+        let script = self.script.clone();
+        runtime.spawn(async move {
+            // A failure here is the first decision's to report.
+            let _ = script.load_async(&mut conn).await;
+        });
+    }
+
     /// Decides `items` on the server; `Err` when the fallback must decide (breaker open,
     /// error, timeout), already counted and, on a change, logged.
     pub(crate) async fn decide(&self, items: &[Item<'_>], now: u64) -> Result<Refused, ()> {

@@ -217,7 +217,9 @@ impl RateLimit {
 
     /// Shares the limits of every replica through the Redis (or Valkey) server at `url`
     /// (`redis://[user:password@]host:port/db`; feature `redis`): one atomic script call
-    /// per decision on a multiplexed connection.
+    /// per decision on a multiplexed connection. Keys are named after the service
+    /// (`tower_observability:<service>:<policy>:<hashed key>`), so the replicas of one
+    /// service share them and two services never meet.
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis(mut self, url: impl Into<String>) -> Self {
