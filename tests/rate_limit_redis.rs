@@ -172,3 +172,31 @@ async fn a_bad_redis_url_is_a_build_error_that_hides_the_password() {
         .to_string();
     assert!(err.contains("rate_limit") && !err.contains("hunter2"), "{err}");
 }
+
+#[test]
+fn the_replicas_example_admits_one_quota_across_both() {
+    let redis = Redis::start();
+    let exe = std::env::current_exe().unwrap();
+    let examples = exe.parent().unwrap().parent().unwrap().join("examples");
+    let binary = examples.join("rate_limit_replicas");
+    if !binary.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--example", "rate_limit_replicas", "--features", "redis"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "could not build the example");
+    }
+    let out = std::process::Command::new(binary)
+        .env("REDIS_URL", redis.url())
+        .env("REPLICAS_DEMO_ONLY", "1")
+        .env_remove("OTEL_SERVICE_NAME")
+        .output()
+        .expect("the example runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("admitted 10 (replica 1: 5, replica 2: 5), refused 20"),
+        "{stdout}"
+    );
+}
