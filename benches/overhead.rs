@@ -108,7 +108,9 @@ fn catalogue() -> Vec<Entry> {
         // Rate limiting per client address, in memory, over `metrics/peer`: the same layer
         // and the same requests (carrying their peer address), without the limiter. The
         // quota is never reached: this is what every admitted request pays.
-        ("metrics/peer", || with_peer(untraced().security_headers(SecurityHeaders::none()))),
+        ("metrics/peer", || {
+            with_peer(untraced().security_headers(SecurityHeaders::none()))
+        }),
         ("metrics+rate-limit", || {
             with_peer(
                 untraced()
@@ -333,8 +335,10 @@ fn policy() -> Cors {
 const ORIGIN: &str = "https://app.example.com";
 
 /// The client every request with a peer address comes from.
-const PEER: std::net::SocketAddr =
-    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7)), 40000);
+const PEER: std::net::SocketAddr = std::net::SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7)),
+    40000,
+);
 
 /// What service authors assemble from crates.io today for the same features.
 mod peers {

@@ -219,7 +219,8 @@ impl ObservabilityBuilder {
         I: IntoIterator,
         I::Item: Into<String>,
     {
-        self.trusted_proxies.extend(proxies.into_iter().map(Into::into));
+        self.trusted_proxies
+            .extend(proxies.into_iter().map(Into::into));
         self
     }
 
@@ -489,7 +490,12 @@ impl ObservabilityBuilder {
             .trusted_proxies
             .iter()
             .map(String::as_str)
-            .chain(self.security_headers.legacy_trusted_proxies().iter().map(|p| &**p))
+            .chain(
+                self.security_headers
+                    .legacy_trusted_proxies()
+                    .iter()
+                    .map(|p| &**p),
+            )
             .collect();
         let trusted = TrustedProxies::parse(&proxies, self.forwarded_header)
             .map_err(|e| BuildError::setting("trusted_proxies", e))?;

@@ -258,15 +258,16 @@ mod tests {
         assert_eq!(none.client_ip(&bare), None);
         bare.extensions_mut()
             .insert("[::ffff:192.0.2.1]:80".parse::<SocketAddr>().unwrap());
-        assert_eq!(none.client_ip(&bare), ip("192.0.2.1"), "mapped peers are IPv4");
+        assert_eq!(
+            none.client_ip(&bare),
+            ip("192.0.2.1"),
+            "mapped peers are IPv4"
+        );
     }
 
     #[test]
     fn behind_trusted_proxies_the_right_most_untrusted_hop_is_the_client() {
-        let p = proxies(
-            &["10.0.0.0/8", "fd00::/8"],
-            ForwardedHeader::XForwardedFor,
-        );
+        let p = proxies(&["10.0.0.0/8", "fd00::/8"], ForwardedHeader::XForwardedFor);
         // The client forged the left-most entry; the proxy appended what it saw.
         let r = req("10.0.0.2:80", "x-forwarded-for", &["6.6.6.6, 198.51.100.7"]);
         assert_eq!(p.client_ip(&r), ip("198.51.100.7"));
@@ -283,7 +284,11 @@ mod tests {
         let r = req("10.0.0.2:80", "x-forwarded-for", &["10.9.9.9, 10.0.0.3"]);
         assert_eq!(p.client_ip(&r), ip("10.9.9.9"));
         // A broken hop: the nearest readable one.
-        let r = req("10.0.0.2:80", "x-forwarded-for", &["1.2.3.4, unknown, 10.0.0.3"]);
+        let r = req(
+            "10.0.0.2:80",
+            "x-forwarded-for",
+            &["1.2.3.4, unknown, 10.0.0.3"],
+        );
         assert_eq!(p.client_ip(&r), ip("10.0.0.3"));
         // No header: the proxy itself.
         let r = req("10.0.0.2:80", "x-forwarded-for", &[]);
@@ -310,7 +315,11 @@ mod tests {
     fn a_long_chain_is_not_walked_past_the_bound() {
         let p = proxies(&["10.0.0.0/8"], ForwardedHeader::XForwardedFor);
         let chain = vec!["10.0.0.1"; 1000].join(",");
-        let r = req("10.0.0.2:80", "x-forwarded-for", &[&format!("1.2.3.4,{chain}")]);
+        let r = req(
+            "10.0.0.2:80",
+            "x-forwarded-for",
+            &[&format!("1.2.3.4,{chain}")],
+        );
         assert_eq!(p.client_ip(&r), ip("10.0.0.1"));
     }
 

@@ -331,10 +331,17 @@ async fn chromium_reads_the_429_of_an_allowed_origin() {
     let results = report["results"].as_array().unwrap();
     assert_eq!(results.len(), 3, "{report}");
     for ok in &results[..2] {
-        assert_eq!((ok["allowed"].as_bool(), ok["status"].as_u64()), (Some(true), Some(200)), "{ok}");
+        assert_eq!(
+            (ok["allowed"].as_bool(), ok["status"].as_u64()),
+            (Some(true), Some(200)),
+            "{ok}"
+        );
     }
     let refused = &results[2];
-    assert_eq!(refused["allowed"], true, "the page can read the refusal: {refused}");
+    assert_eq!(
+        refused["allowed"], true,
+        "the page can read the refusal: {refused}"
+    );
     assert_eq!(refused["status"], 429);
     assert_eq!(refused["type"], "application/problem+json");
     assert_eq!(refused["retry"], "60", "exposed Retry-After: {refused}");
@@ -346,5 +353,8 @@ async fn chromium_reads_the_429_of_an_allowed_origin() {
     assert_eq!(hits.get.load(Ordering::SeqCst), 2);
     let text = obs.render_metrics();
     let limited = [("policy", "per-client"), ("mode", "enforce")];
-    assert_eq!(sample(&text, "tower_observability_rate_limited_total", &limited), Some(1.0));
+    assert_eq!(
+        sample(&text, "tower_observability_rate_limited_total", &limited),
+        Some(1.0)
+    );
 }

@@ -122,8 +122,11 @@ async fn the_refusal_is_checked_field_by_field_and_seen_by_every_signal() {
     let obs = isolated("answer")
         .cors(Cors::allow_origins(["https://app.example.com"]))
         .rate_limit(
-            RateLimit::new(Policy::new("per-client", "2/min;burst=1"))
-                .policy(Policy::new("search", "100/10s").key(Key::Global).only_routes(["/search"])),
+            RateLimit::new(Policy::new("per-client", "2/min;burst=1")).policy(
+                Policy::new("search", "100/10s")
+                    .key(Key::Global)
+                    .only_routes(["/search"]),
+            ),
         )
         .build()
         .unwrap();
@@ -164,9 +167,15 @@ async fn the_refusal_is_checked_field_by_field_and_seen_by_every_signal() {
     assert!(!text.contains("error_type=\"429\""), "{text}");
     assert_eq!(sample(&text, "http_server_active_requests", &[]), Some(0.0));
     let limited = [("policy", "per-client"), ("mode", "enforce")];
-    assert_eq!(sample(&text, "tower_observability_rate_limited_total", &limited), Some(1.0));
+    assert_eq!(
+        sample(&text, "tower_observability_rate_limited_total", &limited),
+        Some(1.0)
+    );
     let search = [("policy", "search"), ("mode", "enforce")];
-    assert_eq!(sample(&text, "tower_observability_rate_limited_total", &search), Some(0.0));
+    assert_eq!(
+        sample(&text, "tower_observability_rate_limited_total", &search),
+        Some(0.0)
+    );
     // The admin paths are never limited.
     let admin = obs.admin_router();
     let admin = serve(admin).await;
@@ -190,7 +199,10 @@ async fn shadow_mode_serves_every_request_and_counts_the_excess() {
     }
     let text = obs.render_metrics();
     let shadow = [("policy", "per-client"), ("mode", "shadow")];
-    assert_eq!(sample(&text, "tower_observability_rate_limited_total", &shadow), Some(3.0));
+    assert_eq!(
+        sample(&text, "tower_observability_rate_limited_total", &shadow),
+        Some(3.0)
+    );
 }
 
 #[tokio::test]
@@ -200,7 +212,9 @@ async fn the_environment_turns_it_on() {
         ("OBSERVABILITY_RATE_LIMIT_KEY", "header:x-api-key"),
     ];
     let obs = Observability::from_env_with("env", |k| {
-        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        vars.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
     })
     .unwrap()
     .metrics_backend(tower_observability::MetricsBackend::IsolatedPrometheus)

@@ -31,7 +31,9 @@ async fn allocations_per_request(builder: ObservabilityBuilder, n: i64) -> f64 {
     );
     let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap();
     let one = || async {
-        let mut req = http::Request::get("/").body(Full::new(Bytes::new())).unwrap();
+        let mut req = http::Request::get("/")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
         req.extensions_mut().insert(peer);
         let res = service.clone().oneshot(req).await.unwrap();
         assert_eq!(res.status(), 200);

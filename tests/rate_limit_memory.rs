@@ -36,7 +36,9 @@ async fn a_million_distinct_addresses_stay_under_the_key_cap() {
         }),
     );
     let request = |i: u32| {
-        let mut req = http::Request::get("/").body(Full::new(Bytes::new())).unwrap();
+        let mut req = http::Request::get("/")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
         // 1,000,000 addresses from 10.0.0.0 on: every one a new client.
         let ip = Ipv4Addr::from(0x0a00_0000 + i);
         req.extensions_mut().insert(SocketAddr::from((ip, 40000)));

@@ -40,8 +40,8 @@ const FALLBACKS: &str = "tower_observability_rate_limit_fallbacks_total";
 const ERRORS: &str = "tower_observability_rate_limit_backend_errors_total";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn through_redis_ten_seconds_at_five_times_the_quota_admit_the_quota_in_one_round_trip_each(
-) {
+async fn through_redis_ten_seconds_at_five_times_the_quota_admit_the_quota_in_one_round_trip_each()
+{
     let redis = Redis::start();
     let limits = RateLimit::new(Policy::new("per-client", "50/s;burst=10")).redis(redis.url());
     let (obs, url) = replica("redis-accuracy", limits).await;
@@ -101,12 +101,18 @@ async fn redis_killed_fail_open_serves_within_the_timeout_then_decisions_resume_
 
     redis.kill();
     let down = run(3).await;
-    assert_eq!(down.admitted, 300, "fail-open serves every request: {down:?}");
+    assert_eq!(
+        down.admitted, 300,
+        "fail-open serves every request: {down:?}"
+    );
     // Each decision waits at most the 20 ms timeout (the rest is this loaded machine's
     // scheduling of a debug build), and the breaker soon stops waiting at all.
     assert!(down.slowest < Duration::from_millis(120), "{down:?}");
     assert_eq!(counter(&obs, FALLBACKS, &[("fallback", "open")]), 300.0);
-    assert!(counter(&obs, ERRORS, &[]) >= 3.0, "the failures that opened the breaker");
+    assert!(
+        counter(&obs, ERRORS, &[]) >= 3.0,
+        "the failures that opened the breaker"
+    );
     assert!(
         counter(&obs, ERRORS, &[]) < 100.0,
         "the breaker stops trying per request"
@@ -141,7 +147,10 @@ async fn redis_killed_fail_closed_refuses_and_counts() {
     assert_eq!(status, 200);
     redis.kill();
     let down = paced(&client, &[url], 100, Duration::from_secs(2), 2, &[]).await;
-    assert_eq!(down.unavailable, 200, "fail-closed refuses every request: {down:?}");
+    assert_eq!(
+        down.unavailable, 200,
+        "fail-closed refuses every request: {down:?}"
+    );
     assert!(down.slowest < Duration::from_millis(120), "{down:?}");
     assert_eq!(counter(&obs, FALLBACKS, &[("fallback", "closed")]), 200.0);
     let text = obs.render_metrics();
@@ -170,7 +179,10 @@ async fn a_bad_redis_url_is_a_build_error_that_hides_the_password() {
         .build()
         .unwrap_err()
         .to_string();
-    assert!(err.contains("rate_limit") && !err.contains("hunter2"), "{err}");
+    assert!(
+        err.contains("rate_limit") && !err.contains("hunter2"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -181,7 +193,13 @@ fn the_replicas_example_admits_one_quota_across_both() {
     let binary = examples.join("rate_limit_replicas");
     if !binary.exists() {
         let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--example", "rate_limit_replicas", "--features", "redis"])
+            .args([
+                "build",
+                "--example",
+                "rate_limit_replicas",
+                "--features",
+                "redis",
+            ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .unwrap();
@@ -194,7 +212,11 @@ fn the_replicas_example_admits_one_quota_across_both() {
         .output()
         .expect("the example runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         stdout.contains("admitted 10 (replica 1: 5, replica 2: 5), refused 20"),
         "{stdout}"

@@ -75,7 +75,9 @@ impl Refusal<'_> {
     pub(crate) fn http(&self) -> Response<Bytes> {
         let retry = self.retry_after();
         let mut body = String::with_capacity(256);
-        body.push_str(r#"{"type":"about:blank","title":"Too Many Requests","status":429,"detail":"#);
+        body.push_str(
+            r#"{"type":"about:blank","title":"Too Many Requests","status":429,"detail":"#,
+        );
         json_string(
             &mut body,
             &format!(

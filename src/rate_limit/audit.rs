@@ -64,7 +64,11 @@ mod tests {
         let s = AuditSampler::new(3);
         let logged: Vec<_> = (0..10).map(|_| s.admit(7)).collect();
         assert_eq!(logged.iter().filter(|l| l.is_some()).count(), 3);
-        assert_eq!(s.admit(8), Some(7), "the next second reports the 7 left out");
+        assert_eq!(
+            s.admit(8),
+            Some(7),
+            "the next second reports the 7 left out"
+        );
         assert_eq!(s.admit(8), Some(0));
         assert_eq!(AuditSampler::new(0).admit(1), None);
     }

@@ -91,10 +91,7 @@ impl KeyKind {
     ) -> Option<u64> {
         match self {
             KeyKind::ClientAddress => trusted.client_ip(req).map(hash_ip),
-            KeyKind::Header(name) => req
-                .headers()
-                .get(name)
-                .map(|v| hash(b'h', v.as_bytes())),
+            KeyKind::Header(name) => req.headers().get(name).map(|v| hash(b'h', v.as_bytes())),
             KeyKind::Route => Some(hash(b'r', route.as_bytes())),
             KeyKind::Global => Some(hash(b'g', b"")),
         }
@@ -174,8 +171,7 @@ mod tests {
         assert_eq!(header.of(&req, "/", &trusted), None);
         req.extensions_mut()
             .insert("192.0.2.1:80".parse::<SocketAddr>().unwrap());
-        req.headers_mut()
-            .insert("x-api-key", "k1".parse().unwrap());
+        req.headers_mut().insert("x-api-key", "k1".parse().unwrap());
         assert!(ip.of(&req, "/", &trusted).is_some());
         assert_eq!(header.of(&req, "/", &trusted), Some(hash(b'h', b"k1")));
         assert_eq!(

@@ -218,10 +218,12 @@ impl SingleKey {
             if !decision.allowed || !store {
                 return decision;
             }
-            match self
-                .0
-                .compare_exchange_weak(tat, decision.tat, Ordering::AcqRel, Ordering::Acquire)
-            {
+            match self.0.compare_exchange_weak(
+                tat,
+                decision.tat,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => return decision,
                 Err(current) => tat = current,
             }

@@ -398,11 +398,7 @@ impl Limiter {
             retry_after_nanos: refused.retry_after,
             reset_nanos: refused.reset,
         };
-        Admission::Answer(if grpc {
-            refusal.grpc()
-        } else {
-            refusal.http()
-        })
+        Admission::Answer(if grpc { refusal.grpc() } else { refusal.http() })
     }
 }
 

@@ -280,8 +280,8 @@ impl RateLimit {
             if self.policies[..i].iter().any(|p| p.name == *name) {
                 return Err(bad(format!("two policies are named {name:?}")));
             }
-            let quota = Quota::parse(&policy.quota)
-                .map_err(|e| bad(format!("policy {name:?}: {e}")))?;
+            let quota =
+                Quota::parse(&policy.quota).map_err(|e| bad(format!("policy {name:?}: {e}")))?;
             let key = super::key::KeyKind::compile(&policy.key)
                 .map_err(|e| bad(format!("policy {name:?}: key {e}")))?;
             if let Some(route) = policy.routes.iter().find(|r| !r.starts_with('/')) {
@@ -357,9 +357,10 @@ pub(crate) fn from_env(
         };
     }
     let fallback = match var(FALLBACK) {
-        Some(v) => Some(Fallback::parse(&v).ok_or_else(|| {
-            BuildError::env(FALLBACK, &v, "expected open, closed or local")
-        })?),
+        Some(v) => Some(
+            Fallback::parse(&v)
+                .ok_or_else(|| BuildError::env(FALLBACK, &v, "expected open, closed or local"))?,
+        ),
         None => None,
     };
     if let Some(url) = var(REDIS_URL) {
@@ -458,7 +459,10 @@ mod tests {
         }
         // A refinement without a quota says what it needs.
         let err = from(&[("OBSERVABILITY_RATE_LIMIT_MODE", "shadow")]).unwrap_err();
-        assert!(err.to_string().contains("needs OBSERVABILITY_RATE_LIMIT"), "{err}");
+        assert!(
+            err.to_string().contains("needs OBSERVABILITY_RATE_LIMIT"),
+            "{err}"
+        );
         let err = from(&[(
             "OBSERVABILITY_RATE_LIMIT_REDIS_URL",
             "redis://user:hunter2@host/0",
@@ -478,7 +482,10 @@ mod tests {
     fn reads_the_redis_url_and_hides_it_when_wrong() {
         let limits = from(&[
             ("OBSERVABILITY_RATE_LIMIT", "10/s"),
-            ("OBSERVABILITY_RATE_LIMIT_REDIS_URL", "redis://127.0.0.1:6379/2"),
+            (
+                "OBSERVABILITY_RATE_LIMIT_REDIS_URL",
+                "redis://127.0.0.1:6379/2",
+            ),
             ("OBSERVABILITY_RATE_LIMIT_FALLBACK", "closed"),
         ])
         .unwrap()
@@ -489,7 +496,10 @@ mod tests {
         assert_eq!(redis.timeout, DEFAULT_REDIS_TIMEOUT);
         let err = from(&[
             ("OBSERVABILITY_RATE_LIMIT", "10/s"),
-            ("OBSERVABILITY_RATE_LIMIT_REDIS_URL", "http://user:hunter2@x/"),
+            (
+                "OBSERVABILITY_RATE_LIMIT_REDIS_URL",
+                "http://user:hunter2@x/",
+            ),
         ])
         .unwrap_err();
         assert_eq!(var_of(err.clone()), "OBSERVABILITY_RATE_LIMIT_REDIS_URL");

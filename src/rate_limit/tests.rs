@@ -36,7 +36,10 @@ fn admit(l: &Arc<Limiter>, req: &Request<()>, route: &str) -> Result<(), u16> {
 
 #[test]
 fn each_client_has_its_own_quota_and_a_forged_header_changes_nothing() {
-    let l = limiter(RateLimit::new(Policy::new("per-client", "1/min;burst=2")), &[]);
+    let l = limiter(
+        RateLimit::new(Policy::new("per-client", "1/min;burst=2")),
+        &[],
+    );
     let a = req("/x", "192.0.2.1:1000");
     assert_eq!(admit(&l, &a, "/x"), Ok(()));
     assert_eq!(admit(&l, &a, "/x"), Ok(()));
@@ -78,12 +81,11 @@ fn behind_a_trusted_proxy_the_forwarded_client_is_limited() {
 #[test]
 fn several_policies_apply_together_and_a_refusal_uses_up_none() {
     let l = limiter(
-        RateLimit::new(Policy::new("per-client", "1/min;burst=3"))
-            .policy(
-                Policy::new("search", "1/min;burst=1")
-                    .key(Key::Global)
-                    .only_routes(["/search"]),
-            ),
+        RateLimit::new(Policy::new("per-client", "1/min;burst=3")).policy(
+            Policy::new("search", "1/min;burst=1")
+                .key(Key::Global)
+                .only_routes(["/search"]),
+        ),
         &[],
     );
     let a = req("/search", "192.0.2.1:1");
@@ -94,7 +96,11 @@ fn several_policies_apply_together_and_a_refusal_uses_up_none() {
     assert_eq!(admit(&l, &b, "/other"), Ok(()));
     assert_eq!(admit(&l, &b, "/other"), Ok(()));
     assert_eq!(admit(&l, &b, "/other"), Ok(()));
-    assert_eq!(admit(&l, &b, "/other"), Err(429), "3 of 3, none for the refusal");
+    assert_eq!(
+        admit(&l, &b, "/other"),
+        Err(429),
+        "3 of 3, none for the refusal"
+    );
     assert_eq!(admit(&l, &a, "/other"), Ok(()));
     assert_eq!(admit(&l, &a, "/other"), Ok(()));
     assert_eq!(admit(&l, &a, "/other"), Err(429));
@@ -103,9 +109,11 @@ fn several_policies_apply_together_and_a_refusal_uses_up_none() {
 #[test]
 fn header_keys_route_keys_and_exclusions() {
     let l = limiter(
-        RateLimit::new(Policy::new("per-key", "1/min;burst=1").key(Key::Header("x-api-key".into())))
-            .policy(Policy::new("per-route", "1/min;burst=2").key(Key::Route))
-            .exclude_prefix("/internal/"),
+        RateLimit::new(
+            Policy::new("per-key", "1/min;burst=1").key(Key::Header("x-api-key".into())),
+        )
+        .policy(Policy::new("per-route", "1/min;burst=2").key(Key::Route))
+        .exclude_prefix("/internal/"),
         &[],
     );
     let keyed = |key: &str, path: &str| {
@@ -143,7 +151,10 @@ fn grpc_calls_are_refused_the_grpc_way() {
     let mut call = req("/pkg.Svc/Method", "192.0.2.1:1");
     call.headers_mut()
         .insert("content-type", "application/grpc".parse().unwrap());
-    assert!(matches!(l.admit(&call, Some("/pkg.Svc/Method"), &routes()), Admission::Pass));
+    assert!(matches!(
+        l.admit(&call, Some("/pkg.Svc/Method"), &routes()),
+        Admission::Pass
+    ));
     match l.admit(&call, Some("/pkg.Svc/Method"), &routes()) {
         Admission::Answer(res) => {
             assert_eq!(res.status(), 200);

@@ -65,7 +65,9 @@ pub async fn paced(
                         req = req.header(*name, value.as_str());
                     }
                     let sent = Instant::now();
-                    let res = client.request(req.body(Full::new(Bytes::new())).unwrap()).await;
+                    let res = client
+                        .request(req.body(Full::new(Bytes::new())).unwrap())
+                        .await;
                     let status = match res {
                         Ok(res) => {
                             let status = res.status().as_u16();

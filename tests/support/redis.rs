@@ -25,7 +25,12 @@ impl Redis {
 
     fn spawn(&mut self) {
         let child = Command::new(tool("redis-server", "redis-server"))
-            .args(["--bind", "127.0.0.1", "--port", &self.addr.port().to_string()])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &self.addr.port().to_string(),
+            ])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
