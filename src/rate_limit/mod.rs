@@ -120,6 +120,7 @@ pub(crate) enum Admission {
     /// Refused: this is the answer.
     Answer(Response<Bytes>),
     /// Decided elsewhere (Redis): await it, then pass on or answer.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     Pending(Pending),
 }
 

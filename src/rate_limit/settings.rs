@@ -57,6 +57,7 @@ pub struct RateLimit {
 
 /// Where decisions are shared: a Redis (or Valkey) server.
 #[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) struct RedisSettings {
     pub(crate) url: String,
     pub(crate) timeout: Duration,
@@ -142,6 +143,7 @@ pub enum Fallback {
 }
 
 impl Fallback {
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Fallback::Open => "open",
