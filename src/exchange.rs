@@ -137,6 +137,11 @@ impl Exchange {
         }
     }
 
+    /// When the request arrived.
+    pub(crate) fn started(&self) -> Instant {
+        self.start
+    }
+
     pub(crate) fn route_name(&self) -> &str {
         self.route.name()
     }

@@ -73,7 +73,8 @@ where
         let mut pending = None;
         if let Some(limiter) = self.shared.rate_limit.as_ref() {
             let route = exchange.as_ref().map(Exchange::route_name);
-            match limiter.admit(&req, route, &self.shared.routes) {
+            let arrived = exchange.as_ref().map(Exchange::started);
+            match limiter.admit(&req, route, arrived, &self.shared.routes) {
                 Admission::Pass => {}
                 Admission::Answer(mut res) => {
                     // A refusal leaves with the security headers and the CORS grant.

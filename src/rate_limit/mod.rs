@@ -217,16 +217,24 @@ impl Limiter {
     }
 
     fn now(&self) -> u64 {
+        self.at(Instant::now())
+    }
+
+    /// `instant` on the limiter's clock, in nanoseconds.
+    fn at(&self, instant: Instant) -> u64 {
+        let since = instant.saturating_duration_since(self.clock);
         // 0 is the TAT of a key never seen: the clock starts one second in.
-        u64::try_from(self.clock.elapsed().as_nanos()).unwrap_or(u64::MAX) + 1_000_000_000
+        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX) + 1_000_000_000
     }
 
     /// Decides a request: `route` is the layer's resolved route when the request is
-    /// observed (resolved here, only if a policy needs it, when it is not).
+    /// observed (resolved here, only if a policy needs it, when it is not), `arrived` the
+    /// time the pass already read for it, if any (one clock read fewer).
     pub(crate) fn admit<B>(
         self: &Arc<Self>,
         req: &Request<B>,
         route: Option<&str>,
+        arrived: Option<Instant>,
         routes: &RouteResolver,
     ) -> Admission {
         if self.excluded.matches(req.uri().path()) {
@@ -260,18 +268,21 @@ impl Limiter {
         if keys.len == 0 {
             return Admission::Pass;
         }
-        let grpc = is_grpc(req.headers());
         #[cfg(feature = "redis")]
         if self.redis.is_some() {
             let this = self.clone();
             let route = route.to_owned();
+            let grpc = is_grpc(req.headers());
             return Admission::Pending(Pending(Box::pin(async move {
                 this.decide_shared(keys, grpc, &route).await
             })));
         }
-        let now = self.now();
-        let refused = self.decide_local(&keys, now);
-        self.conclude(refused, grpc, route, now)
+        let now = arrived.map_or_else(|| self.now(), |t| self.at(t));
+        match self.decide_local(&keys, now) {
+            None => Admission::Pass,
+            // Only a refusal needs to know how to answer (a header lookup).
+            refused => self.conclude(refused, is_grpc(req.headers()), route, now),
+        }
     }
 
     /// A policy's key is missing from a request: for client addresses that is a

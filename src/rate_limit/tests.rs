@@ -27,7 +27,7 @@ fn req(path: &str, peer: &str) -> Request<()> {
 
 /// Admitted (`true`) or refused, and the refusal's status when refused.
 fn admit(l: &Arc<Limiter>, req: &Request<()>, route: &str) -> Result<(), u16> {
-    match l.admit(req, Some(route), &routes()) {
+    match l.admit(req, Some(route), None, &routes()) {
         Admission::Pass => Ok(()),
         Admission::Answer(res) => Err(res.status().as_u16()),
         Admission::Pending(_) => panic!("in-memory decisions are synchronous"),
@@ -152,10 +152,10 @@ fn grpc_calls_are_refused_the_grpc_way() {
     call.headers_mut()
         .insert("content-type", "application/grpc".parse().unwrap());
     assert!(matches!(
-        l.admit(&call, Some("/pkg.Svc/Method"), &routes()),
+        l.admit(&call, Some("/pkg.Svc/Method"), None, &routes()),
         Admission::Pass
     ));
-    match l.admit(&call, Some("/pkg.Svc/Method"), &routes()) {
+    match l.admit(&call, Some("/pkg.Svc/Method"), None, &routes()) {
         Admission::Answer(res) => {
             assert_eq!(res.status(), 200);
             assert_eq!(res.headers()["grpc-status"], "8");
