@@ -128,6 +128,21 @@ fn catalogue() -> Vec<Entry> {
         ("peer-headers+cors", || peers::headers_cors(app()).into()),
         ("peer-all", peer_all::all),
     ];
+    // The same limit shared through Redis, when the caller started a redis-server and named
+    // it in `OVERHEAD_REDIS_URL`: one round trip per request.
+    #[cfg(feature = "redis")]
+    if std::env::var_os("OVERHEAD_REDIS_URL").is_some() {
+        list.push(("metrics+rate-limit/redis", || {
+            let url = std::env::var("OVERHEAD_REDIS_URL").expect("OVERHEAD_REDIS_URL");
+            with_peer(
+                untraced()
+                    .security_headers(SecurityHeaders::none())
+                    .rate_limit(
+                        RateLimit::new(Policy::new("per-client", "1000000000/s")).redis(url),
+                    ),
+            )
+        }));
+    }
     #[cfg(feature = "sentry")]
     list.push(("metrics+sentry", || {
         // A DSN set, no errors: the happy path pays for the per-request hub only. Nothing
@@ -536,7 +551,14 @@ fn serve(name: &str, addr: &str) {
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         println!("serving {name} on {}", listener.local_addr().unwrap());
-        axum::serve(listener, scenario.router).await.unwrap();
+        if scenario.peer {
+            let make = scenario
+                .router
+                .into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, make).await.unwrap();
+        } else {
+            axum::serve(listener, scenario.router).await.unwrap();
+        }
     });
 }
 
