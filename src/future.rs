@@ -15,7 +15,7 @@ use crate::body::ResponseBody;
 use crate::classify::Failure;
 use crate::exchange::{End, Exchange};
 use crate::panic::{catch, panic_response, Caught};
-use crate::rate_limit::{Admission, Pending};
+use crate::rate_limit::{Admission, LimitHeaders, Pending};
 use crate::response_policy::PolicyFor;
 
 pin_project! {
@@ -43,6 +43,8 @@ pin_project! {
         catch_panics: bool,
         // Security headers and CORS for whichever response leaves.
         policy: Option<PolicyFor>,
+        // The rate limit's fields for an admitted request's response, when asked for.
+        limit: Option<Box<LimitHeaders>>,
     }
 }
 
@@ -62,6 +64,7 @@ impl<F, S, R> ResponseFuture<F, S, R> {
             exchange,
             catch_panics,
             policy: None,
+            limit: None,
         }
     }
 
@@ -71,6 +74,7 @@ impl<F, S, R> ResponseFuture<F, S, R> {
             exchange,
             catch_panics,
             policy: None,
+            limit: None,
         }
     }
 
@@ -80,6 +84,7 @@ impl<F, S, R> ResponseFuture<F, S, R> {
             exchange,
             catch_panics,
             policy: None,
+            limit: None,
         }
     }
 
@@ -91,11 +96,17 @@ impl<F, S, R> ResponseFuture<F, S, R> {
             exchange,
             catch_panics: true,
             policy: None,
+            limit: None,
         }
     }
 
     pub(crate) fn with_policy(mut self, policy: Option<PolicyFor>) -> Self {
         self.policy = policy;
+        self
+    }
+
+    pub(crate) fn with_limit(mut self, limit: Option<Box<LimitHeaders>>) -> Self {
+        self.limit = limit;
         self
     }
 }
@@ -128,7 +139,10 @@ where
                         response: Some(res),
                     });
                 }
-                Admission::Pass | Admission::Pending(_) => {
+                admitted @ (Admission::Pass | Admission::Admitted(_) | Admission::Pending(_)) => {
+                    if let Admission::Admitted(headers) = admitted {
+                        *this.limit = Some(Box::new(headers));
+                    }
                     let Some((mut service, req)) = call.take() else {
                         unreachable!("an admission resolves once")
                     };
@@ -181,6 +195,9 @@ where
             Ok(Poll::Ready(Ok(mut res))) => {
                 if let Some(policy) = this.policy.as_ref() {
                     policy.apply(res.headers_mut());
+                }
+                if let Some(limit) = this.limit.take() {
+                    limit.apply(res.headers_mut());
                 }
                 if let Some(exchange) = exchange.as_mut() {
                     exchange.on_response(&mut res);

@@ -71,11 +71,13 @@ where
         };
         let catch_panics = self.shared.catch_panics;
         let mut pending = None;
+        let mut limit = None;
         if let Some(limiter) = self.shared.rate_limit.as_ref() {
             let route = exchange.as_ref().map(Exchange::route_name);
             let arrived = exchange.as_ref().map(Exchange::started);
             match limiter.admit(&req, route, arrived, &self.shared.routes) {
                 Admission::Pass => {}
+                Admission::Admitted(headers) => limit = Some(Box::new(headers)),
                 Admission::Answer(mut res) => {
                     // A refusal leaves with the security headers and the CORS grant.
                     if let Some(policy) = policy.as_ref() {
@@ -105,5 +107,6 @@ where
             Err(panic) => ResponseFuture::panicked(panic, exchange, catch_panics),
         }
         .with_policy(policy)
+        .with_limit(limit)
     }
 }

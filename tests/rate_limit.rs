@@ -231,3 +231,35 @@ async fn the_environment_turns_it_on() {
     assert_eq!(get_with(&client, &url, &[]).await.status(), 200);
     assert_eq!(get_with(&client, &url, &[]).await.status(), 200);
 }
+
+#[tokio::test]
+async fn admitted_responses_can_carry_the_fields_too() {
+    let obs = isolated("admitted")
+        .rate_limit(
+            RateLimit::new(Policy::new("per-client", "2/min;burst=3"))
+                .policy(Policy::new("everyone", "100/s").key(Key::Global))
+                .headers_on_admitted(true),
+        )
+        .build()
+        .unwrap();
+    let addr = serve_with_peers(app().layer(obs.layer())).await;
+    let client = client();
+    let url = format!("http://{addr}/users/1");
+    // The policy with the fewest requests left is the one named.
+    for left in [2, 1, 0] {
+        let res = get_with(&client, &url, &[]).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            res.headers()["ratelimit-policy"],
+            r#""per-client";q=2;w=60"#
+        );
+        let reset = 30 * (3 - left);
+        assert_eq!(
+            res.headers()["ratelimit"],
+            format!(r#""per-client";r={left};t={reset}"#).as_str()
+        );
+    }
+    let res = get_with(&client, &url, &[]).await;
+    assert_eq!(res.status(), 429);
+    assert_eq!(res.headers()["ratelimit"], r#""per-client";r=0;t=90"#);
+}

@@ -172,6 +172,37 @@ async fn redis_killed_local_fallback_limits_in_memory() {
     assert_eq!(counter(&obs, FALLBACKS, &[("fallback", "local")]), 50.0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_redis_the_fields_name_what_redis_decided() {
+    let redis = Redis::start();
+    let limits = RateLimit::new(Policy::new("per-client", "2/min;burst=2"))
+        .redis(redis.url())
+        .headers_on_admitted(true);
+    let (_obs, url) = replica("redis-fields", limits).await;
+    let client = client();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let req = http::Request::get(url.as_str())
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let res = client.request(req).await.unwrap();
+        let h = res.headers();
+        seen.push((
+            res.status().as_u16(),
+            h["ratelimit"].to_str().unwrap().to_owned(),
+            h.get("retry-after").map(|v| v.to_str().unwrap().to_owned()),
+        ));
+    }
+    assert_eq!(
+        seen,
+        [
+            (200, r#""per-client";r=1;t=30"#.into(), None),
+            (200, r#""per-client";r=0;t=60"#.into(), None),
+            (429, r#""per-client";r=0;t=60"#.into(), Some("30".into())),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn a_bad_redis_url_is_a_build_error_that_hides_the_password() {
     let err = isolated("bad-url")

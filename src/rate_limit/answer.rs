@@ -149,6 +149,13 @@ pub(crate) fn unavailable(grpc: bool) -> Response<Bytes> {
     res
 }
 
+/// The `RateLimit` item of an admitted request: `"name";r=5;t=1`.
+pub(crate) fn limit_item(policy: &str, remaining: u64, reset_nanos: u64) -> String {
+    let mut item = sf_string(policy);
+    let _ = write!(item, ";r={remaining};t={}", seconds_up(reset_nanos));
+    item
+}
+
 fn json_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
@@ -210,6 +217,7 @@ mod tests {
     #[test]
     fn names_are_structured_field_strings() {
         assert_eq!(sf_string(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(limit_item("p", 4, 1), r#""p";r=4;t=1"#);
         assert_eq!(seconds_up(0), 0);
         assert_eq!(seconds_up(1), 1);
     }

@@ -68,6 +68,8 @@ struct Compiled {
     routes: Box<[Box<str>]>,
     /// Its `RateLimit-Policy` item.
     item: Box<str>,
+    /// The same, ready to be copied into admitted responses.
+    item_value: http::HeaderValue,
     /// `tower_observability_rate_limited_total{policy, mode}`.
     refused: Counter,
     /// The state of a [`Key::Global`] policy: one word, no table.
@@ -84,6 +86,33 @@ struct Keys {
 impl Keys {
     fn iter(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
         self.items[..self.len].iter().copied()
+    }
+}
+
+/// What the policies said about a request.
+#[derive(Debug, Clone, Copy)]
+enum Verdict {
+    /// Admitted; `policy` is the one with the fewest requests left.
+    Admitted {
+        policy: usize,
+        remaining: u64,
+        reset: u64,
+    },
+    Refused(Refused),
+}
+
+/// The `RateLimit-Policy` and `RateLimit` fields of an admitted request, when
+/// [`RateLimit::headers_on_admitted`] asks for them.
+#[derive(Debug)]
+pub(crate) struct LimitHeaders {
+    policy: http::HeaderValue,
+    limit: http::HeaderValue,
+}
+
+impl LimitHeaders {
+    pub(crate) fn apply(&self, headers: &mut http::HeaderMap) {
+        headers.insert(answer::RATELIMIT_POLICY, self.policy.clone());
+        headers.insert(answer::RATELIMIT, self.limit.clone());
     }
 }
 
@@ -108,6 +137,7 @@ pub(crate) struct Limiter {
     audit: AuditSampler,
     /// Whether a policy needs the route (route keys, route-scoped policies).
     needs_route: bool,
+    headers_on_admitted: bool,
     warned_no_peer: AtomicBool,
     #[cfg(feature = "redis")]
     redis: Option<redis::RedisBackend>,
@@ -117,6 +147,8 @@ pub(crate) struct Limiter {
 pub(crate) enum Admission {
     /// Admitted (or limiting does not apply): pass it on.
     Pass,
+    /// Admitted, with the `RateLimit` fields for the response.
+    Admitted(LimitHeaders),
     /// Refused: this is the answer.
     Answer(Response<Bytes>),
     /// Decided elsewhere (Redis): await it, then pass on or answer.
@@ -167,6 +199,11 @@ impl Limiter {
                     gcra_micros: Gcra::micros(&quota),
                     key,
                     routes: policy.routes.iter().map(|r| r.as_str().into()).collect(),
+                    item_value: http::HeaderValue::from_str(&answer::policy_item(
+                        &policy.name,
+                        &quota,
+                    ))
+                    .expect("policy names are checked printable ASCII"),
                     item: answer::policy_item(&policy.name, &quota).into(),
                     refused,
                     single: SingleKey::default(),
@@ -210,6 +247,7 @@ impl Limiter {
             clock: Instant::now(),
             audit: AuditSampler::new(settings.audit_per_second),
             needs_route,
+            headers_on_admitted: settings.headers_on_admitted,
             warned_no_peer: AtomicBool::new(false),
             #[cfg(feature = "redis")]
             redis,
@@ -279,9 +317,9 @@ impl Limiter {
         }
         let now = arrived.map_or_else(|| self.now(), |t| self.at(t));
         match self.decide_local(&keys, now) {
-            None => Admission::Pass,
+            Verdict::Admitted { .. } if !self.headers_on_admitted => Admission::Pass,
             // Only a refusal needs to know how to answer (a header lookup).
-            refused => self.conclude(refused, is_grpc(req.headers()), route, now),
+            verdict => self.conclude(verdict, is_grpc(req.headers()), route, now),
         }
     }
 
@@ -316,17 +354,28 @@ impl Limiter {
 
     /// Decides in memory: admitted only if every policy admits, and then every policy
     /// counts the request; a refusal uses up none of them.
-    fn decide_local(&self, keys: &Keys, now: u64) -> Option<Refused> {
-        let refused = |(i, key): (usize, u64), d: Decision| Refused {
+    fn decide_local(&self, keys: &Keys, now: u64) -> Verdict {
+        let refused = |(i, key): (usize, u64), d: Decision| {
+            Verdict::Refused(Refused {
+                policy: i,
+                key,
+                retry_after: d.retry_after,
+                reset: d.reset,
+            })
+        };
+        let admitted = |i: usize, d: Decision| Verdict::Admitted {
             policy: i,
-            key,
-            retry_after: d.retry_after,
+            remaining: d.remaining,
             reset: d.reset,
         };
         if keys.len == 1 {
             let (i, key) = keys.items[0];
             let d = self.decide_one(i, key, now, true);
-            return (!d.allowed).then(|| refused((i, key), d));
+            return if d.allowed {
+                admitted(i, d)
+            } else {
+                refused((i, key), d)
+            };
         }
         let worst = keys
             .iter()
@@ -334,12 +383,19 @@ impl Limiter {
             .filter(|(_, d)| !d.allowed)
             .max_by_key(|(_, d)| d.retry_after);
         if let Some((item, d)) = worst {
-            return Some(refused(item, d));
+            return refused(item, d);
         }
-        for (i, key) in keys.iter() {
-            self.decide_one(i, key, now, true);
-        }
-        None
+        keys.iter()
+            .map(|(i, key)| (i, self.decide_one(i, key, now, true)))
+            .min_by_key(|(_, d)| d.remaining)
+            .map_or(
+                Verdict::Admitted {
+                    policy: 0,
+                    remaining: 0,
+                    reset: 0,
+                },
+                |(i, d)| admitted(i, d),
+            )
     }
 
     #[cfg(feature = "redis")]
@@ -357,17 +413,23 @@ impl Limiter {
             })
             .collect();
         match redis.decide(&items, now).await {
-            Ok(refused) => {
-                let refused = refused.map(|(at, retry_after, reset)| {
-                    let (policy, key) = keys.items[at.min(keys.len - 1)];
-                    Refused {
+            Ok(answer) => {
+                let (policy, key) = keys.items[answer.index.min(keys.len - 1)];
+                let verdict = if answer.allowed {
+                    Verdict::Admitted {
+                        policy,
+                        remaining: answer.remaining,
+                        reset: answer.reset,
+                    }
+                } else {
+                    Verdict::Refused(Refused {
                         policy,
                         key,
-                        retry_after,
-                        reset,
-                    }
-                });
-                self.conclude(refused, grpc, route, now)
+                        retry_after: answer.retry_after,
+                        reset: answer.reset,
+                    })
+                };
+                self.conclude(verdict, grpc, route, now)
             }
             Err(()) => match redis.fallback {
                 Fallback::Open => Admission::Pass,
@@ -382,9 +444,25 @@ impl Limiter {
     }
 
     /// Counts and logs a refusal, and answers it unless in shadow mode.
-    fn conclude(&self, refused: Option<Refused>, grpc: bool, route: &str, now: u64) -> Admission {
-        let Some(refused) = refused else {
-            return Admission::Pass;
+    fn conclude(&self, verdict: Verdict, grpc: bool, route: &str, now: u64) -> Admission {
+        let refused = match verdict {
+            Verdict::Refused(refused) => refused,
+            Verdict::Admitted { .. } if !self.headers_on_admitted => return Admission::Pass,
+            Verdict::Admitted {
+                policy,
+                remaining,
+                reset,
+            } => {
+                let policy = &self.policies[policy];
+                let limit = answer::limit_item(&policy.name, remaining, reset);
+                return match http::HeaderValue::from_str(&limit) {
+                    Ok(limit) => Admission::Admitted(LimitHeaders {
+                        policy: policy.item_value.clone(),
+                        limit,
+                    }),
+                    Err(_) => Admission::Pass,
+                };
+            }
         };
         let policy = &self.policies[refused.policy];
         policy.refused.increment(1);

@@ -27,13 +27,14 @@ use crate::metrics::Sink;
 /// Every key's GCRA in one atomic step, on the server's clock in microseconds. KEYS: one
 /// per policy; ARGV: each policy's interval and tolerance. Admits only if every policy
 /// admits, and then moves every TAT on (a refusal uses up nothing). Returns
-/// `{allowed, refusing key (1-based, 0 if none), retry_after, reset, remaining}`.
+/// `{allowed, key (1-based: the refusing one, else the one with the fewest left),
+/// retry_after, reset, remaining}`.
 const SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local tats = {}
 local worst, worst_retry, worst_reset = 0, 0, 0
-local remaining, reset = -1, 0
+local fewest, remaining, reset = 1, -1, 0
 for i = 1, #KEYS do
   local interval = tonumber(ARGV[2 * i - 1])
   local tolerance = tonumber(ARGV[2 * i])
@@ -50,8 +51,9 @@ for i = 1, #KEYS do
   else
     tats[i] = nxt
     local left = math.floor((tolerance - ahead) / interval)
-    if remaining < 0 or left < remaining then remaining = left end
-    if ahead > reset then reset = ahead end
+    if remaining < 0 or left < remaining then
+      fewest, remaining, reset = i, left, ahead
+    end
   end
 end
 if worst > 0 then
@@ -61,7 +63,7 @@ for i = 1, #KEYS do
   redis.call('SET', KEYS[i], string.format('%d', tats[i]), 'PX',
     math.floor((tats[i] - now) / 1000) + 1)
 end
-return {1, 0, 0, reset, remaining}
+return {1, fewest, 0, reset, remaining}
 ";
 
 /// Until a probe may try Redis again after the breaker opened.
@@ -82,9 +84,16 @@ pub(crate) struct Item<'a> {
     pub(crate) key: u64,
 }
 
-/// What Redis decided: `None` admitted, else the refusing item, retry-after and reset
-/// (nanoseconds).
-pub(crate) type Refused = Option<(usize, u64, u64)>;
+/// What Redis decided, times in nanoseconds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Answer {
+    pub(crate) allowed: bool,
+    /// The refusing item, or the admitted one with the fewest requests left.
+    pub(crate) index: usize,
+    pub(crate) retry_after: u64,
+    pub(crate) reset: u64,
+    pub(crate) remaining: u64,
+}
 
 pub(crate) struct RedisBackend {
     client: redis::Client,
@@ -185,7 +194,7 @@ impl RedisBackend {
 
     /// Decides `items` on the server; `Err` when the fallback must decide (breaker open,
     /// error, timeout), already counted and, on a change, logged.
-    pub(crate) async fn decide(&self, items: &[Item<'_>], now: u64) -> Result<Refused, ()> {
+    pub(crate) async fn decide(&self, items: &[Item<'_>], now: u64) -> Result<Answer, ()> {
         if !self.breaker.allows(now) {
             self.fallbacks.increment(1);
             return Err(());
@@ -233,11 +242,14 @@ impl RedisBackend {
     }
 }
 
-fn parse(answer: &[i64]) -> Refused {
+fn parse(answer: &[i64]) -> Answer {
     let at = |i: usize| answer.get(i).copied().unwrap_or(0).max(0) as u64;
-    if at(0) == 1 || answer.len() < 5 {
-        return None;
+    Answer {
+        // Anything but a clear refusal admits: the script always answers five numbers.
+        allowed: at(0) == 1 || answer.len() < 5,
+        index: (at(1) as usize).saturating_sub(1),
+        retry_after: at(2) * 1000,
+        reset: at(3) * 1000,
+        remaining: at(4),
     }
-    let index = (at(1) as usize).saturating_sub(1);
-    Some((index, at(2) * 1000, at(3) * 1000))
 }

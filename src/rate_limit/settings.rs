@@ -53,6 +53,7 @@ pub struct RateLimit {
     pub(crate) excluded_prefixes: Vec<String>,
     pub(crate) max_keys: usize,
     pub(crate) audit_per_second: u32,
+    pub(crate) headers_on_admitted: bool,
 }
 
 /// Where decisions are shared: a Redis (or Valkey) server.
@@ -173,6 +174,7 @@ impl RateLimit {
             excluded_prefixes: Vec::new(),
             max_keys: DEFAULT_MAX_KEYS,
             audit_per_second: DEFAULT_AUDIT_PER_SECOND,
+            headers_on_admitted: false,
         }
     }
 
@@ -207,6 +209,14 @@ impl RateLimit {
     /// key takes the place of the one nearest to being whole again.
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = max_keys;
+        self
+    }
+
+    /// Sends the `RateLimit-Policy` and `RateLimit` fields on admitted responses too
+    /// (default: only on refusals), naming the policy with the fewest requests left, so
+    /// clients can slow down before they are refused. Costs a small allocation per request.
+    pub fn headers_on_admitted(mut self, on: bool) -> Self {
+        self.headers_on_admitted = on;
         self
     }
 

@@ -28,7 +28,7 @@ fn req(path: &str, peer: &str) -> Request<()> {
 /// Admitted (`true`) or refused, and the refusal's status when refused.
 fn admit(l: &Arc<Limiter>, req: &Request<()>, route: &str) -> Result<(), u16> {
     match l.admit(req, Some(route), None, &routes()) {
-        Admission::Pass => Ok(()),
+        Admission::Pass | Admission::Admitted(_) => Ok(()),
         Admission::Answer(res) => Err(res.status().as_u16()),
         Admission::Pending(_) => panic!("in-memory decisions are synchronous"),
     }
