@@ -263,3 +263,71 @@ async fn admitted_responses_can_carry_the_fields_too() {
     assert_eq!(res.status(), 429);
     assert_eq!(res.headers()["ratelimit"], r#""per-client";r=0;t=90"#);
 }
+
+/// The crate's key hash, as an SRE would recompute it to match a suspect API key.
+fn key_hash(tag: u8, bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(tag);
+    for &b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let mut z = h;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn refusals_leave_a_sampled_audit_trail_with_the_key_hashed() {
+    use tower::ServiceExt;
+    let logs = CapturedLogs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let obs = isolated("audit")
+        .rate_limit(
+            RateLimit::new(
+                Policy::new("per-key", "1/min;burst=1").key(Key::Header("x-api-key".into())),
+            )
+            .audit_log_per_second(3),
+        )
+        .build()
+        .unwrap();
+    let app = app().layer(obs.layer());
+    let mut refused = 0;
+    for _ in 0..200 {
+        let req = http::Request::get("/users/7")
+            .header("x-api-key", "secret-key-123")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        refused += u32::from(app.clone().oneshot(req).await.unwrap().status() == 429);
+    }
+    assert_eq!(refused, 199);
+    let text = logs.text();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("request over its rate limit"))
+        .collect();
+    // 3 a second: the 199 refusals took one second, or two if they straddled one.
+    assert!((3..=6).contains(&lines.len()), "{text}");
+    let hash = format!("key={:016x}", key_hash(b'h', b"secret-key-123"));
+    for line in &lines {
+        for part in [
+            "policy=per-key",
+            "mode=\"enforce\"",
+            "route=\"/users/{id}\"",
+            "key_kind=\"header\"",
+            &hash,
+        ] {
+            assert!(line.contains(part), "{part} missing: {line}");
+        }
+    }
+    assert!(!text.contains("secret-key-123"), "the key in clear: {text}");
+    let text = obs.render_metrics();
+    let limited = [("policy", "per-key"), ("mode", "enforce")];
+    assert_eq!(
+        sample(&text, "tower_observability_rate_limited_total", &limited),
+        Some(199.0)
+    );
+}
