@@ -90,6 +90,7 @@ impl MemoryStore {
         self.with_tat(key, now, |tat| gcra.decide(tat, now), false)
     }
 
+    #[inline]
     fn with_tat(
         &self,
         key: u64,

@@ -338,6 +338,7 @@ impl Limiter {
         }
     }
 
+    #[inline]
     fn decide_one(&self, i: usize, key: u64, now: u64, store: bool) -> Decision {
         let policy = &self.policies[i];
         if let KeyKind::Global = policy.key {
