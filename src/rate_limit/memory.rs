@@ -40,11 +40,19 @@ struct Table {
 struct Shard(Mutex<Table>);
 
 /// The sharded table of every in-memory policy's keys.
-#[derive(Debug)]
 pub(crate) struct MemoryStore {
     shards: Box<[Shard]>,
     max_slots_per_shard: usize,
     evicted: AtomicU64,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    // Not the table: a million slots is no debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("max_keys", &(self.max_slots_per_shard * SHARDS))
+            .finish_non_exhaustive()
+    }
 }
 
 impl MemoryStore {
