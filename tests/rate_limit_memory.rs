@@ -53,6 +53,7 @@ async fn a_million_distinct_addresses_stay_under_the_key_cap() {
         admitted += u32::from(res.status() == 200);
     }
     let grown = alloc::live_bytes() - before;
+    eprintln!("1,000,000 distinct addresses, cap {MAX_KEYS} keys: the heap grew by {grown} bytes");
     assert_eq!(admitted, 1_000_000, "every new client has its burst");
     // The cap, rounded up to a power of two per shard (64 shards).
     let per_shard = MAX_KEYS.div_ceil(64).next_power_of_two();
