@@ -15,15 +15,14 @@ use crate::body::ResponseBody;
 use crate::classify::Failure;
 use crate::exchange::{End, Exchange};
 use crate::panic::{catch, panic_response, Caught};
-use crate::rate_limit::{Admission, LimitHeaders, Pending};
-use crate::response_policy::PolicyFor;
+use crate::signal::{Deferred, Failed};
 
 pin_project! {
     #[project = StateProj]
     enum State<F, S, R> {
-        // An asynchronous admission (a rate limit decided by Redis) runs; the inner service
-        // (the ready one, a clone took its place) and the request wait for it.
-        Admitting { #[pin] pending: Pending, call: Option<(S, R)> },
+        // A signal's deferred decision (a rate limit shared through Redis) runs; the ready
+        // inner service and the request wait for it.
+        Deferred { #[pin] decision: Deferred, call: Option<(S, R)> },
         Called { #[pin] future: F },
         // `call` itself panicked: answer with a 500 on first poll.
         Panicked { error: Option<Caught> },
@@ -35,79 +34,53 @@ pin_project! {
 pin_project! {
     /// Response future of [`ObservabilityService`](crate::ObservabilityService): `F` is the
     /// inner service's future; `S` and `R` are the inner service and its request, held
-    /// only while an asynchronous admission (a rate limit shared through Redis) decides.
+    /// only while a deferred decision (a rate limit shared through Redis) runs.
     pub struct ResponseFuture<F, S, R> {
         #[pin]
         state: State<F, S, R>,
+        // Taken when the response leaves: by the body, or ended here.
         exchange: Option<Exchange>,
         catch_panics: bool,
-        // Security headers and CORS for whichever response leaves.
-        policy: Option<PolicyFor>,
-        // The rate limit's fields for an admitted request's response, when asked for.
-        limit: Option<Box<LimitHeaders>>,
     }
 }
 
 impl<F, S, R> ResponseFuture<F, S, R> {
-    pub(crate) fn admitting(
-        pending: Pending,
+    pub(crate) fn deferred(
+        decision: Deferred,
         service: S,
         request: R,
-        exchange: Option<Exchange>,
+        exchange: Exchange,
         catch_panics: bool,
     ) -> Self {
+        let state = State::Deferred {
+            decision,
+            call: Some((service, request)),
+        };
+        Self::new(state, exchange, catch_panics)
+    }
+
+    pub(crate) fn called(future: F, exchange: Exchange, catch_panics: bool) -> Self {
+        Self::new(State::Called { future }, exchange, catch_panics)
+    }
+
+    pub(crate) fn panicked(error: Caught, exchange: Exchange, catch_panics: bool) -> Self {
+        let state = State::Panicked { error: Some(error) };
+        Self::new(state, exchange, catch_panics)
+    }
+
+    pub(crate) fn answered(response: Response<Bytes>, exchange: Exchange) -> Self {
+        let state = State::Answered {
+            response: Some(response),
+        };
+        Self::new(state, exchange, true)
+    }
+
+    fn new(state: State<F, S, R>, exchange: Exchange, catch_panics: bool) -> Self {
         ResponseFuture {
-            state: State::Admitting {
-                pending,
-                call: Some((service, request)),
-            },
-            exchange,
+            state,
+            exchange: Some(exchange),
             catch_panics,
-            policy: None,
-            limit: None,
         }
-    }
-
-    pub(crate) fn called(future: F, exchange: Option<Exchange>, catch_panics: bool) -> Self {
-        ResponseFuture {
-            state: State::Called { future },
-            exchange,
-            catch_panics,
-            policy: None,
-            limit: None,
-        }
-    }
-
-    pub(crate) fn panicked(error: Caught, exchange: Option<Exchange>, catch_panics: bool) -> Self {
-        ResponseFuture {
-            state: State::Panicked { error: Some(error) },
-            exchange,
-            catch_panics,
-            policy: None,
-            limit: None,
-        }
-    }
-
-    pub(crate) fn answered(response: Response<Bytes>, exchange: Option<Exchange>) -> Self {
-        ResponseFuture {
-            state: State::Answered {
-                response: Some(response),
-            },
-            exchange,
-            catch_panics: true,
-            policy: None,
-            limit: None,
-        }
-    }
-
-    pub(crate) fn with_policy(mut self, policy: Option<PolicyFor>) -> Self {
-        self.policy = policy;
-        self
-    }
-
-    pub(crate) fn with_limit(mut self, limit: Option<Box<LimitHeaders>>) -> Self {
-        self.limit = limit;
-        self
     }
 }
 
@@ -129,46 +102,40 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if let StateProj::Admitting { pending, call } = this.state.as_mut().project() {
-            match std::task::ready!(pending.poll(cx)) {
-                Admission::Answer(mut res) => {
-                    if let Some(policy) = this.policy.as_ref() {
-                        policy.apply(res.headers_mut());
-                    }
-                    this.state.set(State::Answered {
-                        response: Some(res),
-                    });
-                }
-                admitted @ (Admission::Pass | Admission::Admitted(_) | Admission::Pending(_)) => {
-                    if let Admission::Admitted(headers) = admitted {
-                        *this.limit = Some(Box::new(headers));
-                    }
+        if let StateProj::Deferred { decision, call } = this.state.as_mut().project() {
+            let next = match std::task::ready!(decision.poll(cx)) {
+                // The signal's answer leaves like any other (below).
+                Some(response) => State::Answered {
+                    response: Some(response),
+                },
+                None => {
                     let Some((mut service, req)) = call.take() else {
-                        unreachable!("an admission resolves once")
+                        unreachable!("a deferred decision resolves once")
                     };
                     let called = {
                         let _entered = this.exchange.as_ref().map(Exchange::enter);
                         catch(|| service.call(req))
                     };
-                    this.state.set(match called {
+                    match called {
                         Ok(future) => State::Called { future },
                         Err(error) => State::Panicked { error: Some(error) },
-                    });
+                    }
                 }
-            }
+            };
+            this.state.set(next);
         }
         if let StateProj::Answered { response } = this.state.as_mut().project() {
             if let Some(mut res) = response.take() {
-                // Bodiless: the exchange is over as soon as the head leaves.
+                // Bodiless or made here: the exchange is over as soon as the head leaves.
                 if let Some(mut exchange) = this.exchange.take() {
-                    exchange.on_response(&mut res);
+                    exchange.on_made_response(&mut res);
                     exchange.finish(End::Complete);
                 }
                 return Poll::Ready(Ok(res.map(ResponseBody::made)));
             }
         }
         let polled = {
-            // The handler runs inside the request's span.
+            // The handler runs inside the request's context.
             let _entered = this.exchange.as_ref().map(Exchange::enter);
             match this.state.project() {
                 StateProj::Called { future } => catch(|| future.poll(cx)),
@@ -176,35 +143,24 @@ where
                     Some(caught) => Err(caught),
                     None => catch(|| panic!("ResponseFuture polled after completion")),
                 },
-                StateProj::Answered { .. } | StateProj::Admitting { .. } => {
+                StateProj::Answered { .. } | StateProj::Deferred { .. } => {
                     catch(|| panic!("ResponseFuture polled after completion"))
                 }
             }
         };
         let mut exchange = this.exchange.take();
-        let finish = |exchange: Option<Exchange>, end| {
-            if let Some(exchange) = exchange {
-                exchange.finish(end);
-            }
-        };
         match polled {
             Ok(Poll::Pending) => {
                 *this.exchange = exchange;
                 Poll::Pending
             }
             Ok(Poll::Ready(Ok(mut res))) => {
-                if let Some(policy) = this.policy.as_ref() {
-                    policy.apply(res.headers_mut());
-                }
-                if let Some(limit) = this.limit.take() {
-                    limit.apply(res.headers_mut());
-                }
-                if let Some(exchange) = exchange.as_mut() {
-                    exchange.on_response(&mut res);
-                }
-                // A body that is already over may never be polled: the exchange ends here.
-                if res.body().is_end_stream() {
-                    finish(exchange.take(), End::Complete);
+                let over = exchange.as_mut().is_some_and(|e| e.on_response(&mut res));
+                if over {
+                    // Servers never poll a body that is over, or has none by HTTP's rules.
+                    if let Some(exchange) = exchange.take() {
+                        exchange.finish(End::Complete);
+                    }
                 }
                 let catch_panics = *this.catch_panics;
                 Poll::Ready(Ok(
@@ -212,10 +168,13 @@ where
                 ))
             }
             Ok(Poll::Ready(Err(error))) => {
-                if let Some(exchange) = exchange.as_mut() {
-                    exchange.on_service_error(&error);
+                if let Some(mut exchange) = exchange {
+                    exchange.on_failure(&Failed::Service {
+                        type_name: std::any::type_name::<E>(),
+                        error: &error,
+                    });
+                    exchange.finish(End::Failed(Failure::ServiceError));
                 }
-                finish(exchange, End::Failed(Failure::ServiceError));
                 Poll::Ready(Err(error))
             }
             Err(panic) => {
@@ -226,14 +185,20 @@ where
                     "request handler panicked"
                 );
                 if let Some(exchange) = exchange.as_mut() {
-                    exchange.on_panic(&panic);
+                    exchange.on_failure(&Failed::Panic(&panic));
                 }
-                finish(exchange, End::Failed(Failure::Panic));
-                // Recorded either way; answered here only when the layer owns panics.
-                panic.resume_unless(*this.catch_panics);
+                if !*this.catch_panics {
+                    // Recorded, then left to an outer layer to answer.
+                    if let Some(exchange) = exchange {
+                        exchange.finish(End::Failed(Failure::Panic));
+                    }
+                    panic.resume();
+                }
+                // The 500 leaves like any response: headers, CORS grant and request id.
                 let mut res = panic_response(grpc);
-                if let Some(policy) = this.policy.as_ref() {
-                    policy.apply(res.headers_mut());
+                if let Some(mut exchange) = exchange {
+                    exchange.on_made_response(&mut res);
+                    exchange.finish(End::Failed(Failure::Panic));
                 }
                 Poll::Ready(Ok(res.map(ResponseBody::made)))
             }

@@ -8,12 +8,10 @@ use http_body::Body;
 use tower_service::Service;
 
 use crate::body::{RequestBody, ResponseBody};
-use crate::exchange::Exchange;
+use crate::exchange::{Begun, Exchange};
 use crate::future::ResponseFuture;
-use crate::observability::Shared;
 use crate::panic::catch;
-use crate::rate_limit::Admission;
-use crate::response_policy::{ResponsePolicy, Verdict};
+use crate::shared::Shared;
 
 /// The service made by [`ObservabilityLayer`](crate::ObservabilityLayer).
 ///
@@ -21,10 +19,10 @@ use crate::response_policy::{ResponsePolicy, Verdict};
 /// [`ResponseBody`] that records the exchange when its last byte leaves.
 ///
 /// The inner service must be `Clone` (axum routers, tonic services, hyper's `service_fn`
-/// and tower's `BoxCloneService` are; wrap others in `tower::buffer::Buffer`): when a rate
-/// limit is decided asynchronously (shared through Redis), the service made ready for the
-/// request waits with it in the response future, and a clone takes its place. Requests
-/// decided in memory, or with no rate limit, never clone it.
+/// and tower's `BoxCloneService` are; wrap others in `tower::buffer::Buffer`): when a
+/// signal decides a request asynchronously (a rate limit shared through Redis), the
+/// service made ready for it waits with it in the response future and a clone takes its
+/// place. Requests decided at once never clone it.
 #[derive(Clone)]
 pub struct ObservabilityService<S> {
     inner: S,
@@ -60,45 +58,25 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let exchange = Exchange::begin(&self.shared, &req);
-        let policy = match self.shared.policy.as_ref() {
-            None => None,
-            Some(policy) => match ResponsePolicy::decide(policy, &req) {
-                Verdict::Pass(policy) => Some(policy),
-                // A CORS preflight: answered here, the application never sees it.
-                Verdict::Answer(res) => return ResponseFuture::answered(res, exchange),
-            },
-        };
-        let catch_panics = self.shared.catch_panics;
-        let mut pending = None;
-        let mut limit = None;
-        if let Some(limiter) = self.shared.rate_limit.as_ref() {
-            let route = exchange.as_ref().map(Exchange::route_name);
-            let arrived = exchange.as_ref().map(Exchange::started);
-            match limiter.admit(&req, route, arrived, &self.shared.routes) {
-                Admission::Pass => {}
-                Admission::Admitted(headers) => limit = Some(Box::new(headers)),
-                Admission::Answer(mut res) => {
-                    // A refusal leaves with the security headers and the CORS grant.
-                    if let Some(policy) = policy.as_ref() {
-                        policy.apply(res.headers_mut());
-                    }
-                    return ResponseFuture::answered(res, exchange);
-                }
-                Admission::Pending(admission) => pending = Some(admission),
-            }
+        let Begun {
+            exchange,
+            answer,
+            deferred,
+        } = Exchange::begin(&self.shared, &req);
+        if let Some(res) = answer {
+            // A signal answered (a CORS preflight, a rate limit): the application never sees it.
+            return ResponseFuture::answered(res, exchange);
         }
-        let counter = exchange.as_ref().and_then(Exchange::request_counter);
-        let req = req.map(|body| RequestBody::new(body, counter));
-        if let Some(admission) = pending {
-            // The ready service waits for the decision; a clone serves the next request.
+        let req = req.map(|body| RequestBody::new(body, exchange.request_counter()));
+        let catch_panics = self.shared.catch_panics;
+        if let Some(deferred) = deferred {
+            // The ready service waits with the request for the decision; a clone serves on.
             let clone = self.inner.clone();
             let ready = std::mem::replace(&mut self.inner, clone);
-            return ResponseFuture::admitting(admission, ready, req, exchange, catch_panics)
-                .with_policy(policy);
+            return ResponseFuture::deferred(deferred, ready, req, exchange, catch_panics);
         }
         let called = {
-            let _entered = exchange.as_ref().map(Exchange::enter);
+            let _entered = exchange.enter();
             catch(|| self.inner.call(req))
         };
         match called {
@@ -106,7 +84,5 @@ where
             // Recorded and resumed (or answered) on the first poll, like any handler panic.
             Err(panic) => ResponseFuture::panicked(panic, exchange, catch_panics),
         }
-        .with_policy(policy)
-        .with_limit(limit)
     }
 }

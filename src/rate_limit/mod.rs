@@ -24,6 +24,7 @@ mod quota;
 #[cfg(feature = "redis")]
 mod redis;
 mod settings;
+mod signal;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -43,6 +44,7 @@ pub use settings::{
     Fallback, Mode, Policy, RateLimit, DEFAULT_AUDIT_PER_SECOND, DEFAULT_MAX_KEYS,
     DEFAULT_REDIS_TIMEOUT, MAX_POLICIES,
 };
+pub(crate) use signal::RateLimitSignal;
 
 use crate::classify::is_grpc;
 use crate::client_address::TrustedProxies;
@@ -50,7 +52,6 @@ use crate::error::BuildError;
 use crate::exclude::PathFilter;
 use crate::metrics::names::{LABEL_RATE_LIMIT_MODE, LABEL_RATE_LIMIT_POLICY, RATE_LIMITED};
 use crate::metrics::Sink;
-use crate::route::RouteResolver;
 use answer::Refusal;
 use audit::AuditSampler;
 use gcra::{Decision, Gcra};
@@ -135,8 +136,6 @@ pub(crate) struct Limiter {
     memory: MemoryStore,
     clock: Instant,
     audit: AuditSampler,
-    /// Whether a policy needs the route (route keys, route-scoped policies).
-    needs_route: bool,
     headers_on_admitted: bool,
     warned_no_peer: AtomicBool,
     #[cfg(feature = "redis")]
@@ -217,9 +216,6 @@ impl Limiter {
             .excluded_prefixes
             .iter()
             .for_each(|p| excluded.prefix(p));
-        let needs_route = policies
-            .iter()
-            .any(|p| matches!(p.key, KeyKind::Route) || !p.routes.is_empty());
         #[cfg(feature = "redis")]
         let redis = match &settings.redis {
             Some(redis) if redis.url.is_empty() => {
@@ -246,12 +242,16 @@ impl Limiter {
             memory: MemoryStore::new(settings.max_keys),
             clock: Instant::now(),
             audit: AuditSampler::new(settings.audit_per_second),
-            needs_route,
             headers_on_admitted: settings.headers_on_admitted,
             warned_no_peer: AtomicBool::new(false),
             #[cfg(feature = "redis")]
             redis,
         })
+    }
+
+    /// Whether admitted responses carry the `RateLimit` fields.
+    pub(crate) fn headers_on_admitted(&self) -> bool {
+        self.headers_on_admitted
     }
 
     fn now(&self) -> u64 {
@@ -265,28 +265,18 @@ impl Limiter {
         u64::try_from(since.as_nanos()).unwrap_or(u64::MAX) + 1_000_000_000
     }
 
-    /// Decides a request: `route` is the layer's resolved route when the request is
-    /// observed (resolved here, only if a policy needs it, when it is not), `arrived` the
-    /// time the pass already read for it, if any (one clock read fewer).
+    /// Decides a request: `route` is the layer's resolved route (`unmatched` for paths
+    /// excluded from the request signals), `arrived` the time the pass read for it (one
+    /// clock read fewer).
     pub(crate) fn admit<B>(
         self: &Arc<Self>,
         req: &Request<B>,
-        route: Option<&str>,
+        route: &str,
         arrived: Option<Instant>,
-        routes: &RouteResolver,
     ) -> Admission {
         if self.excluded.matches(req.uri().path()) {
             return Admission::Pass;
         }
-        let resolved;
-        let route = match route {
-            Some(route) => route,
-            None if self.needs_route => {
-                resolved = routes.resolve(req);
-                resolved.route.name()
-            }
-            None => "-",
-        };
         let mut keys = Keys {
             len: 0,
             items: [(0, 0); MAX_POLICIES],

@@ -14,10 +14,6 @@ fn limiter(limits: RateLimit, proxies: &[&str]) -> Arc<Limiter> {
     Arc::new(Limiter::build(&limits, trusted, &["/metrics"], "svc", &sink).unwrap())
 }
 
-fn routes() -> RouteResolver {
-    RouteResolver::new(10, None)
-}
-
 fn req(path: &str, peer: &str) -> Request<()> {
     let mut req = Request::get(path).body(()).unwrap();
     req.extensions_mut()
@@ -27,7 +23,7 @@ fn req(path: &str, peer: &str) -> Request<()> {
 
 /// Admitted (`true`) or refused, and the refusal's status when refused.
 fn admit(l: &Arc<Limiter>, req: &Request<()>, route: &str) -> Result<(), u16> {
-    match l.admit(req, Some(route), None, &routes()) {
+    match l.admit(req, route, None) {
         Admission::Pass | Admission::Admitted(_) => Ok(()),
         Admission::Answer(res) => Err(res.status().as_u16()),
         Admission::Pending(_) => panic!("in-memory decisions are synchronous"),
@@ -152,10 +148,10 @@ fn grpc_calls_are_refused_the_grpc_way() {
     call.headers_mut()
         .insert("content-type", "application/grpc".parse().unwrap());
     assert!(matches!(
-        l.admit(&call, Some("/pkg.Svc/Method"), None, &routes()),
+        l.admit(&call, "/pkg.Svc/Method", None),
         Admission::Pass
     ));
-    match l.admit(&call, Some("/pkg.Svc/Method"), None, &routes()) {
+    match l.admit(&call, "/pkg.Svc/Method", None) {
         Admission::Answer(res) => {
             assert_eq!(res.status(), 200);
             assert_eq!(res.headers()["grpc-status"], "8");
