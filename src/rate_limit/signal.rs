@@ -17,12 +17,15 @@ use crate::signal::{Arrival, Head, Signal};
 /// The rate-limit signal: `None` when no policy is configured (every hook a no-op).
 pub(crate) struct RateLimitSignal(Option<Arc<Limiter>>);
 
-/// One request's rate-limit state: the fields for an admitted response, when asked for.
-#[derive(Default)]
-pub(crate) struct LimitState {
-    headers: Option<Box<LimitHeaders>>,
+/// The fields for an admitted response, when asked for: boxed, so requests that need none
+/// carry one word (the exchange rides in every future and body).
+pub(crate) type LimitState = Option<Box<Fields>>;
+
+/// Where an admitted response's fields come from.
+pub(crate) enum Fields {
+    Now(LimitHeaders),
     /// Filled by a deferred (Redis) decision that admitted the request.
-    later: Option<Arc<OnceLock<LimitHeaders>>>,
+    Later(Arc<OnceLock<LimitHeaders>>),
 }
 
 impl Signal for RateLimitSignal {
@@ -46,22 +49,17 @@ impl Signal for RateLimitSignal {
 
     #[inline]
     fn arrive<B>(&self, req: &Request<B>, arrival: &mut Arrival<'_>) -> LimitState {
-        let Some(limiter) = &self.0 else {
-            return LimitState::default();
-        };
+        let limiter = self.0.as_ref()?;
         // A request another signal answered (a CORS preflight) is not limited.
         if arrival.answer.is_some() {
-            return LimitState::default();
+            return None;
         }
         match limiter.admit(req, arrival.route.name(), Some(arrival.started)) {
-            Admission::Pass => LimitState::default(),
-            Admission::Admitted(headers) => LimitState {
-                headers: Some(Box::new(headers)),
-                later: None,
-            },
+            Admission::Pass => None,
+            Admission::Admitted(headers) => Some(Box::new(Fields::Now(headers))),
             Admission::Answer(res) => {
                 arrival.answer = Some(res);
-                LimitState::default()
+                None
             }
             Admission::Pending(pending) => {
                 let later = limiter
@@ -80,10 +78,7 @@ impl Signal for RateLimitSignal {
                         Admission::Pass | Admission::Pending(_) => None,
                     }
                 }));
-                LimitState {
-                    headers: None,
-                    later,
-                }
+                later.map(|cell| Box::new(Fields::Later(cell)))
             }
         }
     }
@@ -91,10 +86,14 @@ impl Signal for RateLimitSignal {
     fn enter<'a>(&'a self, _exchange: &'a LimitState) -> Self::Entered<'a> {}
 
     fn respond(&self, exchange: &mut LimitState, head: &mut Head<'_>) {
-        if let Some(headers) = exchange.headers.take() {
-            headers.apply(head.headers);
-        } else if let Some(headers) = exchange.later.as_ref().and_then(|cell| cell.get()) {
-            headers.apply(head.headers);
+        match exchange.as_deref() {
+            Some(Fields::Now(headers)) => headers.apply(head.headers),
+            Some(Fields::Later(cell)) => {
+                if let Some(headers) = cell.get() {
+                    headers.apply(head.headers);
+                }
+            }
+            None => {}
         }
     }
 
