@@ -31,7 +31,7 @@ echo "== clippy"; cargo clippy --all-targets --all-features -- -D warnings
 echo "== default features build alone"; cargo check --quiet
 echo "== no default features";           cargo check --quiet --no-default-features
 echo "== each feature alone"
-for feature in axum admin otlp logging sentry redis; do
+for feature in axum admin otlp logging sentry redis signal; do
   cargo check --quiet --no-default-features --features "$feature"
 done
 echo "== docs (broken intra-doc links are errors)"
