@@ -20,7 +20,9 @@ use crate::classify::{is_grpc, Failure, GrpcCode, Outcome};
 use crate::method::MethodLabel;
 use crate::route::Route;
 use crate::shared::Shared;
-use crate::signal::{Arrival, Deferred, Ending, EnteredContext, Failed, Head, SignalStates};
+use crate::signal::{
+    Answer, Arrival, Deferred, Ending, EnteredContext, Failed, Head, SignalStates,
+};
 
 /// How an exchange ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +56,7 @@ pub(crate) struct Begun {
     pub(crate) exchange: Exchange,
     /// A signal answered the request itself (a CORS preflight): the application is not
     /// called.
-    pub(crate) answer: Option<Response<Bytes>>,
+    pub(crate) answer: Option<Answer>,
     /// A signal's decision to await before calling the application (see
     /// [`Arrival::deferred`]).
     pub(crate) deferred: Option<Deferred>,
@@ -252,6 +254,6 @@ mod tests {
     #[test]
     fn the_exchange_stays_small() {
         let size = std::mem::size_of::<super::Exchange>();
-        assert!(size <= 160, "Exchange is {size} bytes: box what grew");
+        assert!(size <= 128, "Exchange is {size} bytes: box what grew");
     }
 }

@@ -5,7 +5,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::Response;
 use http_body::Body;
 use pin_project_lite::pin_project;
@@ -15,20 +14,27 @@ use crate::body::ResponseBody;
 use crate::classify::Failure;
 use crate::exchange::{End, Exchange};
 use crate::panic::{catch, panic_response, Caught};
-use crate::signal::{Deferred, Failed};
+use crate::signal::{Answer, Deferred, Failed};
 
 pin_project! {
     #[project = StateProj]
     enum State<F, S, R> {
         // A signal's deferred decision (a rate limit shared through Redis) runs; the ready
         // inner service and the request wait for it.
-        Deferred { #[pin] decision: Deferred, call: Option<(S, R)> },
+        // Boxed: only such requests pay for the room the service and the request take.
+        Deferred { waiting: Box<Waiting<S, R>> },
         Called { #[pin] future: F },
         // `call` itself panicked: answer with a 500 on first poll.
         Panicked { error: Option<Caught> },
         // The layer answered itself (a CORS preflight): the response, until polled.
-        Answered { response: Option<Response<Bytes>> },
+        Answered { response: Option<Answer> },
     }
+}
+
+/// A deferred decision running, and the ready inner service and request waiting for it.
+struct Waiting<S, R> {
+    decision: Deferred,
+    call: Option<(S, R)>,
 }
 
 pin_project! {
@@ -53,8 +59,10 @@ impl<F, S, R> ResponseFuture<F, S, R> {
         catch_panics: bool,
     ) -> Self {
         let state = State::Deferred {
-            decision,
-            call: Some((service, request)),
+            waiting: Box::new(Waiting {
+                decision,
+                call: Some((service, request)),
+            }),
         };
         Self::new(state, exchange, catch_panics)
     }
@@ -68,7 +76,7 @@ impl<F, S, R> ResponseFuture<F, S, R> {
         Self::new(state, exchange, catch_panics)
     }
 
-    pub(crate) fn answered(response: Response<Bytes>, exchange: Exchange) -> Self {
+    pub(crate) fn answered(response: Answer, exchange: Exchange) -> Self {
         let state = State::Answered {
             response: Some(response),
         };
@@ -102,8 +110,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if let StateProj::Deferred { decision, call } = this.state.as_mut().project() {
-            let next = match std::task::ready!(decision.poll(cx)) {
+        if let StateProj::Deferred { waiting } = this.state.as_mut().project() {
+            let Waiting { decision, call } = &mut **waiting;
+            let next = match std::task::ready!(decision.as_mut().poll(cx)) {
                 // The signal's answer leaves like any other (below).
                 Some(response) => State::Answered {
                     response: Some(response),
@@ -131,7 +140,7 @@ where
                     exchange.on_made_response(&mut res);
                     exchange.finish(End::Complete);
                 }
-                return Poll::Ready(Ok(res.map(ResponseBody::made)));
+                return Poll::Ready(Ok((*res).map(ResponseBody::made)));
             }
         }
         let polled = {

@@ -42,10 +42,10 @@ struct Templates {
     exact: Vec<[HeaderMap; 2]>,
 }
 
-/// The policy decided for one request, to be applied to its response head.
+/// The policy decided for one request, to be applied to its response head with the
+/// signal's [`ResponsePolicy`].
 #[derive(Debug)]
 pub(crate) struct PolicyFor {
-    policy: Arc<ResponsePolicy>,
     hsts: bool,
     grant: Grant,
 }
@@ -106,10 +106,10 @@ impl ResponsePolicy {
 
     /// The policy for one request's response, and the answer to it when the layer
     /// answers it itself (a CORS preflight, which carries its own CORS headers).
-    fn decide<B>(policy: &Arc<Self>, req: &Request<B>) -> (PolicyFor, Option<Response<Bytes>>) {
+    fn decide<B>(&self, req: &Request<B>) -> (PolicyFor, Option<Response<Bytes>>) {
+        let policy = self;
         let hsts = policy.headers.as_ref().is_some_and(|h| h.hsts_for(req));
         let mut this = PolicyFor {
-            policy: policy.clone(),
             hsts,
             grant: Grant::NotCors,
         };
@@ -146,9 +146,9 @@ impl Signal for PolicySignal {
     #[inline]
     fn arrive<B>(&self, req: &Request<B>, arrival: &mut Arrival<'_>) -> Self::Exchange {
         let policy = self.0.as_ref()?;
-        let (policy, answered) = ResponsePolicy::decide(policy, req);
-        if answered.is_some() {
-            arrival.answer = answered;
+        let (policy, answered) = policy.decide(req);
+        if let Some(answered) = answered {
+            arrival.answer = Some(Box::new(answered));
         }
         Some(policy)
     }
@@ -156,9 +156,9 @@ impl Signal for PolicySignal {
     fn enter<'a>(&'a self, _: &'a Self::Exchange) {}
 
     #[inline]
-    fn respond(&self, policy: &mut Self::Exchange, head: &mut Head<'_>) {
-        if let Some(policy) = policy {
-            policy.apply(head.headers);
+    fn respond(&self, decided: &mut Self::Exchange, head: &mut Head<'_>) {
+        if let (Some(decided), Some(policy)) = (decided, &self.0) {
+            decided.apply(policy, head.headers);
         }
     }
 
@@ -168,8 +168,7 @@ impl Signal for PolicySignal {
 impl PolicyFor {
     /// Applies security headers and the CORS grant to a response head: the layer's headers,
     /// then the response's own over them, except those the layer owns.
-    pub(crate) fn apply(&self, headers: &mut HeaderMap) {
-        let policy = &*self.policy;
+    pub(crate) fn apply(&self, policy: &ResponsePolicy, headers: &mut HeaderMap) {
         let templates = &policy.templates;
         let (template, echo) = match &self.grant {
             Grant::NotCors | Grant::Refused => (&templates.none, None),
@@ -179,7 +178,7 @@ impl PolicyFor {
                 &templates.star,
                 policy.cors.as_ref().map(|c| c.exact_origin(*i)),
             ),
-            Grant::Echo(origin) => (&templates.star, Some(origin)),
+            Grant::Echo(origin) => (&templates.star, Some(&**origin)),
         };
         let template = &template[usize::from(self.hsts)];
         let own = std::mem::replace(headers, template.clone());
@@ -221,12 +220,7 @@ pub(crate) fn apply_for_test(
     hsts: bool,
     grant: Grant,
 ) {
-    PolicyFor {
-        policy: policy.clone(),
-        hsts,
-        grant,
-    }
-    .apply(headers);
+    PolicyFor { hsts, grant }.apply(policy, headers);
 }
 
 /// Adds `value` under `name` when a template does not have it yet (first setting wins).

@@ -39,7 +39,7 @@ pub(crate) struct Arrival<'a> {
     pub(crate) overflowed: bool,
     /// A signal's own answer to the request (a CORS preflight): the application is then
     /// not called, and the answer goes through every signal's `respond` like any response.
-    pub(crate) answer: Option<Response<Bytes>>,
+    pub(crate) answer: Option<Answer>,
     /// When the request arrived (the pass's one clock read, shared).
     pub(crate) started: Instant,
     /// A decision a signal cannot make at once (a rate limit shared through Redis): the
@@ -49,7 +49,11 @@ pub(crate) struct Arrival<'a> {
 
 /// See [`Arrival::deferred`]. Only requests that have one pay for it (a box, and the inner
 /// service cloned so the ready one waits with the request).
-pub(crate) type Deferred = Pin<Box<dyn Future<Output = Option<Response<Bytes>>> + Send>>;
+pub(crate) type Deferred = Pin<Box<dyn Future<Output = Option<Answer>> + Send>>;
+
+/// A signal's own response to a request. Boxed: few requests have one, and every request
+/// moves the place it would be kept in.
+pub(crate) type Answer = Box<Response<Bytes>>;
 
 /// The response head, as it leaves.
 // What only error reporting reads is unread without its feature.

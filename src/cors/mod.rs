@@ -329,8 +329,9 @@ pub(crate) enum Grant {
     Any,
     /// `Access-Control-Allow-Origin: <the configured exact origin of this index>`.
     Exact(usize),
-    /// `Access-Control-Allow-Origin: <origin>` (a subdomain pattern matched).
-    Echo(HeaderValue),
+    /// `Access-Control-Allow-Origin: <origin>` (a subdomain pattern matched). Boxed: every
+    /// request's exchange keeps room for a grant, few grants echo.
+    Echo(Box<HeaderValue>),
 }
 
 /// The grant a response template is made with.
@@ -388,7 +389,7 @@ impl CompiledCors {
             }
             Some(Matched::Any) => Grant::Any,
             Some(Matched::Exact(i)) => Grant::Exact(i),
-            Some(Matched::Echo(origin)) => Grant::Echo(origin),
+            Some(Matched::Echo(origin)) => Grant::Echo(Box::new(origin)),
         };
         CorsDecision::Pass(grant)
     }

@@ -58,7 +58,7 @@ impl Signal for RateLimitSignal {
             Admission::Pass => None,
             Admission::Admitted(headers) => Some(Box::new(Fields::Now(headers))),
             Admission::Answer(res) => {
-                arrival.answer = Some(res);
+                arrival.answer = Some(Box::new(res));
                 None
             }
             Admission::Pending(pending) => {
@@ -68,7 +68,7 @@ impl Signal for RateLimitSignal {
                 let fill = later.clone();
                 arrival.deferred = Some(Box::pin(async move {
                     match pending.await {
-                        Admission::Answer(res) => Some(res),
+                        Admission::Answer(res) => Some(Box::new(res)),
                         Admission::Admitted(headers) => {
                             if let Some(cell) = fill {
                                 let _ = cell.set(headers);
