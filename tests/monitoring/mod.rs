@@ -4,7 +4,11 @@
 
 pub mod promql;
 pub mod rule_tests;
+#[path = "../support/tools.rs"]
+mod tools;
 pub mod yaml;
+
+pub use tools::tool;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -14,22 +18,6 @@ use yaml::Yaml;
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The path of an executable on PATH; panics naming the Debian package when it is missing,
-/// so a test never passes by skipping. scripts/test-all.sh installs the packages.
-pub fn tool(name: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let candidate = dir.join(name);
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!(
-        "`{name}` is not on PATH: install the Debian package `{package}` \
-         (apt-get install {package}; scripts/test-all.sh does this)"
-    )
 }
 
 /// Runs a command and returns its output, panicking with the command's stderr on failure.
