@@ -12,6 +12,7 @@ use axum::routing::get;
 use axum::Router;
 use http::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode as SpanStatus;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use serde_json::Value;
 use support::env::from_vars;
 use support::otlp_receiver::{attr, hex, OtlpReceiver};
@@ -32,6 +33,23 @@ async fn linked(name: &str) -> (ObservabilityBuilder, OtlpReceiver, SentryEndpoi
     let dsn = sentry.dsn();
     let vars = otlp.vars(&[("OTEL_BSP_SCHEDULE_DELAY", "50"), ("SENTRY_DSN", &dsn)]);
     (from_vars(name, &vars), otlp, sentry)
+}
+
+/// The event and the exported span of `transaction`, once the event's trace context is
+/// checked to name that span.
+fn event_and_span<'a>(
+    events: &'a [Value],
+    otlp: &OtlpReceiver,
+    transaction: &str,
+) -> (&'a Value, Span) {
+    let event = for_transaction(events, transaction);
+    let (_, span) = otlp
+        .named(transaction)
+        .unwrap_or_else(|| panic!("no span for {transaction}"));
+    let trace = &event["contexts"]["trace"];
+    assert_eq!(trace["trace_id"], hex(&span.trace_id), "{transaction}");
+    assert_eq!(trace["span_id"], hex(&span.span_id), "{transaction}");
+    (event, span)
 }
 
 /// Waits for exactly `n` events and for `n` exported spans; returns the events.
@@ -65,13 +83,8 @@ async fn the_events_trace_id_is_the_exported_spans() {
 
     let events = reported(&sentry, &otlp, 2).await;
     for (name, inherited) in [("GET /fail", true), ("GET /fresh", false)] {
-        let event = for_transaction(&events, name);
-        let (_, span) = otlp
-            .named(name)
-            .unwrap_or_else(|| panic!("no span for {name}"));
+        let (event, _) = event_and_span(&events, &otlp, name);
         let trace = &event["contexts"]["trace"];
-        assert_eq!(trace["trace_id"], hex(&span.trace_id), "{name}");
-        assert_eq!(trace["span_id"], hex(&span.span_id), "{name}");
         assert_eq!(trace["op"], "http.server");
         if inherited {
             assert_eq!(trace["trace_id"], TRACE, "the caller's trace continues");
@@ -126,13 +139,8 @@ async fn panics_and_inner_errors_carry_the_exported_spans_trace_and_all_signals_
         ("GET /stock", "panic", true),
         ("POST /ledger", "service_error", false),
     ] {
-        let event = for_transaction(&events, name);
-        let (_, span) = otlp
-            .named(name)
-            .unwrap_or_else(|| panic!("no span for {name}"));
+        let (event, span) = event_and_span(&events, &otlp, name);
         let trace = &event["contexts"]["trace"];
-        assert_eq!(trace["trace_id"], hex(&span.trace_id), "{name}");
-        assert_eq!(trace["span_id"], hex(&span.span_id), "{name}");
         if inherited {
             assert_eq!(trace["trace_id"], TRACE, "the caller's trace continues");
             assert_eq!(hex(&span.parent_span_id), CALLER);
