@@ -4,24 +4,6 @@
 
 use super::*;
 
-/// Per-request latencies of `n` sequential requests, sorted.
-async fn latencies(uri: &str, n: usize) -> Vec<Duration> {
-    let client = client();
-    let mut all = Vec::with_capacity(n);
-    for _ in 0..n {
-        let start = Instant::now();
-        let (status, _) = send(&client, "GET", uri, b"").await;
-        assert_eq!(status, 200);
-        all.push(start.elapsed());
-    }
-    all.sort();
-    all
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p) as usize]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_down_or_hanging_costs_requests_nothing() {
     const ROUNDS: usize = 4;
@@ -52,54 +34,32 @@ async fn a_collector_down_or_hanging_costs_requests_nothing() {
     ];
     let mut uris = Vec::new();
     for (_, obs) in &setups {
-        let addr = serve(users().layer(obs.layer())).await;
-        let uri = format!("http://{addr}/users/1");
-        latencies(&uri, 50).await; // warm-up: connections, route and series registered
-        uris.push(uri);
+        uris.push(format!(
+            "http://{}/users/1",
+            serve(users().layer(obs.layer())).await
+        ));
     }
-    // Interleaved rounds: a slow moment of this shared machine hits every setup alike.
-    let mut samples = vec![Vec::new(); setups.len()];
-    for _ in 0..ROUNDS {
-        for (uri, all) in uris.iter().zip(&mut samples) {
-            all.extend(latencies(uri, PER_ROUND).await);
+    const WARM_UP: usize = 50;
+    let latencies = latency::interleaved(&uris, 200, WARM_UP, ROUNDS, PER_ROUND).await;
+    let sent = (WARM_UP + ROUNDS * PER_ROUND) as f64;
+    for (name, obs) in &setups[1..] {
+        // Everything sent is accounted for: exported (nothing), dropped, or still
+        // held: up to a queue waiting, and up to a queue the exporter took and is
+        // stuck sending.
+        assert_eq!(total(obs, EXPORTED), 0.0, "{name}");
+        let dropped = total(obs, DROPPED);
+        assert!(dropped <= sent, "{name}: {dropped} of {sent} dropped");
+        if name.contains("hanging") {
+            assert!(
+                dropped >= sent - 2.0 * QUEUE as f64,
+                "{name}: {dropped} of {sent} dropped"
+            );
         }
     }
-    let sent = (50 + ROUNDS * PER_ROUND) as f64;
-    let mut tails = Vec::new();
-    for ((name, obs), sorted) in setups.iter().zip(&mut samples) {
-        sorted.sort();
-        let (p50, p99) = (pct(sorted, 0.5), pct(sorted, 0.99));
-        eprintln!("{name:>13}: p50 {p50:?}  p99 {p99:?}");
-        tails.push((name, p50, p99));
-        if *name != "none" {
-            // Everything sent is accounted for: exported (nothing), dropped, or still
-            // held: up to a queue waiting, and up to a queue the exporter took and is
-            // stuck sending.
-            assert_eq!(total(obs, EXPORTED), 0.0, "{name}");
-            let dropped = total(obs, DROPPED);
-            assert!(dropped <= sent, "{name}: {dropped} of {sent} dropped");
-            if name.contains("hanging") {
-                assert!(
-                    dropped >= sent - 2.0 * QUEUE as f64,
-                    "{name}: {dropped} of {sent} dropped"
-                );
-            }
-        }
-    }
-    let (_, base50, base99) = tails[0];
-    for (name, p50, p99) in &tails[1..] {
-        // Within noise of no exporter: the same order, not export timeouts (2 s) or
-        // connection attempts (a closed port answers in microseconds, a hanging one never).
-        let bound = |base: Duration, slack: Duration| (base * 3).max(base + slack);
-        assert!(
-            *p50 <= bound(base50, Duration::from_millis(2)),
-            "{name}: p50 {p50:?} vs {base50:?} without an exporter"
-        );
-        assert!(
-            *p99 <= bound(base99, Duration::from_millis(10)),
-            "{name}: p99 {p99:?} vs {base99:?} without an exporter"
-        );
-    }
+    // Within noise of no exporter: the same order, not export timeouts (2 s) or
+    // connection attempts (a closed port answers in microseconds, a hanging one never).
+    let names: Vec<_> = setups.iter().map(|(name, _)| *name).collect();
+    latency::assert_near_baseline(&names, &latencies, "without an exporter");
 
     // Memory is bounded by the queue, not by the traffic: a burst of client spans at the
     // hanging collector, straight into the queue. Unbounded, 200,000 spans

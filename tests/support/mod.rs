@@ -3,6 +3,7 @@
 
 pub mod env;
 pub mod exposition;
+pub mod latency;
 pub mod otlp_receiver;
 pub mod processes;
 pub mod requests;
