@@ -10,6 +10,7 @@ pub mod yaml;
 
 pub use tools::tool;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -18,6 +19,58 @@ use yaml::Yaml;
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// promtool, from the Debian package `prometheus`.
+pub fn promtool() -> PathBuf {
+    tool("promtool", "prometheus")
+}
+
+/// amtool, from the Debian package `prometheus-alertmanager`.
+pub fn amtool() -> PathBuf {
+    tool("amtool", "prometheus-alertmanager")
+}
+
+/// `promtool test rules` on these unit-test files of the folder `dir` (a test's
+/// `rule_files` are relative to it), to run with [`run_ok`] or, where it must fail, on its
+/// own.
+pub fn promtool_test_rules(dir: &Path, files: &[impl AsRef<OsStr>]) -> Command {
+    let mut cmd = Command::new(promtool());
+    cmd.current_dir(dir).args(["test", "rules"]).args(files);
+    cmd
+}
+
+/// A folder of this process under the system's temp dir, for files a tool reads from disk
+/// (a config, rules and their unit tests, mutants of them); removed when dropped, a failing
+/// test included.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    /// An empty folder named for `name` and this process.
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("tower-obs-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        Scratch(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes `contents` to `relative` in the folder, making its folders; returns its path.
+    pub fn write(&self, relative: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.0.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, contents).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Runs a command and returns its output, panicking with the command's stderr on failure.
