@@ -5,7 +5,7 @@ mod support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Path;
@@ -593,7 +593,7 @@ async fn an_endpoint_that_is_down_or_hangs_never_slows_requests_and_drops_are_co
         uris.push(format!("http://{}/fail", serve(failing_app(obs)).await));
     }
     const WARM_UP: usize = 10;
-    let latencies = latency::interleaved(&uris, 500, WARM_UP, ROUNDS, PER_ROUND).await;
+    let latencies = cost::interleaved(&uris, 500, WARM_UP, ROUNDS, PER_ROUND).await;
     let n = WARM_UP + ROUNDS * PER_ROUND;
     for (case, obs) in &setups[1..] {
         // Nothing was delivered. An event is dropped on arrival, or held (queued or in
@@ -608,7 +608,7 @@ async fn an_endpoint_that_is_down_or_hangs_never_slows_requests_and_drops_are_co
     }
     // Within noise of no reporting: the same order, never the 500 ms send timeout.
     let cases: Vec<_> = setups.iter().map(|(case, _)| *case).collect();
-    latency::assert_near_baseline(&cases, &latencies, "without reporting");
+    cost::assert_near_baseline(&cases, &latencies, "without reporting");
 
     // An outage: a burst of identical errors straight through the layer. The queue stays
     // at its capacity, so memory does not grow with the burst (unbounded, each event would
@@ -627,23 +627,21 @@ async fn an_endpoint_that_is_down_or_hangs_never_slows_requests_and_drops_are_co
             )
         }),
     );
-    let before = total(hung, DROPPED);
-    let rss_before = rss_bytes();
-    let started = Instant::now();
-    for _ in 0..BURST {
-        let req = Request::get("http://shop.internal/checkout")
-            .body(Body::empty())
-            .unwrap();
-        let res = service.clone().oneshot(req).await.unwrap();
-        assert_eq!(res.status(), 500);
-        // The exchange ends with its body.
-        http_body_util::BodyExt::collect(res.into_body())
-            .await
-            .unwrap();
-    }
-    let took = started.elapsed();
-    let growth = rss_bytes().saturating_sub(rss_before);
-    let dropped = total(hung, DROPPED) - before;
+    let outage = cost::burst(hung, DROPPED, async {
+        for _ in 0..BURST {
+            let req = Request::get("http://shop.internal/checkout")
+                .body(Body::empty())
+                .unwrap();
+            let res = service.clone().oneshot(req).await.unwrap();
+            assert_eq!(res.status(), 500);
+            // The exchange ends with its body.
+            http_body_util::BodyExt::collect(res.into_body())
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    let (took, growth, dropped) = (outage.took, outage.rss_growth, outage.dropped);
     eprintln!(
         "hanging endpoint, {BURST} errors in {took:?}: {dropped} dropped, rss +{} KiB",
         growth / 1024

@@ -474,17 +474,14 @@ fn each_volume_guard_keeps_its_low_traffic_tests_silent() {
             scratch.write(Path::new("tests/rules").join(&file_name), json.to_string());
             files.push(file_name);
         }
-        let out = promtool_test_rules(&scratch.path().join("tests/rules"), &files)
-            .output()
-            .unwrap();
-        drop(scratch);
-        assert!(
-            !out.status.success(),
-            "{name}: its low-traffic tests {tests:?} still pass without its volume guard"
-        );
+        let report = run_failing(&mut promtool_test_rules(
+            &scratch.path().join("tests/rules"),
+            &files,
+        ))
+        .unwrap_or_else(|| {
+            panic!("{name}: its low-traffic tests {tests:?} still pass without its volume guard")
+        });
         // ... and fail on this alert's expectations, not on a broken copy.
-        let report = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
         assert!(
             report.contains(&format!("alertname: {name},")),
             "{name}: promtool failed for another reason:\n{report}"

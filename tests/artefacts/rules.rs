@@ -150,12 +150,12 @@ fn rule_unit_tests_fail_on_broken_rules() {
         );
         // Only the unit tests of the mutated file: slo.rules.yml -> slo.test.yml.
         let tests = file.replace(".rules.yml", ".test.yml");
-        let out = promtool_test_rules(&scratch.path().join("tests/rules"), &[&tests])
-            .output()
-            .unwrap();
-        drop(scratch);
+        let failed = run_failing(&mut promtool_test_rules(
+            &scratch.path().join("tests/rules"),
+            &[&tests],
+        ));
         assert!(
-            !out.status.success(),
+            failed.is_some(),
             "the rule unit tests still pass with {why} ({file}: {from:?} -> {to:?})"
         );
     }

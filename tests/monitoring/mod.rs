@@ -32,8 +32,7 @@ pub fn amtool() -> PathBuf {
 }
 
 /// `promtool test rules` on these unit-test files of the folder `dir` (a test's
-/// `rule_files` are relative to it), to run with [`run_ok`] or, where it must fail, on its
-/// own.
+/// `rule_files` are relative to it), to run with [`run_ok`] or [`run_failing`].
 pub fn promtool_test_rules(dir: &Path, files: &[impl AsRef<OsStr>]) -> Command {
     let mut cmd = Command::new(promtool());
     cmd.current_dir(dir).args(["test", "rules"]).args(files);
@@ -86,6 +85,17 @@ pub fn run_ok(cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// Runs a command that must fail (a check that catches a mutant) and returns what it printed,
+/// stdout then stderr; `None` when it succeeded.
+pub fn run_failing(cmd: &mut Command) -> Option<String> {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    (!out.status.success()).then(|| {
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    })
 }
 
 pub fn read(path: impl AsRef<Path>) -> String {

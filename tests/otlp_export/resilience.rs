@@ -40,7 +40,7 @@ async fn a_collector_down_or_hanging_costs_requests_nothing() {
         ));
     }
     const WARM_UP: usize = 50;
-    let latencies = latency::interleaved(&uris, 200, WARM_UP, ROUNDS, PER_ROUND).await;
+    let latencies = cost::interleaved(&uris, 200, WARM_UP, ROUNDS, PER_ROUND).await;
     let sent = (WARM_UP + ROUNDS * PER_ROUND) as f64;
     for (name, obs) in &setups[1..] {
         // Everything sent is accounted for: exported (nothing), dropped, or still
@@ -59,18 +59,15 @@ async fn a_collector_down_or_hanging_costs_requests_nothing() {
     // Within noise of no exporter: the same order, not export timeouts (2 s) or
     // connection attempts (a closed port answers in microseconds, a hanging one never).
     let names: Vec<_> = setups.iter().map(|(name, _)| *name).collect();
-    latency::assert_near_baseline(&names, &latencies, "without an exporter");
+    cost::assert_near_baseline(&names, &latencies, "without an exporter");
 
     // Memory is bounded by the queue, not by the traffic: a burst of client spans at the
     // hanging collector, straight into the queue. Unbounded, 200,000 spans
     // would hold ~76 MiB (400 bytes each); bounded, every span beyond what is held is dropped and counted.
     const BURST: usize = 200_000;
     let (_, hung) = &setups[4];
-    let before = total(hung, DROPPED);
-    let rss_before = rss_bytes();
-    let rate = burst(hung, BURST, 1e9).await;
-    let growth = rss_bytes().saturating_sub(rss_before);
-    let dropped = total(hung, DROPPED) - before;
+    let flood = cost::burst(hung, DROPPED, burst(hung, BURST, 1e9)).await;
+    let (rate, growth, dropped) = (flood.output, flood.rss_growth, flood.dropped);
     eprintln!(
         "hanging collector, {BURST} spans at {rate:.0}/s: {dropped} dropped, rss +{} KiB",
         growth / 1024

@@ -1,9 +1,9 @@
 //! Test support: servers on 127.0.0.1, a client, and a reader for the exposition format.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod cost;
 pub mod env;
 pub mod exposition;
-pub mod latency;
 pub mod otlp_receiver;
 pub mod processes;
 pub mod requests;

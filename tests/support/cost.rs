@@ -1,10 +1,14 @@
-//! What a failing telemetry endpoint costs requests, measured as the tests may on a shared
-//! machine: latencies of setups compared with a baseline setup measured in the same run,
-//! in interleaved rounds, never against a fixed time.
+//! What a failing telemetry endpoint costs, measured as the tests may on a shared machine:
+//! the latencies of requests, against a baseline setup measured in the same run in
+//! interleaved rounds (never against a fixed time), and the memory and drops of a burst.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
-use super::{client, send};
+use tower_observability::Observability;
+
+use super::exposition::total;
+use super::{client, rss_bytes, send};
 
 /// Sends `rounds` × `per_round` sequential GETs to each of `uris`, round by round so a slow
 /// moment of the machine hits every setup alike, after `warm_up` requests each (connection,
@@ -75,5 +79,34 @@ pub fn assert_near_baseline(names: &[&str], sorted: &[Vec<Duration>], baseline: 
             *p99 <= bound(base99, Duration::from_millis(10)),
             "{name}: p99 {p99:?} vs {base99:?} {baseline}"
         );
+    }
+}
+
+/// What a burst cost: its own output, how much the resident memory grew, how many more
+/// drops the counter counts.
+pub struct Burst<T> {
+    pub output: T,
+    pub took: Duration,
+    pub rss_growth: u64,
+    pub dropped: f64,
+}
+
+/// Runs `burst` (traffic into `obs`) and measures what it cost, the drops as `obs`'s counter
+/// `dropped` counts them.
+pub async fn burst<T>(
+    obs: &Observability,
+    dropped: &str,
+    burst: impl Future<Output = T>,
+) -> Burst<T> {
+    let dropped_before = total(obs, dropped);
+    let rss_before = rss_bytes();
+    let started = Instant::now();
+    let output = burst.await;
+    let took = started.elapsed();
+    Burst {
+        output,
+        took,
+        rss_growth: rss_bytes().saturating_sub(rss_before),
+        dropped: total(obs, dropped) - dropped_before,
     }
 }
