@@ -14,6 +14,7 @@ use http::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode as SpanStatus;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use serde_json::Value;
+use support::caller::{CALLER, TRACE, TRACEPARENT};
 use support::env::from_vars;
 use support::otlp_receiver::{attr, hex, OtlpReceiver};
 use support::requests::request;
@@ -21,9 +22,6 @@ use support::sentry_endpoint::SentryEndpoint;
 use support::sentry_events::{events, for_transaction};
 use support::*;
 use tower_observability::ObservabilityBuilder;
-
-const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-const CALLER: &str = "00f067aa0ba902b7";
 
 /// A layer configured by the standard variables to export to a fresh OTLP HTTP/protobuf
 /// receiver and report to a fresh Sentry endpoint.
@@ -74,8 +72,7 @@ async fn the_events_trace_id_is_the_exported_spans() {
     let addr = serve(app).await;
     let client = client();
     // One request continuing the caller's trace, one starting a new one.
-    let caller = format!("00-{TRACE}-{CALLER}-01");
-    let traced = [("traceparent", caller.as_str())];
+    let traced = [("traceparent", TRACEPARENT)];
     let fail = request(&client, "GET", &format!("http://{addr}/fail"), &traced).await;
     assert_eq!(fail.status, 502);
     let (status, _) = send(&client, "GET", &format!("http://{addr}/fresh"), b"").await;
@@ -118,8 +115,7 @@ async fn panics_and_inner_errors_carry_the_exported_spans_trace_and_all_signals_
         .route("/stock", get(|| async { handler_that_panics() }))
         .layer(obs.layer());
     let addr = serve(app).await;
-    let caller = format!("00-{TRACE}-{CALLER}-01");
-    let traced = [("traceparent", caller.as_str())];
+    let traced = [("traceparent", TRACEPARENT)];
     let stock = request(&client(), "GET", &format!("http://{addr}/stock"), &traced).await;
     assert_eq!(stock.status, 500);
 

@@ -12,14 +12,12 @@ use axum::Router;
 use bytes::Bytes;
 use http::{HeaderMap, Request};
 use http_body_util::Full;
+use support::caller::{CALLER, TRACE, TRACEPARENT};
 use support::requests::request;
 use support::*;
 use tower::{Layer, Service};
 use tower_observability::trace::{self, TraceParent, TraceState};
 use tower_observability::RequestContext;
-
-const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-const CALLER: &str = "00f067aa0ba902b7";
 
 /// GET `uri` with these headers: the response's headers and body.
 async fn get_with(uri: &str, headers: &[(&str, &str)]) -> (HeaderMap, Bytes) {
@@ -78,11 +76,10 @@ async fn the_callers_trace_is_continued() {
     let uri = format!("http://{addr}/who");
 
     // A valid traceparent: same trace, new span, sampled flag followed; tracestate kept.
-    let tp = format!("00-{TRACE}-{CALLER}-01");
     let (headers, body) = get_with(
         &uri,
         &[
-            ("traceparent", &tp),
+            ("traceparent", TRACEPARENT),
             ("tracestate", "a=1"),
             ("tracestate", "b@c=2"),
         ],
@@ -117,11 +114,15 @@ async fn the_callers_trace_is_continued() {
         assert_eq!(state, "");
     }
     // Two traceparent lines: ambiguous, so a new trace.
-    let (_, body) = get_with(&uri, &[("traceparent", &tp), ("traceparent", &tp)]).await;
+    let (_, body) = get_with(
+        &uri,
+        &[("traceparent", TRACEPARENT), ("traceparent", TRACEPARENT)],
+    )
+    .await;
     assert_ne!(parts(&body).0.trace_id.to_string(), TRACE);
     // Invalid tracestate: dropped, the traceparent still holds.
     for bad in ["A=1", "@foo=1,bar=2", "foo.bar=1"] {
-        let (_, body) = get_with(&uri, &[("traceparent", &tp), ("tracestate", bad)]).await;
+        let (_, body) = get_with(&uri, &[("traceparent", TRACEPARENT), ("tracestate", bad)]).await;
         let (span, _, state) = parts(&body);
         assert_eq!(
             (span.trace_id.to_string().as_str(), state.as_str()),
@@ -138,7 +139,7 @@ async fn the_callers_trace_is_continued() {
         (&["foo=1,foo=2"][..], "foo=1"),
         (&["foo=1,bar=2", "foo=3,baz=4"][..], "foo=1,bar=2,baz=4"),
     ] {
-        let mut headers = vec![("traceparent", tp.as_str())];
+        let mut headers = vec![("traceparent", TRACEPARENT)];
         headers.extend(sent.iter().map(|line| ("tracestate", *line)));
         let (_, body) = get_with(&uri, &headers).await;
         let (span, _, state) = parts(&body);
@@ -165,10 +166,10 @@ async fn untrusted_inbound_context_starts_a_new_trace() {
         .build()
         .unwrap();
     let addr = serve(Router::new().route("/who", get(whoami)).layer(obs.layer())).await;
-    let tp = format!("00-{TRACE}-{CALLER}-00");
+    let unsampled = format!("00-{TRACE}-{CALLER}-00");
     let (headers, body) = get_with(
         &format!("http://{addr}/who"),
-        &[("traceparent", &tp), ("tracestate", "a=1")],
+        &[("traceparent", &unsampled), ("tracestate", "a=1")],
     )
     .await;
     let (span, request_id, state) = parts(&body);
@@ -200,11 +201,13 @@ async fn the_client_layer_carries_the_trace_downstream() {
         .layer(obs.layer());
     let addr = serve(frontend).await;
 
-    let tp = format!("00-{TRACE}-{CALLER}-01");
     let (_, body) = get_with(
         &format!("http://{addr}/outer"),
         // A duplicated key does not stop the list: the first occurrence is passed on.
-        &[("traceparent", &tp), ("tracestate", "vendor=v,vendor=dup")],
+        &[
+            ("traceparent", TRACEPARENT),
+            ("tracestate", "vendor=v,vendor=dup"),
+        ],
     )
     .await;
     let server_span = TraceParent::parse(&body).unwrap();
@@ -261,10 +264,9 @@ async fn tracing_off_leaves_the_headers_alone() {
         )
         .layer(obs.layer());
     let addr = serve(app).await;
-    let tp = format!("00-{TRACE}-{CALLER}-01");
     let (headers, body) = get_with(
         &format!("http://{addr}/plain"),
-        &[("traceparent", &tp), ("x-request-id", "r1")],
+        &[("traceparent", TRACEPARENT), ("x-request-id", "r1")],
     )
     .await;
     assert_eq!(body, "plain");

@@ -30,6 +30,7 @@ use http_body_util::{BodyExt, Full};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::Span;
+use support::caller::{CALLER, TRACE, TRACEPARENT};
 use support::env::from_vars;
 use support::exposition::total;
 use support::otlp_receiver::{attr, hex, OtlpReceiver};
@@ -62,9 +63,6 @@ fn users() -> Router {
             get(|| async { (http::StatusCode::NOT_FOUND, "no") }),
         )
 }
-
-const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-const CALLER: &str = "00f067aa0ba902b7";
 
 const EXPORTED: &str = "tower_observability_spans_exported_total";
 const DROPPED: &str = "tower_observability_spans_dropped_total";

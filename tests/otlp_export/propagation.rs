@@ -136,8 +136,8 @@ async fn a_users_exporter_or_processor_gets_the_spans_and_untrusted_callers_beco
         .build()
         .unwrap();
     let addr = serve(users().layer(obs.layer())).await;
-    let tp = format!("00-{TRACE}-{CALLER}-01");
-    call(&format!("http://{addr}/users/1"), &[("traceparent", &tp)]).await;
+    let traced = [("traceparent", TRACEPARENT)];
+    call(&format!("http://{addr}/users/1"), &traced).await;
     assert!(obs.flush_traces(Duration::from_secs(5)));
     let spans = kept.0.lock().unwrap().clone();
     assert_eq!(spans.len(), 1);
@@ -167,7 +167,7 @@ async fn a_users_exporter_or_processor_gets_the_spans_and_untrusted_callers_beco
         .build()
         .unwrap();
     let addr = serve(users().layer(obs.layer())).await;
-    call(&format!("http://{addr}/users/2"), &[("traceparent", &tp)]).await;
+    call(&format!("http://{addr}/users/2"), &traced).await;
     let got = eventually(Duration::from_secs(5), || {
         let spans = through.0.lock().unwrap().clone();
         (!spans.is_empty()).then_some(spans)

@@ -1,6 +1,7 @@
 //! Test support: servers on 127.0.0.1, a client, and a reader for the exposition format.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod caller;
 pub mod cost;
 pub mod env;
 pub mod exposition;
