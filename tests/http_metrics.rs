@@ -889,11 +889,7 @@ async fn a_body_ending_in_trailers_is_complete_over_http1_and_http2() {
         .route("/pkg.Svc/Fail", post(|| async { grpc_response("14") }))
         .layer(obs.layer());
     let addr = serve(app).await;
-    let http2: HttpClient =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .http2_only(true)
-            .build_http();
-    for client in [client(), http2] {
+    for client in [client(), h2c_client()] {
         let req = Request::post(format!("http://{addr}/pkg.Svc/Fail"))
             .header("content-type", "application/grpc")
             .header("te", "trailers")

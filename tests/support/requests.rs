@@ -15,6 +15,13 @@ use tower_observability::Observability;
 
 use super::HttpClient;
 
+/// A client that speaks HTTP/2 with prior knowledge (h2c), as axum's server does.
+pub fn h2c_client() -> HttpClient {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
 /// A response as the client got it, its body read whole.
 #[derive(Debug)]
 pub struct Reply {
