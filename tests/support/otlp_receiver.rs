@@ -181,11 +181,16 @@ impl TraceService for Grpc {
     }
 }
 
-/// An attribute value as text (strings as they are, integers in decimal).
+/// An attribute value as text: strings as they are, integers in decimal, arrays as their
+/// items' text joined by `,`.
 fn text(value: Option<&AnyValue>) -> String {
     match value.and_then(|v| v.value.as_ref()) {
         Some(Value::StringValue(s)) => s.clone(),
         Some(Value::IntValue(i)) => i.to_string(),
+        Some(Value::ArrayValue(array)) => {
+            let items: Vec<_> = array.values.iter().map(|v| text(Some(v))).collect();
+            items.join(",")
+        }
         Some(other) => format!("{other:?}"),
         None => String::new(),
     }
