@@ -53,6 +53,7 @@ impl Scratch {
         Scratch(dir)
     }
 
+    /// The folder.
     pub fn path(&self) -> &Path {
         &self.0
     }

@@ -82,8 +82,8 @@ pub fn assert_near_baseline(names: &[&str], sorted: &[Vec<Duration>], baseline: 
     }
 }
 
-/// What a burst cost: its own output, how much the resident memory grew, how many more
-/// drops the counter counts.
+/// What a burst cost: besides its own output, how long it took, how much the resident
+/// memory grew, how many more drops the counter counts.
 pub struct Burst<T> {
     pub output: T,
     pub took: Duration,
