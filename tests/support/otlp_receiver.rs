@@ -4,6 +4,7 @@
 //! only when read, so it answers at once whatever the test's own decoding would cost.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,6 +59,11 @@ impl OtlpReceiver {
 
     /// An HTTP/protobuf receiver.
     pub async fn http() -> Self {
+        Self::http_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// An HTTP/protobuf receiver on `addr`: a collector that comes up where one was down.
+    pub async fn http_on(addr: SocketAddr) -> Self {
         let calls: Arc<Mutex<Vec<ExportCall>>> = Arc::default();
         let kept = Arc::clone(&calls);
         let app = Router::new().route(
@@ -72,9 +78,12 @@ impl OtlpReceiver {
                 }
             }),
         );
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         OtlpReceiver {
             protocol: "http/protobuf",
-            endpoint: format!("http://{}", super::serve(app).await),
+            endpoint: format!("http://{addr}"),
             calls,
         }
     }
