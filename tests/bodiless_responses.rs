@@ -18,8 +18,8 @@ use bytes::Bytes;
 use http::StatusCode;
 use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use support::exposition::metrics_when;
+use support::requests::h2c_client;
 use support::*;
 use tower_observability::Observability;
 
@@ -83,12 +83,10 @@ enum Protocol {
 }
 
 fn client_for(protocol: Protocol) -> HttpClient {
-    let mut builder = Client::builder(TokioExecutor::new());
-    if let Protocol::Http2 = protocol {
-        // HTTP/2 with prior knowledge (h2c), which axum's server speaks.
-        builder.http2_only(true);
+    match protocol {
+        Protocol::Http1 => client(),
+        Protocol::Http2 => h2c_client(),
     }
-    builder.build_http()
 }
 
 /// The count recorded for exactly these labels (all of a series' labels, so a 5xx series
@@ -138,20 +136,9 @@ async fn responses_the_server_never_polls_keep_their_status() {
             if let Some(error) = error {
                 labels.push(("error_type", error));
             }
-            let recorded = eventually(Duration::from_secs(5), || {
-                let text = obs.render_metrics();
-                (count(&text, &labels) == 1.0).then_some(text)
-            })
-            .await;
+            let what = format!("{protocol:?} {method} {path} as {labels:?}");
+            metrics_when(&obs, &what, |text| count(text, &labels) == 1.0).await;
             let text = obs.render_metrics();
-            assert!(
-                recorded.is_some(),
-                "{protocol:?} {method} {path}: not recorded as {labels:?}:\n{}",
-                text.lines()
-                    .filter(|l| l.starts_with(COUNT))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
             let cancelled = [("http_route", path), ("error_type", "cancelled")];
             assert_eq!(
                 sample(&text, COUNT, &cancelled),
@@ -192,12 +179,8 @@ async fn a_client_that_leaves_mid_body_is_still_499() {
             ("http_response_status_code", "499"),
             ("error_type", "cancelled"),
         ];
-        let text = eventually(Duration::from_secs(5), || {
-            let text = obs.render_metrics();
-            (count(&text, &labels) == 1.0).then_some(text)
-        })
-        .await
-        .unwrap_or_else(|| panic!("{protocol:?}: the client that left is not a 499"));
+        let what = format!("{protocol:?}: the client that left, as a 499");
+        let text = metrics_when(&obs, &what, |text| count(text, &labels) == 1.0).await;
         assert_eq!(sample(&text, ACTIVE, &[]), Some(0.0), "{protocol:?}");
     }
 }

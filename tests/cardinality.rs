@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::net::SocketAddr;
+
 use axum::routing::get;
 use axum::Router;
 use support::*;
@@ -25,6 +27,23 @@ impl XorShift {
     }
 }
 
+/// `paths` GETs of random paths (each a 404), then `methods` requests to `/` with invented
+/// methods (each a 405).
+async fn flood(addr: SocketAddr, rng: &mut XorShift, paths: usize, methods: usize) {
+    let client = client();
+    for _ in 0..paths {
+        let path = format!("/{}/{}", rng.token(8), rng.next());
+        let (status, _) = send(&client, "GET", &format!("http://{addr}{path}"), b"").await;
+        assert_eq!(status, 404, "{path}");
+    }
+    for _ in 0..methods {
+        let len = 3 + (rng.next() % 8) as usize;
+        let method = rng.token(len);
+        let (status, _) = send(&client, &method, &format!("http://{addr}/"), b"").await;
+        assert_eq!(status, 405, "{method}");
+    }
+}
+
 #[tokio::test]
 async fn random_paths_and_methods_add_no_series_and_no_memory() {
     let obs = isolated("flood").build().unwrap();
@@ -33,38 +52,14 @@ async fn random_paths_and_methods_add_no_series_and_no_memory() {
         .route("/users/{id}", get(|| async { "user" }))
         .layer(obs.layer());
     let addr = serve(app).await;
-    let client = client();
     let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
 
-    let flood = |n: usize, rng: &mut XorShift| -> Vec<String> {
-        (0..n)
-            .map(|_| format!("/{}/{}", rng.token(8), rng.next()))
-            .collect()
-    };
     // Warm-up: every label set the flood can reach, and the allocator's steady state.
-    for path in flood(2_000, &mut rng) {
-        let (status, _) = send(&client, "GET", &format!("http://{addr}{path}"), b"").await;
-        assert_eq!(status, 404);
-    }
-    for _ in 0..100 {
-        let len = 3 + (rng.next() % 8) as usize;
-        let method = rng.token(len);
-        send(&client, &method, &format!("http://{addr}/"), b"").await;
-    }
-    let warm = obs.render_metrics();
-    let series_before = series_count(&warm);
+    flood(addr, &mut rng, 2_000, 100).await;
+    let series_before = series_count(&obs.render_metrics());
     let rss_before = rss_bytes();
 
-    for path in flood(10_000, &mut rng) {
-        let (status, _) = send(&client, "GET", &format!("http://{addr}{path}"), b"").await;
-        assert_eq!(status, 404);
-    }
-    for _ in 0..1_000 {
-        let len = 3 + (rng.next() % 8) as usize;
-        let method = rng.token(len);
-        let (status, _) = send(&client, &method, &format!("http://{addr}/"), b"").await;
-        assert_eq!(status, 405, "{method}");
-    }
+    flood(addr, &mut rng, 10_000, 1_000).await;
     let after = obs.render_metrics();
     let series_after = series_count(&after);
     let rss_after = rss_bytes();

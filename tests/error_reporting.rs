@@ -4,7 +4,8 @@
 mod support;
 
 use std::convert::Infallible;
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Path;
@@ -12,10 +13,11 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use serde_json::Value;
+use support::exposition::{metrics_when, total};
+use support::requests::{first_bytes, raw_exchange, raw_get};
 use support::sentry_endpoint::*;
+use support::sentry_events::*;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 use tower_observability::sentry_core::{add_breadcrumb, Breadcrumb};
 use tower_observability::{Observability, ObservabilityBuilder, Sentry};
@@ -23,11 +25,8 @@ use tower_observability::{Observability, ObservabilityBuilder, Sentry};
 const SENT: &str = "tower_observability_sentry_events_sent_total";
 const DROPPED: &str = "tower_observability_sentry_events_dropped_total";
 
-fn reporting(name: &str, endpoint: &SentryEndpoint) -> ObservabilityBuilder {
-    reporting_with(name, endpoint, |sentry| sentry)
-}
-
-/// [`reporting`], with Sentry settings of the test's own.
+/// A layer reporting to `endpoint` (release 1.4.2, environment staging), with the test's
+/// own Sentry settings.
 fn reporting_with(
     name: &str,
     endpoint: &SentryEndpoint,
@@ -39,63 +38,56 @@ fn reporting_with(
         .environment("staging")
 }
 
-/// Waits until `n` events arrived (or 10 s passed) and returns them.
-async fn events(endpoint: &SentryEndpoint, n: usize) -> Vec<Value> {
-    eventually(Duration::from_secs(10), || {
-        let events = endpoint.events();
-        (events.len() >= n).then_some(events)
-    })
-    .await
-    .unwrap_or_else(|| panic!("expected {n} events, got {:#?}", endpoint.events()))
+/// One test's set-up: a fresh Sentry endpoint and a layer reporting to it.
+struct Reporting {
+    endpoint: SentryEndpoint,
+    obs: Observability,
 }
 
-fn tag<'a>(event: &'a Value, name: &str) -> &'a str {
-    event["tags"][name]
-        .as_str()
-        .unwrap_or_else(|| panic!("no tag {name} in {event:#}"))
+impl Reporting {
+    async fn start(name: &str, sentry: impl FnOnce(Sentry) -> Sentry) -> Self {
+        let endpoint = SentryEndpoint::start().await;
+        let obs = reporting_with(name, &endpoint, sentry).build().unwrap();
+        Reporting { endpoint, obs }
+    }
+
+    /// Serves `app` behind the layer; returns where.
+    async fn serve(&self, app: Router) -> SocketAddr {
+        serve(app.layer(self.obs.layer())).await
+    }
+
+    /// Waits until `n` events arrived; returns them.
+    async fn events(&self, n: usize) -> Vec<serde_json::Value> {
+        events(&self.endpoint, n).await
+    }
 }
 
-/// Sentry reads an absent level as `error`, and the SDK leaves the default out.
-fn level(event: &Value) -> &str {
-    event["level"].as_str().unwrap_or("error")
-}
-
-fn counter(obs: &Observability, name: &str) -> f64 {
-    sample(&obs.render_metrics(), name, &[]).unwrap_or_else(|| panic!("{name} not exported"))
+/// GET `path` of `addr` with a fresh client: its status.
+async fn get_status(addr: SocketAddr, path: &str) -> u16 {
+    send(&client(), "GET", &format!("http://{addr}{path}"), b"")
+        .await
+        .0
 }
 
 #[tokio::test]
 async fn a_500_arrives_with_route_status_release_environment_and_request() {
     let _shared = MEASURING.read().await;
-    let endpoint = SentryEndpoint::start().await;
-    let obs = reporting("checkout", &endpoint).build().unwrap();
+    let t = Reporting::start("checkout", |s| s).await;
     let app = Router::new()
         .route(
             "/orders/{id}",
             get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "db down") }),
         )
-        .route("/ok", get(|| async { "fine" }))
-        .layer(obs.layer());
-    let addr = serve(app).await;
-    let (status, _) = send(&client(), "GET", &format!("http://{addr}/ok"), b"").await;
-    assert_eq!(status, 200);
-    let (status, _) = send(
-        &client(),
-        "GET",
-        &format!("http://{addr}/orders/7?page=2"),
-        b"",
-    )
-    .await;
-    assert_eq!(status, 503);
+        .route("/ok", get(|| async { "fine" }));
+    let addr = t.serve(app).await;
+    assert_eq!(get_status(addr, "/ok").await, 200);
+    assert_eq!(get_status(addr, "/orders/7?page=2").await, 503);
 
-    let event = events(&endpoint, 1).await.remove(0);
+    let event = t.events(1).await.remove(0);
     assert_eq!(level(&event), "error");
     assert_eq!(
-        event["message"]["formatted"]
-            .as_str()
-            .or(event["message"].as_str()),
-        Some("GET /orders/{id} responded 503 Service Unavailable"),
-        "{event:#}"
+        message(&event),
+        "GET /orders/{id} responded 503 Service Unavailable"
     );
     assert_eq!(event["transaction"], "GET /orders/{id}");
     assert_eq!(event["release"], "1.4.2");
@@ -113,16 +105,16 @@ async fn a_500_arrives_with_route_status_release_environment_and_request() {
     assert_eq!(request["query_string"], "page=2");
     assert_eq!(request["headers"]["host"], addr.to_string());
 
-    let received = endpoint.received();
+    let received = t.endpoint.received();
     assert_eq!(received.len(), 1, "the 200 is not reported");
     assert_eq!(received[0].project, "42");
     assert!(received[0]
         .auth
         .as_deref()
         .is_some_and(|a| a.contains("sentry_key=public-key")));
-    assert!(obs.flush_sentry(Duration::from_secs(5)));
-    assert_eq!(counter(&obs, SENT), 1.0);
-    assert_eq!(counter(&obs, DROPPED), 0.0);
+    assert!(t.obs.flush_sentry(Duration::from_secs(5)));
+    assert_eq!(total(&t.obs, SENT), 1.0);
+    assert_eq!(total(&t.obs, DROPPED), 0.0);
 }
 
 #[derive(Debug)]
@@ -138,7 +130,7 @@ impl std::fmt::Display for LedgerError {
 async fn an_inner_service_error_arrives_as_an_exception() {
     let _shared = MEASURING.read().await;
     let endpoint = SentryEndpoint::start().await;
-    let obs = reporting("ledger", &endpoint)
+    let obs = reporting_with("ledger", &endpoint, |s| s)
         .route_fn(|_| Some("/ledger".into()))
         .build()
         .unwrap();
@@ -174,19 +166,19 @@ fn handler_that_panics() -> &'static str {
 #[tokio::test]
 async fn a_panic_arrives_with_its_backtrace_and_the_client_gets_a_500() {
     let _shared = MEASURING.read().await;
-    let endpoint = SentryEndpoint::start().await;
-    let obs = reporting("stock", &endpoint).build().unwrap();
+    let t = Reporting::start("stock", |s| s).await;
     let app = Router::new()
         .route("/stock", get(|| async { handler_that_panics() }))
-        .route("/ok", get(|| async { "fine" }))
-        .layer(obs.layer());
-    let addr = serve(app).await;
-    let (status, _) = send(&client(), "GET", &format!("http://{addr}/stock"), b"").await;
-    assert_eq!(status, 500);
-    let (status, _) = send(&client(), "GET", &format!("http://{addr}/ok"), b"").await;
-    assert_eq!(status, 200, "the service keeps serving");
+        .route("/ok", get(|| async { "fine" }));
+    let addr = t.serve(app).await;
+    assert_eq!(get_status(addr, "/stock").await, 500);
+    assert_eq!(
+        get_status(addr, "/ok").await,
+        200,
+        "the service keeps serving"
+    );
 
-    let event = events(&endpoint, 1).await.remove(0);
+    let event = t.events(1).await.remove(0);
     let exception = &event["exception"]["values"][0];
     assert_eq!(exception["type"], "panic");
     assert_eq!(exception["value"], "invariant broken: negative stock");
@@ -212,8 +204,7 @@ async fn a_panic_arrives_with_its_backtrace_and_the_client_gets_a_500() {
 #[tokio::test]
 async fn grpc_server_faults_and_body_errors_are_reported_and_4xx_are_not() {
     let _shared = MEASURING.read().await;
-    let endpoint = SentryEndpoint::start().await;
-    let obs = reporting("mixed", &endpoint).build().unwrap();
+    let t = Reporting::start("mixed", |s| s).await;
     let app = Router::new()
         .route(
             "/pkg.Inventory/Reserve",
@@ -235,12 +226,10 @@ async fn grpc_server_faults_and_body_errors_are_reported_and_4xx_are_not() {
                 ]))
             }),
         )
-        .route("/missing", get(|| async { StatusCode::NOT_FOUND }))
-        .layer(obs.layer());
-    let addr = serve(app).await;
+        .route("/missing", get(|| async { StatusCode::NOT_FOUND }));
+    let addr = t.serve(app).await;
     let client = client();
-    let (status, _) = send(&client, "GET", &format!("http://{addr}/missing"), b"").await;
-    assert_eq!(status, 404);
+    assert_eq!(get_status(addr, "/missing").await, 404);
     let req = http::Request::post(format!("http://{addr}/pkg.Inventory/Reserve"))
         .header("content-type", "application/grpc")
         .body(http_body_util::Full::new(Bytes::new()))
@@ -258,35 +247,25 @@ async fn grpc_server_faults_and_body_errors_are_reported_and_4xx_are_not() {
         let _ = http_body_util::BodyExt::collect(res.into_body()).await;
     }
 
-    let events = events(&endpoint, 2).await;
-    let grpc = events
-        .iter()
-        .find(|e| e["transaction"] == "POST /pkg.Inventory/Reserve")
-        .expect("the gRPC fault was reported");
-    let message = grpc["message"]["formatted"]
-        .as_str()
-        .or(grpc["message"].as_str());
+    let events = t.events(2).await;
+    let grpc = for_transaction(&events, "POST /pkg.Inventory/Reserve");
     assert_eq!(
-        message,
-        Some("POST /pkg.Inventory/Reserve failed with gRPC UNAVAILABLE: warehouse offline")
+        message(grpc),
+        "POST /pkg.Inventory/Reserve failed with gRPC UNAVAILABLE: warehouse offline"
     );
     assert_eq!(tag(grpc, "error.type"), "UNAVAILABLE");
     assert_eq!(tag(grpc, "rpc.grpc.status_code"), "14");
-    let body = events
-        .iter()
-        .find(|e| e["transaction"] == "GET /export")
-        .expect("the body error was reported");
+    let body = for_transaction(&events, "GET /export");
     assert_eq!(body["exception"]["values"][0]["value"], "disk read failed");
     assert_eq!(tag(body, "error.type"), "body_error");
     // The transport sends in order: the 404 before them would have arrived first.
-    assert_eq!(endpoint.events().len(), 2, "a 404 is not reported");
+    assert_eq!(t.endpoint.events().len(), 2, "a 404 is not reported");
 }
 
 #[tokio::test]
 async fn a_client_that_goes_away_is_not_a_server_error() {
     let _shared = MEASURING.read().await;
-    let endpoint = SentryEndpoint::start().await;
-    let obs = reporting("gone", &endpoint).build().unwrap();
+    let t = Reporting::start("gone", |s| s).await;
     let app = Router::new()
         .route(
             "/stream",
@@ -297,33 +276,27 @@ async fn a_client_that_goes_away_is_not_a_server_error() {
                 }))
             }),
         )
-        .route("/fail", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
-        .layer(obs.layer());
-    let addr = serve(app).await;
-    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
-    socket
-        .write_all(b"GET /stream HTTP/1.1\r\nhost: test\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = [0u8; 256];
-    let n = socket.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        .route("/fail", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }));
+    let addr = t.serve(app).await;
+    let mut socket = raw_get(addr, "/stream").await;
+    assert!(first_bytes(&mut socket).await.starts_with("HTTP/1.1 200"));
     drop(socket);
     let cancelled = [("error_type", "cancelled")];
-    eventually(Duration::from_secs(5), || {
+    metrics_when(&t.obs, "the abandoned request, as cancelled", |text| {
         sample(
-            &obs.render_metrics(),
+            text,
             "http_server_request_duration_seconds_count",
             &cancelled,
         )
+        .is_some()
     })
-    .await
-    .expect("the abandoned request was recorded as cancelled");
+    .await;
     // A sentinel after it: the transport sends in order.
-    send(&client(), "GET", &format!("http://{addr}/fail"), b"").await;
-    let events = events(&endpoint, 1).await;
-    assert!(obs.flush_sentry(Duration::from_secs(5)));
-    let transactions: Vec<_> = endpoint
+    get_status(addr, "/fail").await;
+    let events = t.events(1).await;
+    assert!(t.obs.flush_sentry(Duration::from_secs(5)));
+    let transactions: Vec<_> = t
+        .endpoint
         .events()
         .iter()
         .map(|e| e["transaction"].clone())
@@ -334,16 +307,11 @@ async fn a_client_that_goes_away_is_not_a_server_error() {
 #[tokio::test]
 async fn client_errors_are_reported_as_warnings_when_asked() {
     let _shared = MEASURING.read().await;
-    let endpoint = SentryEndpoint::start().await;
-    let obs = reporting_with("strict", &endpoint, |s| s.report_client_errors(true))
-        .build()
-        .unwrap();
-    let app = Router::new()
-        .route("/missing", get(|| async { StatusCode::NOT_FOUND }))
-        .layer(obs.layer());
-    let addr = serve(app).await;
-    send(&client(), "GET", &format!("http://{addr}/missing"), b"").await;
-    let event = events(&endpoint, 1).await.remove(0);
+    let t = Reporting::start("strict", |s| s.report_client_errors(true)).await;
+    let app = Router::new().route("/missing", get(|| async { StatusCode::NOT_FOUND }));
+    let addr = t.serve(app).await;
+    assert_eq!(get_status(addr, "/missing").await, 404);
+    let event = t.events(1).await.remove(0);
     assert_eq!(level(&event), "warning");
     assert_eq!(tag(&event, "status"), "404");
 }
@@ -351,8 +319,7 @@ async fn client_errors_are_reported_as_warnings_when_asked() {
 #[tokio::test]
 async fn before_send_and_the_sample_rate_decide_what_is_sent() {
     let _shared = MEASURING.read().await;
-    let endpoint = SentryEndpoint::start().await;
-    let obs = reporting_with("filtered", &endpoint, |s| {
+    let t = Reporting::start("filtered", |s| {
         s.before_send(|mut event| {
             if event.transaction.as_deref() == Some("GET /noisy") {
                 return None;
@@ -361,56 +328,51 @@ async fn before_send_and_the_sample_rate_decide_what_is_sent() {
             Some(event)
         })
     })
-    .build()
-    .unwrap();
+    .await;
     let failing = || {
         Router::new()
             .route("/noisy", get(|| async { StatusCode::BAD_GATEWAY }))
             .route("/real", get(|| async { StatusCode::BAD_GATEWAY }))
     };
-    let addr = serve(failing().layer(obs.layer())).await;
-    send(&client(), "GET", &format!("http://{addr}/noisy"), b"").await;
-    send(&client(), "GET", &format!("http://{addr}/real"), b"").await;
-    let event = events(&endpoint, 1).await.remove(0);
+    let addr = t.serve(failing()).await;
+    assert_eq!(get_status(addr, "/noisy").await, 502);
+    assert_eq!(get_status(addr, "/real").await, 502);
+    let event = t.events(1).await.remove(0);
     assert_eq!(event["transaction"], "GET /real");
     assert_eq!(tag(&event, "team"), "payments");
     assert!(
-        obs.shutdown(Duration::from_secs(5)),
+        t.obs.shutdown(Duration::from_secs(5)),
         "shutdown flushes the events"
     );
     assert_eq!(
-        endpoint.events().len(),
+        t.endpoint.events().len(),
         1,
         "before_send dropped the noisy one"
     );
 
-    let never = SentryEndpoint::start().await;
-    let sampled_out = reporting_with("sampled", &never, |s| s.sample_rate(0.0))
-        .build()
-        .unwrap();
-    let addr = serve(failing().layer(sampled_out.layer())).await;
+    let sampled_out = Reporting::start("sampled", |s| s.sample_rate(0.0)).await;
+    let addr = sampled_out.serve(failing()).await;
     for _ in 0..5 {
-        send(&client(), "GET", &format!("http://{addr}/real"), b"").await;
+        assert_eq!(get_status(addr, "/real").await, 502);
     }
-    assert!(sampled_out.flush_sentry(Duration::from_secs(5)));
+    assert!(sampled_out.obs.flush_sentry(Duration::from_secs(5)));
     assert!(
-        never.received().is_empty(),
+        sampled_out.endpoint.received().is_empty(),
         "a sample rate of 0 sends nothing"
     );
-    assert_eq!(counter(&sampled_out, SENT), 0.0);
+    assert_eq!(total(&sampled_out.obs, SENT), 0.0);
 }
 
 #[tokio::test]
 async fn no_credential_address_or_secret_leaves_the_process() {
     let _shared = MEASURING.read().await;
-    let endpoint = SentryEndpoint::start().await;
-    let obs = reporting("private", &endpoint).build().unwrap();
+    let t = Reporting::start("private", |s| s).await;
     let app = Router::new()
         .route(
             "/account",
             get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
         )
-        .layer(obs.layer())
+        .layer(t.obs.layer())
         // An outer layer marks a header sensitive, as tower-http's SetSensitiveHeaders does.
         .layer(tower::util::MapRequestLayer::new(
             |mut req: Request<Body>| {
@@ -451,15 +413,13 @@ async fn no_credential_address_or_secret_leaves_the_process() {
          connection: close\r\n\r\n"
     );
     for head in [head, host_head] {
-        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
-        socket.write_all(head.as_bytes()).await.unwrap();
-        let mut answer = Vec::new();
-        socket.read_to_end(&mut answer).await.unwrap();
+        let answer = raw_exchange(addr, head.as_bytes()).await;
         assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 500"));
     }
 
-    let events = events(&endpoint, 2).await;
-    let raw: Vec<u8> = endpoint
+    let events = t.events(2).await;
+    let raw: Vec<u8> = t
+        .endpoint
         .received()
         .iter()
         .flat_map(|r| r.raw.to_vec())
@@ -499,32 +459,27 @@ async fn no_credential_address_or_secret_leaves_the_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn breadcrumbs_never_leak_between_200_concurrent_requests() {
     let _shared = MEASURING.read().await;
-    let endpoint = SentryEndpoint::start().await;
-    let obs = reporting_with("isolated", &endpoint, |s| s.queue_capacity(512))
-        .build()
-        .unwrap();
-    let app = Router::new()
-        .route(
-            "/work/{id}",
-            get(|Path(id): Path<u32>| async move {
-                add_breadcrumb(Breadcrumb {
-                    message: Some(format!("crumb-{id}")),
-                    ..Default::default()
-                });
-                // Interleave with the other requests before deciding.
-                for _ in 0..(id % 5) {
-                    tokio::task::yield_now().await;
-                }
-                tokio::time::sleep(Duration::from_millis(u64::from(id % 7))).await;
-                if id % 2 == 1 {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                } else {
-                    StatusCode::OK
-                }
-            }),
-        )
-        .layer(obs.layer());
-    let addr = serve(app).await;
+    let t = Reporting::start("isolated", |s| s.queue_capacity(512)).await;
+    let app = Router::new().route(
+        "/work/{id}",
+        get(|Path(id): Path<u32>| async move {
+            add_breadcrumb(Breadcrumb {
+                message: Some(format!("crumb-{id}")),
+                ..Default::default()
+            });
+            // Interleave with the other requests before deciding.
+            for _ in 0..(id % 5) {
+                tokio::task::yield_now().await;
+            }
+            tokio::time::sleep(Duration::from_millis(u64::from(id % 7))).await;
+            if id % 2 == 1 {
+                StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                StatusCode::OK
+            }
+        }),
+    );
+    let addr = t.serve(app).await;
     let client = client();
     let requests = (0..200u32).map(|id| {
         let client = client.clone();
@@ -536,18 +491,18 @@ async fn breadcrumbs_never_leak_between_200_concurrent_requests() {
         r.unwrap();
     }
 
-    let events = events(&endpoint, 100).await;
+    let events = t.events(100).await;
     assert_eq!(events.len(), 100);
     let mut seen = std::collections::BTreeSet::new();
     for event in &events {
         let url = event["request"]["url"].as_str().unwrap();
         let id: u32 = url.rsplit('/').next().unwrap().parse().unwrap();
         assert_eq!(id % 2, 1, "only failing requests are reported");
-        let crumbs: Vec<_> = event["breadcrumbs"]["values"]
-            .as_array()
-            .map(|v| v.iter().map(|b| b["message"].as_str().unwrap()).collect())
-            .unwrap_or_default();
-        assert_eq!(crumbs, [format!("crumb-{id}")], "event of request {id}");
+        assert_eq!(
+            breadcrumbs(event),
+            [format!("crumb-{id}")],
+            "event of request {id}"
+        );
         seen.insert(id);
     }
     assert_eq!(seen.len(), 100);
@@ -556,29 +511,26 @@ async fn breadcrumbs_never_leak_between_200_concurrent_requests() {
 #[tokio::test]
 async fn the_hub_stays_bound_while_the_body_streams() {
     let _shared = MEASURING.read().await;
-    let endpoint = SentryEndpoint::start().await;
-    let obs = reporting("streams", &endpoint).build().unwrap();
-    let app = Router::new()
-        .route(
-            "/feed",
-            get(|| async {
-                let chunks = futures_util::stream::unfold(0u8, |i| async move {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    add_breadcrumb(Breadcrumb {
-                        message: Some(format!("chunk-{i}")),
-                        ..Default::default()
-                    });
-                    match i {
-                        0..=2 => Some((Ok::<_, std::io::Error>(Bytes::from_static(b"x")), i + 1)),
-                        3 => Some((Err(std::io::Error::other("upstream closed")), i + 1)),
-                        _ => None,
-                    }
+    let t = Reporting::start("streams", |s| s).await;
+    let app = Router::new().route(
+        "/feed",
+        get(|| async {
+            let chunks = futures_util::stream::unfold(0u8, |i| async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                add_breadcrumb(Breadcrumb {
+                    message: Some(format!("chunk-{i}")),
+                    ..Default::default()
                 });
-                Body::from_stream(chunks)
-            }),
-        )
-        .layer(obs.layer());
-    let addr = serve(app).await;
+                match i {
+                    0..=2 => Some((Ok::<_, std::io::Error>(Bytes::from_static(b"x")), i + 1)),
+                    3 => Some((Err(std::io::Error::other("upstream closed")), i + 1)),
+                    _ => None,
+                }
+            });
+            Body::from_stream(chunks)
+        }),
+    );
+    let addr = t.serve(app).await;
     let res = client()
         .request(
             http::Request::get(format!("http://{addr}/feed"))
@@ -588,34 +540,16 @@ async fn the_hub_stays_bound_while_the_body_streams() {
         .await
         .unwrap();
     let _ = http_body_util::BodyExt::collect(res.into_body()).await;
-    let event = events(&endpoint, 1).await.remove(0);
-    let crumbs: Vec<_> = event["breadcrumbs"]["values"]
-        .as_array()
-        .expect("breadcrumbs added while the body streamed")
-        .iter()
-        .map(|b| b["message"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(crumbs, ["chunk-0", "chunk-1", "chunk-2", "chunk-3"]);
+    let event = t.events(1).await.remove(0);
+    assert_eq!(
+        breadcrumbs(&event),
+        ["chunk-0", "chunk-1", "chunk-2", "chunk-3"],
+        "breadcrumbs added while the body streamed"
+    );
 }
 
 /// Tests that measure time or memory run alone; the others share the machine.
 static MEASURING: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
-
-/// The latencies of `n` sequential requests to `path`, each answered 500.
-async fn latencies(client: &HttpClient, addr: std::net::SocketAddr, n: usize) -> Vec<Duration> {
-    let mut times = Vec::with_capacity(n);
-    for _ in 0..n {
-        let start = Instant::now();
-        let (status, _) = send(client, "GET", &format!("http://{addr}/fail"), b"").await;
-        assert_eq!(status, 500);
-        times.push(start.elapsed());
-    }
-    times
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p) as usize]
-}
 
 fn failing_app(obs: &Observability) -> Router {
     Router::new()
@@ -654,53 +588,27 @@ async fn an_endpoint_that_is_down_or_hangs_never_slows_requests_and_drops_are_co
             reporting_to("hanging", format!("http://key@{hanging}/1")),
         ),
     ];
-    let client = client();
-    let mut addrs = Vec::new();
+    let mut uris = Vec::new();
     for (_, obs) in &setups {
-        let addr = serve(failing_app(obs)).await;
-        latencies(&client, addr, 10).await; // warm-up: connection, route, series
-        addrs.push(addr);
+        uris.push(format!("http://{}/fail", serve(failing_app(obs)).await));
     }
-    // Interleaved rounds: a slow moment of this shared machine hits every setup alike.
-    let mut samples = vec![Vec::new(); setups.len()];
-    for _ in 0..ROUNDS {
-        for (addr, all) in addrs.iter().zip(&mut samples) {
-            all.extend(latencies(&client, *addr, PER_ROUND).await);
-        }
-    }
-    let n = 10 + ROUNDS * PER_ROUND;
-    let mut tails = Vec::new();
-    for ((case, obs), sorted) in setups.iter().zip(&mut samples) {
-        sorted.sort();
-        let (p50, p99) = (pct(sorted, 0.5), pct(sorted, 0.99));
-        eprintln!("{case:>8}: p50 {p50:?}  p99 {p99:?}");
-        tails.push((case, p50, p99));
-        if *case == "no DSN" {
-            continue;
-        }
+    const WARM_UP: usize = 10;
+    let latencies = cost::interleaved(&uris, 500, WARM_UP, ROUNDS, PER_ROUND).await;
+    let n = WARM_UP + ROUNDS * PER_ROUND;
+    for (case, obs) in &setups[1..] {
         // Nothing was delivered. An event is dropped on arrival, or held (queued or in
         // the one send under way: at most the queue's capacity), or dropped when its send
         // fails: so all but the held ones are counted already.
-        assert_eq!(counter(obs, SENT), 0.0, "{case}");
-        let dropped = counter(obs, DROPPED);
+        assert_eq!(total(obs, SENT), 0.0, "{case}");
+        let dropped = total(obs, DROPPED);
         assert!(
             dropped >= (n - CAPACITY) as f64 && dropped <= n as f64,
             "{case}: {dropped} dropped of {n}"
         );
     }
-    let (_, base50, base99) = tails[0];
-    for (case, p50, p99) in &tails[1..] {
-        // Within noise of no reporting: the same order, never the 500 ms send timeout.
-        let bound = |base: Duration, slack: Duration| (base * 3).max(base + slack);
-        assert!(
-            *p50 <= bound(base50, Duration::from_millis(2)),
-            "{case}: p50 {p50:?} vs {base50:?} without reporting"
-        );
-        assert!(
-            *p99 <= bound(base99, Duration::from_millis(10)),
-            "{case}: p99 {p99:?} vs {base99:?} without reporting"
-        );
-    }
+    // Within noise of no reporting: the same order, never the 500 ms send timeout.
+    let cases: Vec<_> = setups.iter().map(|(case, _)| *case).collect();
+    cost::assert_near_baseline(&cases, &latencies, "without reporting");
 
     // An outage: a burst of identical errors straight through the layer. The queue stays
     // at its capacity, so memory does not grow with the burst (unbounded, each event would
@@ -719,23 +627,21 @@ async fn an_endpoint_that_is_down_or_hangs_never_slows_requests_and_drops_are_co
             )
         }),
     );
-    let before = counter(hung, DROPPED);
-    let rss_before = rss_bytes();
-    let started = Instant::now();
-    for _ in 0..BURST {
-        let req = Request::get("http://shop.internal/checkout")
-            .body(Body::empty())
-            .unwrap();
-        let res = service.clone().oneshot(req).await.unwrap();
-        assert_eq!(res.status(), 500);
-        // The exchange ends with its body.
-        http_body_util::BodyExt::collect(res.into_body())
-            .await
-            .unwrap();
-    }
-    let took = started.elapsed();
-    let growth = rss_bytes().saturating_sub(rss_before);
-    let dropped = counter(hung, DROPPED) - before;
+    let outage = cost::burst(hung, DROPPED, async {
+        for _ in 0..BURST {
+            let req = Request::get("http://shop.internal/checkout")
+                .body(Body::empty())
+                .unwrap();
+            let res = service.clone().oneshot(req).await.unwrap();
+            assert_eq!(res.status(), 500);
+            // The exchange ends with its body.
+            http_body_util::BodyExt::collect(res.into_body())
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    let (took, growth, dropped) = (outage.took, outage.rss_growth, outage.dropped);
     eprintln!(
         "hanging endpoint, {BURST} errors in {took:?}: {dropped} dropped, rss +{} KiB",
         growth / 1024
@@ -747,19 +653,19 @@ async fn an_endpoint_that_is_down_or_hangs_never_slows_requests_and_drops_are_co
         dropped >= (BURST - CAPACITY) as f64 && dropped <= (BURST + CAPACITY) as f64,
         "{dropped} dropped of {BURST}"
     );
-    assert_eq!(counter(hung, SENT), 0.0);
+    assert_eq!(total(hung, SENT), 0.0);
 
     // Once the transport has given up on what it holds, every event is accounted for.
     for (case, obs) in &setups[1..] {
-        let total = if *case == "hanging" { n + BURST } else { n };
+        let sent = if *case == "hanging" { n + BURST } else { n };
         let all = eventually(Duration::from_secs(30), || {
-            (counter(obs, DROPPED) == total as f64).then_some(())
+            (total(obs, DROPPED) == sent as f64).then_some(())
         })
         .await;
         assert!(
             all.is_some(),
-            "{case}: {} dropped of {total}",
-            counter(obs, DROPPED)
+            "{case}: {} dropped of {sent}",
+            total(obs, DROPPED)
         );
     }
 }

@@ -6,74 +6,62 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
-use bytes::Bytes;
 use http::StatusCode;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode as SpanStatus;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use prost::Message;
+use serde_json::Value;
+use support::caller::{CALLER, TRACE, TRACEPARENT};
+use support::env::from_vars;
+use support::otlp_receiver::{attr, hex, OtlpReceiver};
+use support::requests::request;
 use support::sentry_endpoint::SentryEndpoint;
+use support::sentry_events::{events, for_transaction};
 use support::*;
-use tower_observability::{MetricsBackend, Observability};
+use tower_observability::ObservabilityBuilder;
 
-const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-const CALLER: &str = "00f067aa0ba902b7";
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// A layer configured by the standard variables to export to a fresh OTLP HTTP/protobuf
+/// receiver and report to a fresh Sentry endpoint.
+async fn linked(name: &str) -> (ObservabilityBuilder, OtlpReceiver, SentryEndpoint) {
+    let otlp = OtlpReceiver::http().await;
+    let sentry = SentryEndpoint::start().await;
+    let dsn = sentry.dsn();
+    let vars = otlp.vars(&[("OTEL_BSP_SCHEDULE_DELAY", "50"), ("SENTRY_DSN", &dsn)]);
+    (from_vars(name, &vars), otlp, sentry)
 }
 
-/// An HTTP/protobuf OTLP receiver; returns its base endpoint.
-async fn otlp_receiver(spans: Arc<Mutex<Vec<Span>>>) -> String {
-    let app = Router::new().route(
-        "/v1/traces",
-        post(move |body: Bytes| {
-            let spans = spans.clone();
-            async move {
-                let req = ExportTraceServiceRequest::decode(body).unwrap();
-                let mut spans = spans.lock().unwrap();
-                for rs in req.resource_spans {
-                    for ss in rs.scope_spans {
-                        spans.extend(ss.spans);
-                    }
-                }
-                (
-                    [("content-type", "application/x-protobuf")],
-                    ExportTraceServiceResponse::default().encode_to_vec(),
-                )
-            }
-        }),
-    );
-    format!("http://{}", serve(app).await)
+/// The event and the exported span of `transaction`, once the event's trace context is
+/// checked to name that span.
+fn event_and_span<'a>(
+    events: &'a [Value],
+    otlp: &OtlpReceiver,
+    transaction: &str,
+) -> (&'a Value, Span) {
+    let event = for_transaction(events, transaction);
+    let (_, span) = otlp
+        .named(transaction)
+        .unwrap_or_else(|| panic!("no span for {transaction}"));
+    let trace = &event["contexts"]["trace"];
+    assert_eq!(trace["trace_id"], hex(&span.trace_id), "{transaction}");
+    assert_eq!(trace["span_id"], hex(&span.span_id), "{transaction}");
+    (event, span)
+}
+
+/// Waits for exactly `n` events and for `n` exported spans; returns the events.
+async fn reported(sentry: &SentryEndpoint, otlp: &OtlpReceiver, n: usize) -> Vec<Value> {
+    let events = events(sentry, n).await;
+    assert_eq!(events.len(), n, "{events:#?}");
+    otlp.wait_for(n).await;
+    events
 }
 
 #[tokio::test]
 async fn the_events_trace_id_is_the_exported_spans() {
-    let spans = Arc::new(Mutex::new(Vec::new()));
-    let otlp = otlp_receiver(spans.clone()).await;
-    let sentry = SentryEndpoint::start().await;
-    let vars: HashMap<&str, String> = [
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp),
-        ("OTEL_BSP_SCHEDULE_DELAY", "50".to_owned()),
-        ("SENTRY_DSN", sentry.dsn()),
-    ]
-    .into_iter()
-    .collect();
-    let obs = Observability::from_env_with("linked", |k| vars.get(k).cloned())
-        .unwrap()
-        .metrics_backend(MetricsBackend::IsolatedPrometheus)
-        .build()
-        .unwrap();
+    let (builder, otlp, sentry) = linked("linked").await;
+    let obs = builder.build().unwrap();
     let app = Router::new()
         .route("/fail", get(|| async { StatusCode::BAD_GATEWAY }))
         .route(
@@ -84,52 +72,20 @@ async fn the_events_trace_id_is_the_exported_spans() {
     let addr = serve(app).await;
     let client = client();
     // One request continuing the caller's trace, one starting a new one.
-    let req = http::Request::get(format!("http://{addr}/fail"))
-        .header("traceparent", format!("00-{TRACE}-{CALLER}-01"))
-        .body(http_body_util::Full::new(Bytes::new()))
-        .unwrap();
-    assert_eq!(client.request(req).await.unwrap().status(), 502);
+    let traced = [("traceparent", TRACEPARENT)];
+    let fail = request(&client, "GET", &format!("http://{addr}/fail"), &traced).await;
+    assert_eq!(fail.status, 502);
     let (status, _) = send(&client, "GET", &format!("http://{addr}/fresh"), b"").await;
     assert_eq!(status, 500);
 
-    let events = eventually(Duration::from_secs(10), || {
-        let events = sentry.events();
-        (events.len() == 2).then_some(events)
-    })
-    .await
-    .expect("two events");
-    let exported = eventually(Duration::from_secs(10), || {
-        let spans = spans.lock().unwrap().clone();
-        (spans.len() >= 2).then_some(spans)
-    })
-    .await
-    .expect("two exported server spans");
-
+    let events = reported(&sentry, &otlp, 2).await;
     for (name, inherited) in [("GET /fail", true), ("GET /fresh", false)] {
-        let event = events
-            .iter()
-            .find(|e| e["transaction"] == name)
-            .unwrap_or_else(|| panic!("no event for {name}"));
-        let span = exported
-            .iter()
-            .find(|s| s.name == name)
-            .unwrap_or_else(|| panic!("no span for {name}"));
+        let (event, _) = event_and_span(&events, &otlp, name);
         let trace = &event["contexts"]["trace"];
-        assert_eq!(trace["trace_id"], hex(&span.trace_id), "{name}");
-        assert_eq!(trace["span_id"], hex(&span.span_id), "{name}");
         assert_eq!(trace["op"], "http.server");
         if inherited {
             assert_eq!(trace["trace_id"], TRACE, "the caller's trace continues");
         }
-    }
-}
-
-fn attr(span: &Span, key: &str) -> Option<String> {
-    let value = span.attributes.iter().find(|kv| kv.key == key)?;
-    match value.value.as_ref()?.value.as_ref()? {
-        AnyValue::StringValue(s) => Some(s.clone()),
-        AnyValue::IntValue(i) => Some(i.to_string()),
-        other => Some(format!("{other:?}")),
     }
 }
 
@@ -148,20 +104,8 @@ impl std::fmt::Display for LedgerDown {
 
 #[tokio::test]
 async fn panics_and_inner_errors_carry_the_exported_spans_trace_and_all_signals_agree() {
-    let spans = Arc::new(Mutex::new(Vec::new()));
-    let otlp = otlp_receiver(spans.clone()).await;
-    let sentry = SentryEndpoint::start().await;
-    let vars: HashMap<&str, String> = [
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp),
-        ("OTEL_BSP_SCHEDULE_DELAY", "50".to_owned()),
-        ("SENTRY_DSN", sentry.dsn()),
-    ]
-    .into_iter()
-    .collect();
-    let obs = Observability::from_env_with("failing", |k| vars.get(k).cloned())
-        .unwrap()
-        .metrics_backend(MetricsBackend::IsolatedPrometheus)
+    let (builder, otlp, sentry) = linked("failing").await;
+    let obs = builder
         .route_fn(|head| (head.uri.path() == "/ledger").then(|| "/ledger".into()))
         .build()
         .unwrap();
@@ -171,11 +115,9 @@ async fn panics_and_inner_errors_carry_the_exported_spans_trace_and_all_signals_
         .route("/stock", get(|| async { handler_that_panics() }))
         .layer(obs.layer());
     let addr = serve(app).await;
-    let req = http::Request::get(format!("http://{addr}/stock"))
-        .header("traceparent", format!("00-{TRACE}-{CALLER}-01"))
-        .body(http_body_util::Full::new(Bytes::new()))
-        .unwrap();
-    assert_eq!(client().request(req).await.unwrap().status(), 500);
+    let traced = [("traceparent", TRACEPARENT)];
+    let stock = request(&client(), "GET", &format!("http://{addr}/stock"), &traced).await;
+    assert_eq!(stock.status, 500);
 
     // An inner service's error, in a new trace.
     let service = tower::service_fn(|_req: http::Request<_>| async {
@@ -188,41 +130,20 @@ async fn panics_and_inner_errors_carry_the_exported_spans_trace_and_all_signals_
     let err = tower::ServiceExt::oneshot(layered, req).await.unwrap_err();
     assert_eq!(err.to_string(), "ledger unreachable");
 
-    let events = eventually(Duration::from_secs(10), || {
-        let events = sentry.events();
-        (events.len() == 2).then_some(events)
-    })
-    .await
-    .expect("two events");
-    let exported = eventually(Duration::from_secs(10), || {
-        let spans = spans.lock().unwrap().clone();
-        (spans.len() >= 2).then_some(spans)
-    })
-    .await
-    .expect("two exported server spans");
-
+    let events = reported(&sentry, &otlp, 2).await;
     for (name, error_type, inherited) in [
         ("GET /stock", "panic", true),
         ("POST /ledger", "service_error", false),
     ] {
-        let event = events
-            .iter()
-            .find(|e| e["transaction"] == name)
-            .unwrap_or_else(|| panic!("no event for {name}: {events:#?}"));
-        let span = exported
-            .iter()
-            .find(|s| s.name == name)
-            .unwrap_or_else(|| panic!("no span for {name}"));
+        let (event, span) = event_and_span(&events, &otlp, name);
         let trace = &event["contexts"]["trace"];
-        assert_eq!(trace["trace_id"], hex(&span.trace_id), "{name}");
-        assert_eq!(trace["span_id"], hex(&span.span_id), "{name}");
         if inherited {
             assert_eq!(trace["trace_id"], TRACE, "the caller's trace continues");
             assert_eq!(hex(&span.parent_span_id), CALLER);
         }
         // The span, the metric and the event say the same.
         assert_eq!(
-            attr(span, "error.type").as_deref(),
+            attr(&span, "error.type").as_deref(),
             Some(error_type),
             "{name}"
         );
@@ -232,16 +153,13 @@ async fn panics_and_inner_errors_carry_the_exported_spans_trace_and_all_signals_
             "{name}"
         );
         assert_eq!(
-            attr(span, "http.response.status_code").as_deref(),
+            attr(&span, "http.response.status_code").as_deref(),
             Some("500")
         );
         assert_eq!(event["tags"]["error.type"], error_type, "{name}");
         assert_eq!(event["tags"]["status"], "500", "{name}");
     }
-    let panic_event = events
-        .iter()
-        .find(|e| e["transaction"] == "GET /stock")
-        .unwrap();
+    let panic_event = for_transaction(&events, "GET /stock");
     assert_eq!(panic_event["exception"]["values"][0]["type"], "panic");
 
     let text = obs.render_metrics();
@@ -273,22 +191,8 @@ async fn panics_and_inner_errors_carry_the_exported_spans_trace_and_all_signals_
 
 #[tokio::test]
 async fn a_head_request_that_fails_is_a_5xx_in_metrics_span_and_sentry() {
-    let spans = Arc::new(Mutex::new(Vec::new()));
-    let otlp = otlp_receiver(spans.clone()).await;
-    let sentry = SentryEndpoint::start().await;
-    let vars: HashMap<&str, String> = [
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp),
-        ("OTEL_BSP_SCHEDULE_DELAY", "50".to_owned()),
-        ("SENTRY_DSN", sentry.dsn()),
-    ]
-    .into_iter()
-    .collect();
-    let obs = Observability::from_env_with("head", |k| vars.get(k).cloned())
-        .unwrap()
-        .metrics_backend(MetricsBackend::IsolatedPrometheus)
-        .build()
-        .unwrap();
+    let (builder, otlp, sentry) = linked("head").await;
+    let obs = builder.build().unwrap();
     let app = Router::new()
         .route(
             "/fail",
@@ -302,13 +206,10 @@ async fn a_head_request_that_fails_is_a_5xx_in_metrics_span_and_sentry() {
     assert_eq!(status, 503);
 
     // The 500 a panic is answered with carries the request id like any response.
-    let req = http::Request::get(format!("http://{addr}/stock"))
-        .header("x-request-id", "order-7")
-        .body(http_body_util::Full::new(Bytes::new()))
-        .unwrap();
-    let res = client.request(req).await.unwrap();
-    assert_eq!(res.status(), 500);
-    assert_eq!(res.headers()["x-request-id"], "order-7");
+    let uri = format!("http://{addr}/stock");
+    let res = request(&client, "GET", &uri, &[("x-request-id", "order-7")]).await;
+    assert_eq!(res.status, 500);
+    assert_eq!(res.headers["x-request-id"], "order-7");
 
     let event = eventually(Duration::from_secs(10), || {
         let events = sentry.events();
@@ -320,12 +221,10 @@ async fn a_head_request_that_fails_is_a_5xx_in_metrics_span_and_sentry() {
     .expect("an event for the HEAD request's 503");
     assert_eq!(event["tags"]["status"], "503");
     assert_eq!(event["tags"]["error.type"], "503");
-    let span = eventually(Duration::from_secs(10), || {
-        let spans = spans.lock().unwrap();
-        spans.iter().find(|s| s.name == "HEAD /fail").cloned()
-    })
-    .await
-    .expect("the HEAD request's span");
+    let span = eventually(Duration::from_secs(10), || otlp.named("HEAD /fail"))
+        .await
+        .expect("the HEAD request's span")
+        .1;
     assert_eq!(
         attr(&span, "http.response.status_code").as_deref(),
         Some("503")

@@ -3,26 +3,11 @@
 //! `MetricsBackend::Global` records into the application's recorder instead.
 //! (Its own test binary: a process has one global recorder.)
 
-use axum::routing::get;
-use axum::Router;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use tower::ServiceExt;
-use tower_observability::{MetricsBackend, Observability};
+mod support;
 
-async fn one_request(obs: &Observability) {
-    let app = Router::new()
-        .route("/x", get(|| async { "x" }))
-        .layer(obs.layer());
-    let res = app
-        .oneshot(
-            http::Request::get("/x")
-                .body(axum::body::Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-}
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use support::requests::one_get;
+use tower_observability::{MetricsBackend, Observability};
 
 #[tokio::test]
 async fn an_application_recorder_installed_first_is_respected() {
@@ -32,10 +17,11 @@ async fn an_application_recorder_installed_first_is_respected() {
 
     // Default backend: cannot install, so it keeps its own registry and still serves it.
     let own = Observability::builder("own").build().unwrap();
-    one_request(&own).await;
+    assert_eq!(one_get(&own, "/x").await, 200);
     let text = own.render_metrics();
-    assert!(
-        text.contains("http_server_request_duration_seconds_count{"),
+    assert_eq!(
+        support::sample(&text, "http_server_request_duration_seconds_count", &[]),
+        Some(1.0),
         "{text}"
     );
 
@@ -44,7 +30,7 @@ async fn an_application_recorder_installed_first_is_respected() {
         .metrics_backend(MetricsBackend::Global { render: None })
         .build()
         .unwrap();
-    one_request(&global).await;
+    assert_eq!(one_get(&global, "/x").await, 200);
     let snapshot = snapshotter.snapshot().into_vec();
     let recorded = snapshot.iter().find(|(key, _, _, value)| {
         key.key().name() == "http_server_request_duration_seconds"

@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use greeter::{CountReply, CountRequest, HelloRequest};
 use grpc_support::*;
-use serde_json::Value;
 use support::sentry_endpoint::*;
+use support::sentry_events::{events, message, tag};
 use support::*;
+use tonic::Code;
 
 fn hello(fail_with: i32) -> HelloRequest {
     HelloRequest {
@@ -34,27 +35,23 @@ fn count(fail_with: i32) -> CountRequest {
 }
 
 /// Reads a stream to its end: the code it ended with.
-async fn drain(mut stream: tonic::Streaming<CountReply>) -> tonic::Code {
+async fn drain(mut stream: tonic::Streaming<CountReply>) -> Code {
     loop {
         match stream.message().await {
             Ok(Some(_)) => continue,
-            Ok(None) => return tonic::Code::Ok,
+            Ok(None) => return Code::Ok,
             Err(status) => return status.code(),
         }
     }
 }
 
-fn tag<'a>(event: &'a Value, name: &str) -> &'a str {
-    event["tags"][name]
-        .as_str()
-        .unwrap_or_else(|| panic!("no tag {name} in {event:#}"))
-}
-
-fn message(event: &Value) -> &str {
-    event["message"]["formatted"]
-        .as_str()
-        .or(event["message"].as_str())
-        .unwrap_or_else(|| panic!("no message in {event:#}"))
+/// A call of the Greeter asking the server to end with a status code.
+#[derive(Clone, Copy, Debug)]
+enum Call {
+    /// Unary `SayHello`.
+    Hello(i32),
+    /// Server-streaming `Count`: two messages, then the status.
+    Count(i32),
 }
 
 #[tokio::test]
@@ -67,31 +64,27 @@ async fn grpc_server_faults_from_a_real_tonic_server_are_reported_and_client_fau
     let (mut client, heads) = connect_noting_heads(start(&obs).await).await;
 
     // First what must not be reported: the transport sends in order, so had any of these
-    // been reported it would arrive before the faults below.
-    client.say_hello(hello(0)).await.unwrap();
-    let invalid = client.say_hello(hello(3)).await.unwrap_err();
-    assert_eq!(invalid.code(), tonic::Code::InvalidArgument);
-    assert_eq!(
-        drain(client.count(count(0)).await.unwrap()).await,
-        tonic::Code::Ok
-    );
-    assert_eq!(
-        drain(client.count(count(3)).await.unwrap()).await,
-        tonic::Code::InvalidArgument
-    );
-    // Then the server faults: trailers-only, then in the trailers after two messages.
-    let unavailable = client.say_hello(hello(14)).await.unwrap_err();
-    assert_eq!(unavailable.code(), tonic::Code::Unavailable);
-    let internal = client.say_hello(hello(13)).await.unwrap_err();
-    assert_eq!(internal.code(), tonic::Code::Internal);
-    assert_eq!(
-        drain(client.count(count(14)).await.unwrap()).await,
-        tonic::Code::Unavailable
-    );
-    assert_eq!(
-        drain(client.count(count(13)).await.unwrap()).await,
-        tonic::Code::Internal
-    );
+    // been reported it would arrive before the faults below. Then the server faults:
+    // trailers-only, then in the trailers after two messages.
+    for (call, code) in [
+        (Call::Hello(0), Code::Ok),
+        (Call::Hello(3), Code::InvalidArgument),
+        (Call::Count(0), Code::Ok),
+        (Call::Count(3), Code::InvalidArgument),
+        (Call::Hello(14), Code::Unavailable),
+        (Call::Hello(13), Code::Internal),
+        (Call::Count(14), Code::Unavailable),
+        (Call::Count(13), Code::Internal),
+    ] {
+        let got = match call {
+            Call::Hello(fail_with) => match client.say_hello(hello(fail_with)).await {
+                Ok(_) => Code::Ok,
+                Err(status) => status.code(),
+            },
+            Call::Count(fail_with) => drain(client.count(count(fail_with)).await.unwrap()).await,
+        };
+        assert_eq!(got, code, "{call:?}");
+    }
     // Where each status travelled, as seen on the wire.
     let seen: Vec<_> = heads.lock().unwrap().clone();
     let head = |code: &str| Some(code.to_owned());
@@ -110,12 +103,7 @@ async fn grpc_server_faults_from_a_real_tonic_server_are_reported_and_client_fau
         "unary errors come trailers-only, stream errors in the trailers"
     );
 
-    let events = eventually(Duration::from_secs(10), || {
-        let events = endpoint.events();
-        (events.len() >= 4).then_some(events)
-    })
-    .await
-    .unwrap_or_else(|| panic!("expected 4 events, got {:#?}", endpoint.events()));
+    let events = events(&endpoint, 4).await;
     assert!(obs.flush_sentry(Duration::from_secs(5)));
     assert_eq!(endpoint.events().len(), 4, "{:#?}", endpoint.events());
 

@@ -13,9 +13,11 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full, StreamBody};
+use support::exposition::*;
+use support::requests::*;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::{ServiceBuilder, ServiceExt};
+use tower_observability::Observability;
 
 const DURATION_COUNT: &str = "http_server_request_duration_seconds_count";
 const DURATION_SUM: &str = "http_server_request_duration_seconds_sum";
@@ -57,12 +59,10 @@ async fn duration_runs_to_the_end_of_a_streamed_body() {
         ("http_route", "/stream"),
         ("http_response_status_code", "200"),
     ];
-    let text = eventually(Duration::from_secs(5), || {
-        let text = obs.render_metrics();
-        sample(&text, DURATION_COUNT, &route).map(|_| text)
+    let text = metrics_when(&obs, "the streamed request", |text| {
+        sample(text, DURATION_COUNT, &route).is_some()
     })
-    .await
-    .expect("the streamed request was never recorded");
+    .await;
     let seconds = sample(&text, DURATION_SUM, &route).unwrap();
     assert!(
         seconds >= 0.3,
@@ -80,74 +80,53 @@ async fn duration_runs_to_the_end_of_a_streamed_body() {
 }
 
 #[tokio::test]
-async fn client_gone_mid_body_is_499_cancelled_and_frees_the_gauge() {
-    let obs = isolated("cancel").build().unwrap();
-    let app = Router::new()
-        .route(
-            "/stream",
-            get(|| async { slow_body(200, Duration::from_millis(25)) }),
-        )
-        .layer(obs.layer());
-    let addr = serve(app).await;
+async fn a_client_gone_before_or_mid_body_is_499_cancelled_and_frees_the_gauge() {
+    // (route, the client reads the head before leaving)
+    for (path, reads_head) in [("/stream", true), ("/slow", false)] {
+        let obs = isolated("cancel").build().unwrap();
+        let app = Router::new()
+            .route(
+                "/stream",
+                get(|| async { slow_body(200, Duration::from_millis(25)) }),
+            )
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    "late"
+                }),
+            )
+            .layer(obs.layer());
+        let addr = serve(app).await;
+        let mut socket = raw_get(addr, path).await;
+        if reads_head {
+            assert!(first_bytes(&mut socket).await.starts_with("HTTP/1.1 200"));
+            // Mid-body: the gauge holds the request.
+            assert_eq!(active_total(&obs.render_metrics()), 1.0);
+        } else {
+            metrics_when(&obs, "the request's start", |text| {
+                active_total(text) == 1.0
+            })
+            .await;
+        }
+        drop(socket);
 
-    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
-    socket
-        .write_all(b"GET /stream HTTP/1.1\r\nhost: test\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = [0u8; 1024];
-    let n = socket.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-    // Mid-body: the gauge holds the request.
-    assert_eq!(active_total(&obs.render_metrics()), 1.0);
-    drop(socket);
-
-    let cancelled = [
-        ("http_route", "/stream"),
-        ("http_response_status_code", "499"),
-        ("error_type", "cancelled"),
-    ];
-    let text = eventually(Duration::from_secs(5), || {
-        let text = obs.render_metrics();
-        sample(&text, DURATION_COUNT, &cancelled).map(|_| text)
-    })
-    .await
-    .expect("the abandoned request was never recorded as cancelled");
-    assert_eq!(sample(&text, DURATION_COUNT, &cancelled), Some(1.0));
-    assert_eq!(active_total(&text), 0.0);
-}
-
-#[tokio::test]
-async fn client_gone_before_the_response_is_499_cancelled() {
-    let obs = isolated("cancel-early").build().unwrap();
-    let app = Router::new()
-        .route(
-            "/slow",
-            get(|| async {
-                tokio::time::sleep(Duration::from_secs(30)).await;
-                "late"
-            }),
-        )
-        .layer(obs.layer());
-    let addr = serve(app).await;
-    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
-    socket
-        .write_all(b"GET /slow HTTP/1.1\r\nhost: test\r\n\r\n")
-        .await
-        .unwrap();
-    eventually(Duration::from_secs(5), || {
-        (active_total(&obs.render_metrics()) == 1.0).then_some(())
-    })
-    .await
-    .expect("the request never started");
-    drop(socket);
-    let cancelled = [("http_route", "/slow"), ("error_type", "cancelled")];
-    eventually(Duration::from_secs(5), || {
-        sample(&obs.render_metrics(), DURATION_COUNT, &cancelled)
-    })
-    .await
-    .expect("the abandoned request was never recorded as cancelled");
-    assert_eq!(active_total(&obs.render_metrics()), 0.0);
+        let cancelled = [
+            ("http_route", path),
+            ("http_response_status_code", "499"),
+            ("error_type", "cancelled"),
+        ];
+        let text = metrics_when(&obs, path, |text| {
+            sample(text, DURATION_COUNT, &cancelled).is_some()
+        })
+        .await;
+        assert_eq!(
+            sample(&text, DURATION_COUNT, &cancelled),
+            Some(1.0),
+            "{path}"
+        );
+        assert_eq!(active_total(&text), 0.0, "{path}");
+    }
 }
 
 async fn panicking_handler() -> &'static str {
@@ -155,58 +134,59 @@ async fn panicking_handler() -> &'static str {
 }
 
 #[tokio::test]
-async fn a_panic_under_an_outer_catch_panic_layer_is_recorded_and_frees_the_gauge() {
-    let obs = isolated("panic-outer").catch_panics(false).build().unwrap();
-    let app = Router::new()
-        .route("/panic", get(panicking_handler))
-        .layer(obs.layer())
-        .layer(tower_http::catch_panic::CatchPanicLayer::new());
-    let addr = serve(app).await;
-    let client = client();
-    let (status, _) = send(&client, "GET", &format!("http://{addr}/panic"), b"").await;
-    assert_eq!(status, 500, "tower-http's layer answers the panic");
-    let text = obs.render_metrics();
-    let panic = [
-        ("http_route", "/panic"),
-        ("http_response_status_code", "500"),
-        ("error_type", "panic"),
-    ];
-    assert_eq!(sample(&text, DURATION_COUNT, &panic), Some(1.0));
-    assert_eq!(
-        sample(&text, "tower_observability_panics_total", &[]),
-        Some(1.0)
-    );
-    assert_eq!(active_total(&text), 0.0);
-    // And the service keeps serving.
-    let (status, _) = send(&client, "GET", &format!("http://{addr}/panic"), b"").await;
-    assert_eq!(status, 500);
-}
-
-#[tokio::test]
-async fn the_layer_answers_panics_itself_by_default() {
-    let obs = isolated("panic").build().unwrap();
-    let app = Router::new()
-        .route("/panic", get(panicking_handler))
-        .route("/ok", get(|| async { "ok" }))
-        .layer(obs.layer());
-    let addr = serve(app).await;
-    let client = client();
-    for _ in 0..3 {
-        let (status, body) = send(&client, "GET", &format!("http://{addr}/panic"), b"").await;
-        assert_eq!((status, &body[..]), (500, &b"Internal Server Error"[..]));
+async fn a_panic_is_a_500_recorded_as_panic_and_the_service_keeps_serving() {
+    // (who answers the panic, the layer's `catch_panics`)
+    for (who, catch_panics) in [
+        ("the layer, by default", true),
+        ("tower-http's layer outside it", false),
+    ] {
+        let obs = isolated("panic")
+            .catch_panics(catch_panics)
+            .build()
+            .unwrap();
+        let app = Router::new()
+            .route("/panic", get(panicking_handler))
+            .route("/ok", get(|| async { "ok" }))
+            .layer(obs.layer());
+        let app = match catch_panics {
+            true => app,
+            false => app.layer(tower_http::catch_panic::CatchPanicLayer::new()),
+        };
+        let addr = serve(app).await;
+        let client = client();
+        for _ in 0..3 {
+            let (status, body) = send(&client, "GET", &format!("http://{addr}/panic"), b"").await;
+            assert_eq!(status, 500, "{who} answers the panic");
+            if catch_panics {
+                assert_eq!(&body[..], b"Internal Server Error");
+            }
+        }
+        let (status, _) = send(&client, "GET", &format!("http://{addr}/ok"), b"").await;
+        assert_eq!(status, 200, "{who}");
+        let text = obs.render_metrics();
+        let panic = [
+            ("http_request_method", "GET"),
+            ("http_route", "/panic"),
+            ("http_response_status_code", "500"),
+            ("error_type", "panic"),
+        ];
+        assert_eq!(
+            exact_sample(&text, DURATION_COUNT, &panic),
+            Some(3.0),
+            "{who}"
+        );
+        assert_eq!(
+            sample(&text, DURATION_COUNT, &[("error_type", "panic")]),
+            Some(3.0),
+            "{who}"
+        );
+        assert_eq!(
+            sample(&text, "tower_observability_panics_total", &[]),
+            Some(3.0),
+            "{who}"
+        );
+        assert_eq!(active_total(&text), 0.0, "{who}");
     }
-    let (status, _) = send(&client, "GET", &format!("http://{addr}/ok"), b"").await;
-    assert_eq!(status, 200);
-    let text = obs.render_metrics();
-    assert_eq!(
-        sample(&text, DURATION_COUNT, &[("error_type", "panic")]),
-        Some(3.0)
-    );
-    assert_eq!(
-        sample(&text, "tower_observability_panics_total", &[]),
-        Some(3.0)
-    );
-    assert_eq!(active_total(&text), 0.0);
 }
 
 #[tokio::test]
@@ -313,11 +293,13 @@ async fn grpc_status_in_trailers_and_headers_classifies_errors() {
         Some(1.0),
         "grpc-status 14 in trailers must count as a server error"
     );
-    let invalid = text
-        .lines()
-        .find(|l| l.starts_with(rpc) && l.contains("pkg.Svc/Invalid"))
-        .unwrap();
-    assert!(invalid.contains("rpc_grpc_status_code=\"3\"") && !invalid.contains("error_type"));
+    // A client error: its code, and no error_type.
+    let invalid = [
+        ("rpc_system", "grpc"),
+        ("rpc_method", "pkg.Svc/Invalid"),
+        ("rpc_grpc_status_code", "3"),
+    ];
+    assert_eq!(exact_sample(&text, rpc, &invalid), Some(1.0), "{text}");
     assert_eq!(
         sample(
             &text,
@@ -403,13 +385,7 @@ async fn bad_input_never_panics_nor_adds_labels() {
     raw.extend_from_slice(
         format!("GET {long_path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n").as_bytes(),
     );
-    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
-    socket.write_all(&raw).await.unwrap();
-    let mut reply = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut reply))
-        .await
-        .unwrap()
-        .unwrap();
+    let reply = raw_exchange(addr, &raw).await;
     let reply = String::from_utf8_lossy(&reply);
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply:.200}");
     assert!(
@@ -448,12 +424,10 @@ async fn bad_input_never_panics_nor_adds_labels() {
     );
     assert!(failed, "the failure reached the client as a clean end");
 
-    let text = eventually(Duration::from_secs(5), || {
-        let text = obs.render_metrics();
-        sample(&text, DURATION_COUNT, &[("error_type", "body_error")]).map(|_| text)
+    let text = metrics_when(&obs, "the failed body", |text| {
+        sample(text, DURATION_COUNT, &[("error_type", "body_error")]).is_some()
     })
-    .await
-    .expect("the failed body was never recorded");
+    .await;
     assert_eq!(
         sample(
             &text,
@@ -475,38 +449,70 @@ async fn bad_input_never_panics_nor_adds_labels() {
 }
 
 #[tokio::test]
-async fn admin_paths_and_configured_paths_are_not_counted() {
-    let obs = isolated("excluded")
-        .exclude_prefix("/internal/")
-        .build()
-        .unwrap();
-    let app = Router::new()
-        .route("/internal/debug", get(|| async { "debug" }))
-        .route("/work", get(|| async { "work" }))
-        .merge(obs.admin_router())
-        .layer(obs.layer());
-    let addr = serve(app).await;
-    let client = client();
-    for path in [
-        "/metrics",
-        "/healthz",
-        "/readyz",
-        "/internal/debug",
-        "/work",
-    ] {
-        let (status, _) = send(&client, "GET", &format!("http://{addr}{path}"), b"").await;
-        assert_eq!(status, 200, "{path}");
+async fn admin_and_excluded_paths_are_served_but_not_counted() {
+    // (the exclusion, paths requested, each route's count (`None`: not counted), all counted)
+    let cases = [
+        (
+            isolated("excluded").exclude_prefix("/internal/"),
+            &[
+                "/metrics",
+                "/healthz",
+                "/readyz",
+                "/internal/debug",
+                "/work",
+            ][..],
+            &[
+                ("/internal/debug", None),
+                ("/metrics", None),
+                ("/work", Some(1.0)),
+            ][..],
+            1.0,
+        ),
+        (
+            isolated("exclude-exact").exclude_path("/ping"),
+            &[
+                "/ping",
+                "/ping?verbose=1",
+                "/ping",
+                "/ping/deep",
+                "/pingpong",
+            ],
+            &[
+                ("/ping", None),
+                ("/ping/deep", Some(1.0)), // exact match, not a prefix
+                ("/pingpong", Some(1.0)),
+            ],
+            2.0,
+        ),
+    ];
+    for (builder, paths, routes, counted) in cases {
+        let obs = builder.build().unwrap();
+        let app = Router::new()
+            .route("/internal/debug", get(|| async { "debug" }))
+            .route("/work", get(|| async { "work" }))
+            .route("/ping", get(|| async { "pong" }))
+            .route("/ping/deep", get(|| async { "deep" }))
+            .route("/pingpong", get(|| async { "pingpong" }))
+            .merge(obs.admin_router())
+            .layer(obs.layer());
+        let addr = serve(app).await;
+        let client = client();
+        for path in paths {
+            let (status, _) = send(&client, "GET", &format!("http://{addr}{path}"), b"").await;
+            assert_eq!(status, 200, "{path}: excluded from signals, still served");
+        }
+        let text = obs.render_metrics();
+        for (route, count) in routes {
+            let got = sample(&text, DURATION_COUNT, &[("http_route", route)]);
+            assert_eq!(got, *count, "{route}");
+        }
+        assert_eq!(
+            sample(&text, DURATION_COUNT, &[]),
+            Some(counted),
+            "{paths:?}"
+        );
+        assert_eq!(active_total(&text), 0.0);
     }
-    let text = obs.render_metrics();
-    assert_eq!(
-        sample(&text, DURATION_COUNT, &[]),
-        Some(1.0),
-        "only /work counts"
-    );
-    assert_eq!(
-        sample(&text, DURATION_COUNT, &[("http_route", "/work")]),
-        Some(1.0)
-    );
 }
 
 #[tokio::test]
@@ -522,41 +528,28 @@ async fn admin_server_serves_metrics_health_and_readiness() {
     let (status, body) = send(&client, "GET", &format!("{base}/metrics"), b"").await;
     assert_eq!(status, 200);
     let text = String::from_utf8(body.to_vec()).unwrap();
-    assert!(text.contains(
-        "target_info{service_name=\"admin\",service_version=\"1.2.3\",deployment_environment=\"test\"} 1"
-    ), "{text}");
-    assert!(text.contains("process_resident_memory_bytes "));
-    assert_eq!(
-        send(&client, "GET", &format!("{base}/healthz"), b"")
-            .await
-            .0,
-        200
-    );
-    assert_eq!(
-        send(&client, "GET", &format!("{base}/readyz"), b"").await.0,
-        200
-    );
-    obs.readiness().set_ready(false);
-    assert_eq!(
-        send(&client, "GET", &format!("{base}/readyz"), b"").await.0,
-        503
-    );
-    assert_eq!(
-        send(&client, "GET", &format!("{base}/healthz"), b"")
-            .await
-            .0,
-        200
-    );
-    assert_eq!(
-        send(&client, "POST", &format!("{base}/metrics"), b"")
-            .await
-            .0,
-        405
-    );
-    assert_eq!(
-        send(&client, "GET", &format!("{base}/nope"), b"").await.0,
-        404
-    );
+    let identity = [
+        ("service_name", "admin"),
+        ("service_version", "1.2.3"),
+        ("deployment_environment", "test"),
+    ];
+    assert_eq!(label_sets(&text, "target_info"), [labels(&identity)]);
+    assert_eq!(exact_sample(&text, "target_info", &identity), Some(1.0));
+    let rss = exact_sample(&text, "process_resident_memory_bytes", &[]);
+    assert!(rss.is_some_and(|bytes| bytes > 0.0), "{text}");
+    // (ready, method, path, status)
+    for (ready, method, path, status) in [
+        (true, "GET", "/healthz", 200),
+        (true, "GET", "/readyz", 200),
+        (false, "GET", "/readyz", 503),
+        (false, "GET", "/healthz", 200),
+        (false, "POST", "/metrics", 405),
+        (false, "GET", "/nope", 404),
+    ] {
+        obs.readiness().set_ready(ready);
+        let (got, _) = send(&client, method, &format!("{base}{path}"), b"").await;
+        assert_eq!(got, status, "{method} {path}, ready: {ready}");
+    }
     admin.shutdown();
 }
 
@@ -607,42 +600,10 @@ async fn promtool_finds_nothing_to_lint_after_mixed_traffic() {
     send(&client, "BREW", &format!("http://{addr}/ok"), b"").await;
     send(&client, "POST", &format!("http://{addr}/ok"), b"body").await;
     let text = obs.render_metrics();
-    assert!(text.contains("http_server_request_duration_seconds_bucket"));
+    assert!(!label_sets(&text, DURATION_BUCKET).is_empty(), "{text}");
 
     let lint = promtool_check_metrics(&text);
     assert!(lint.is_empty(), "promtool: {lint}\n{text}");
-}
-
-/// Writes `request` on a new connection and reads until the server closes it (10 s at most).
-async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> Vec<u8> {
-    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
-    socket.write_all(request).await.unwrap();
-    let mut reply = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut reply))
-        .await
-        .expect("the server neither answered nor closed")
-        .unwrap();
-    reply
-}
-
-/// The value of response header `name` in a raw HTTP/1.1 reply.
-fn raw_header<'a>(reply: &'a [u8], name: &str) -> Option<&'a [u8]> {
-    let head_end = reply.windows(4).position(|w| w == b"\r\n\r\n")?;
-    reply[..head_end].split(|b| *b == b'\n').find_map(|line| {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let colon = line.iter().position(|b| *b == b':')?;
-        let (key, value) = line.split_at(colon);
-        key.eq_ignore_ascii_case(name.as_bytes())
-            .then(|| value[1..].trim_ascii())
-    })
-}
-
-/// The label sets (`{...}`) of every sample of `metric`.
-fn label_sets(text: &str, metric: &str) -> Vec<String> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix(metric)?.strip_prefix('{'))
-        .map(|l| l.rsplit_once("} ").unwrap().0.to_owned())
-        .collect()
 }
 
 #[tokio::test]
@@ -720,20 +681,30 @@ async fn non_utf8_values_in_the_headers_the_layer_reads_change_nothing() {
     let text = obs.render_metrics();
     assert!(!text.contains('\u{fffd}'), "a byte became a label:\n{text}");
     assert_eq!(
-        label_sets(&text, "http_server_request_duration_seconds_count"),
+        label_sets(&text, DURATION_COUNT),
         [
-            "http_request_method=\"GET\",http_route=\"/\",http_response_status_code=\"200\"",
-            "http_request_method=\"POST\",http_route=\"/pkg.Svc/Odd\",\
-             http_response_status_code=\"200\",error_type=\"UNKNOWN\"",
+            labels(&[
+                ("http_request_method", "GET"),
+                ("http_route", "/"),
+                ("http_response_status_code", "200"),
+            ]),
+            labels(&[
+                ("http_request_method", "POST"),
+                ("http_route", "/pkg.Svc/Odd"),
+                ("http_response_status_code", "200"),
+                ("error_type", "UNKNOWN"),
+            ]),
         ],
         "an unreadable content-type is not gRPC; an unreadable status is UNKNOWN"
     );
     assert_eq!(
         label_sets(&text, "rpc_server_call_duration_seconds_count"),
-        [
-            "rpc_system=\"grpc\",rpc_method=\"pkg.Svc/Odd\",rpc_grpc_status_code=\"2\",\
-          error_type=\"UNKNOWN\""
-        ]
+        [labels(&[
+            ("rpc_system", "grpc"),
+            ("rpc_method", "pkg.Svc/Odd"),
+            ("rpc_grpc_status_code", "2"),
+            ("error_type", "UNKNOWN"),
+        ])]
     );
     assert_eq!(active_total(&text), 0.0);
 }
@@ -747,15 +718,15 @@ async fn paths_at_and_beyond_64_kib_through_a_real_server() {
         .layer(obs.layer());
     let addr = serve(app).await;
 
+    // GET of a path no client library would send, on a connection of its own.
+    let get_raw = |path: String| async move {
+        let head = format!("GET {path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n");
+        String::from_utf8_lossy(&raw_exchange(addr, head.as_bytes()).await).into_owned()
+    };
+
     // The longest URI the `http` crate takes (65,534 bytes): the app answers, under its
     // template.
-    let longest = format!("/files/{}", "a".repeat(65_534 - "/files/".len()));
-    let reply = raw_exchange(
-        addr,
-        format!("GET {longest} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n").as_bytes(),
-    )
-    .await;
-    let text = String::from_utf8_lossy(&reply);
+    let text = get_raw(format!("/files/{}", "a".repeat(65_534 - "/files/".len()))).await;
     assert!(
         text.starts_with("HTTP/1.1 200") && text.ends_with("file"),
         "{text:.200}"
@@ -763,13 +734,7 @@ async fn paths_at_and_beyond_64_kib_through_a_real_server() {
 
     // 65,536 bytes and more: hyper refuses them before any service runs; the server lives on.
     for len in [65_536, 70_000, 200_000] {
-        let path = format!("/{}", "b".repeat(len - 1));
-        let reply = raw_exchange(
-            addr,
-            format!("GET {path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n").as_bytes(),
-        )
-        .await;
-        let text = String::from_utf8_lossy(&reply);
+        let text = get_raw(format!("/{}", "b".repeat(len - 1))).await;
         assert!(
             text.is_empty() || text.starts_with("HTTP/1.1 4"),
             "{len}: {text:.200}"
@@ -832,28 +797,8 @@ async fn routes_beyond_the_cap_fold_into_overflow_and_are_counted() {
     assert!(lint.is_empty(), "promtool: {lint}");
 }
 
-/// The `le` bounds of the buckets of `metric` for the series with these labels, in order.
-fn bucket_bounds(text: &str, metric: &str, labels: &[(&str, &str)]) -> Vec<f64> {
-    let bucket = format!("{metric}_bucket{{");
-    text.lines()
-        .filter(|l| l.starts_with(&bucket))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .map(|l| {
-            let le = l.split("le=\"").nth(1).unwrap().split('"').next().unwrap();
-            match le {
-                "+Inf" => f64::INFINITY,
-                le => le.parse().unwrap(),
-            }
-        })
-        .collect()
-}
-
 /// An app with an HTTP route and a gRPC one, each called once with a 50-byte body.
-async fn one_http_and_one_grpc_call(obs: &tower_observability::Observability) -> String {
+async fn one_http_and_one_grpc_call(obs: &Observability) -> String {
     let app = Router::new()
         .route("/echo", post(|body: Bytes| async move { body }))
         .route("/pkg.Svc/Call", post(|| async { grpc_response("0") }))
@@ -868,126 +813,71 @@ async fn one_http_and_one_grpc_call(obs: &tower_observability::Observability) ->
         .unwrap();
     let res = client.request(req).await.unwrap();
     res.into_body().collect().await.unwrap();
-    eventually(Duration::from_secs(5), || {
-        let text = obs.render_metrics();
-        sample(&text, "rpc_server_call_duration_seconds_count", &[]).map(|_| text)
+    metrics_when(obs, "the gRPC call", |text| {
+        sample(text, "rpc_server_call_duration_seconds_count", &[]).is_some()
     })
     .await
-    .expect("the gRPC call was never recorded")
 }
 
 #[tokio::test]
-async fn default_buckets_are_the_semconv_list_plus_30_and_60() {
-    let obs = isolated("buckets").build().unwrap();
-    let text = one_http_and_one_grpc_call(&obs).await;
+async fn histograms_have_the_default_or_the_configured_buckets_everywhere() {
     // The OpenTelemetry HTTP semantic conventions' advice, extended for slow calls.
-    let semconv = [
-        0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    let semconv_and_slow = [
+        0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 30.0, 60.0,
     ];
-    let mut duration = semconv.to_vec();
-    duration.extend([30.0, 60.0, f64::INFINITY]);
-    let echo = [("http_route", "/echo")];
-    assert_eq!(
-        bucket_bounds(&text, "http_server_request_duration_seconds", &echo),
-        duration
-    );
-    let rpc = [("rpc_method", "pkg.Svc/Call")];
-    assert_eq!(
-        bucket_bounds(&text, "rpc_server_call_duration_seconds", &rpc),
-        duration
-    );
-    let size = [
-        0.0,
-        64.0,
-        256.0,
-        1024.0,
-        4096.0,
-        16384.0,
-        65536.0,
-        262144.0,
-        1048576.0,
-        4194304.0,
-        16777216.0,
-        67108864.0,
-        f64::INFINITY,
+    let default_sizes = [
+        0.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+        16777216.0, 67108864.0,
     ];
-    for metric in [
-        "http_server_request_body_size_bytes",
-        "http_server_response_body_size_bytes",
-    ] {
-        assert_eq!(bucket_bounds(&text, metric, &echo), size, "{metric}");
-    }
-    // No histogram is rendered as a summary.
-    assert!(!text.contains("quantile="), "{text}");
-}
-
-#[tokio::test]
-async fn configured_buckets_replace_the_defaults_everywhere() {
-    let obs = isolated("buckets-set")
-        .duration_buckets([0.05, 0.2, 1.5])
-        .size_buckets([10.0, 100.0])
-        .build()
-        .unwrap();
-    let text = one_http_and_one_grpc_call(&obs).await;
-    let echo = [("http_route", "/echo")];
-    let duration = [0.05, 0.2, 1.5, f64::INFINITY];
-    assert_eq!(
-        bucket_bounds(&text, "http_server_request_duration_seconds", &echo),
-        duration
-    );
-    let rpc = [("rpc_method", "pkg.Svc/Call")];
-    assert_eq!(
-        bucket_bounds(&text, "rpc_server_call_duration_seconds", &rpc),
-        duration
-    );
-    for metric in [
-        "http_server_request_body_size_bytes",
-        "http_server_response_body_size_bytes",
-    ] {
+    // (builder, duration bounds, size bounds, the size bounds the 50-byte body falls between)
+    let cases = [
+        (
+            isolated("buckets"),
+            &semconv_and_slow[..],
+            &default_sizes[..],
+            ("0", "64"),
+        ),
+        (
+            isolated("buckets-set")
+                .duration_buckets([0.05, 0.2, 1.5])
+                .size_buckets([10.0, 100.0]),
+            &[0.05, 0.2, 1.5],
+            &[10.0, 100.0],
+            ("10", "100"),
+        ),
+    ];
+    for (builder, duration, size, (below, above)) in cases {
+        let obs = builder.build().unwrap();
+        let text = one_http_and_one_grpc_call(&obs).await;
+        let with_inf = |bounds: &[f64]| [bounds, &[f64::INFINITY]].concat();
+        let echo = [("http_route", "/echo")];
         assert_eq!(
-            bucket_bounds(&text, metric, &echo),
-            [10.0, 100.0, f64::INFINITY],
-            "{metric}"
+            bucket_bounds(&text, "http_server_request_duration_seconds", &echo),
+            with_inf(duration)
         );
-        // The 50-byte body falls between the two bounds.
-        let bucket = format!("{metric}_bucket");
-        let le = |le: &str| sample(&text, &bucket, &[("http_route", "/echo"), ("le", le)]);
-        assert_eq!((le("10"), le("100")), (Some(0.0), Some(1.0)), "{metric}");
+        let rpc = [("rpc_method", "pkg.Svc/Call")];
+        assert_eq!(
+            bucket_bounds(&text, "rpc_server_call_duration_seconds", &rpc),
+            with_inf(duration)
+        );
+        for metric in [
+            "http_server_request_body_size_bytes",
+            "http_server_response_body_size_bytes",
+        ] {
+            assert_eq!(
+                bucket_bounds(&text, metric, &echo),
+                with_inf(size),
+                "{metric}"
+            );
+            let bucket = format!("{metric}_bucket");
+            let le = |le: &str| sample(&text, &bucket, &[("http_route", "/echo"), ("le", le)]);
+            assert_eq!((le(below), le(above)), (Some(0.0), Some(1.0)), "{metric}");
+        }
+        // No histogram is rendered as a summary.
+        assert!(!text.contains("quantile="), "{text}");
+        let lint = promtool_check_metrics(&text);
+        assert!(lint.is_empty(), "promtool: {lint}");
     }
-    let lint = promtool_check_metrics(&text);
-    assert!(lint.is_empty(), "promtool: {lint}");
-}
-
-#[tokio::test]
-async fn an_excluded_exact_path_is_not_counted_but_its_neighbours_are() {
-    let obs = isolated("exclude-exact")
-        .exclude_path("/ping")
-        .build()
-        .unwrap();
-    let app = Router::new()
-        .route("/ping", get(|| async { "pong" }))
-        .route("/ping/deep", get(|| async { "deep" }))
-        .route("/pingpong", get(|| async { "pingpong" }))
-        .layer(obs.layer());
-    let addr = serve(app).await;
-    let client = client();
-    for path in [
-        "/ping",
-        "/ping?verbose=1",
-        "/ping",
-        "/ping/deep",
-        "/pingpong",
-    ] {
-        let (status, _) = send(&client, "GET", &format!("http://{addr}{path}"), b"").await;
-        assert_eq!(status, 200, "{path}: excluded from signals, still served");
-    }
-    let text = obs.render_metrics();
-    let route = |r: &str| sample(&text, DURATION_COUNT, &[("http_route", r)]);
-    assert_eq!(route("/ping"), None, "the excluded path was counted");
-    assert_eq!(route("/ping/deep"), Some(1.0), "exact match, not a prefix");
-    assert_eq!(route("/pingpong"), Some(1.0));
-    assert_eq!(sample(&text, DURATION_COUNT, &[]), Some(2.0));
-    assert_eq!(active_total(&text), 0.0);
 }
 
 #[tokio::test]
@@ -999,11 +889,7 @@ async fn a_body_ending_in_trailers_is_complete_over_http1_and_http2() {
         .route("/pkg.Svc/Fail", post(|| async { grpc_response("14") }))
         .layer(obs.layer());
     let addr = serve(app).await;
-    let http2: HttpClient =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .http2_only(true)
-            .build_http();
-    for client in [client(), http2] {
+    for client in [client(), h2c_client()] {
         let req = Request::post(format!("http://{addr}/pkg.Svc/Fail"))
             .header("content-type", "application/grpc")
             .header("te", "trailers")
@@ -1018,12 +904,10 @@ async fn a_body_ending_in_trailers_is_complete_over_http1_and_http2() {
         ("http_response_status_code", "200"),
         ("error_type", "UNAVAILABLE"),
     ];
-    let text = eventually(Duration::from_secs(5), || {
-        let text = obs.render_metrics();
-        (sample(&text, DURATION_COUNT, &[]) == Some(2.0)).then_some(text)
+    let text = metrics_when(&obs, "both calls", |text| {
+        sample(text, DURATION_COUNT, &[]) == Some(2.0)
     })
-    .await
-    .expect("both calls recorded");
+    .await;
     assert_eq!(sample(&text, DURATION_COUNT, &failed), Some(2.0), "{text}");
     assert_eq!(
         sample(&text, DURATION_COUNT, &[("error_type", "cancelled")]),

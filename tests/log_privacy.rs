@@ -8,8 +8,7 @@ mod support;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use support::requests::request;
 use support::sentry_endpoint::SentryEndpoint;
 use support::*;
 use tower_observability::logging::{self, LogFormat};
@@ -19,27 +18,6 @@ use tracing_subscriber::Layer;
 
 /// Every line of this crate and of the test, down to trace.
 const EVERYTHING: &str = "tower_observability=trace,log_privacy=trace";
-
-async fn send(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> u16 {
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(format!("http://{addr}{path}"));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let res = client()
-        .request(req.body(Full::new(Bytes::new())).unwrap())
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    res.into_body().collect().await.unwrap();
-    status
-}
 
 // Flushing blocks this thread: the Sentry endpoint runs on the runtime's other worker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,23 +54,31 @@ async fn no_log_line_carries_user_info() {
         .route("/panic", get(|| async { panic!("handler bug") as &str }))
         .layer(obs.layer());
     let addr = serve(app).await;
+    let client = client();
+    let url = |path: &str| format!("http://{addr}{path}");
 
     let hostile = [
         ("origin", "https://ada:SECRET-origin@evil.test"),
         ("referer", "https://ada:SECRET-referer@evil.test/page?x=1"),
         ("host", "ada:SECRET-host@localhost"),
     ];
-    // An actual request and a preflight from a refused origin: each is logged at debug.
-    assert_eq!(send(addr, "GET", "/ok", &hostile).await, 200);
     let mut preflight = hostile.to_vec();
     preflight.push(("access-control-request-method", "GET"));
-    assert_eq!(send(addr, "OPTIONS", "/ok", &preflight).await, 403);
     // A refused origin long enough that a cut could have hidden its `@`.
     let long = format!("https://{}:SECRET-long@evil.test", "u".repeat(4000));
-    assert_eq!(send(addr, "GET", "/ok", &[("origin", &long)]).await, 200);
-    // A server error reported to Sentry, and a panic, with the same headers.
-    assert_eq!(send(addr, "GET", "/fail", &hostile).await, 500);
-    assert_eq!(send(addr, "GET", "/panic", &hostile).await, 500);
+    let long = [("origin", long.as_str())];
+    // A request and a preflight from a refused origin (each logged at debug), the long
+    // origin, then a server error reported to Sentry and a panic, with the same headers.
+    for (method, path, headers, status) in [
+        ("GET", "/ok", &hostile[..], 200),
+        ("OPTIONS", "/ok", &preflight, 403),
+        ("GET", "/ok", &long, 200),
+        ("GET", "/fail", &hostile, 500),
+        ("GET", "/panic", &hostile, 500),
+    ] {
+        let reply = request(&client, method, &url(path), headers).await;
+        assert_eq!(reply.status, status, "{method} {path}");
+    }
     assert!(obs.flush_sentry(std::time::Duration::from_secs(5)));
 
     for (format, logs) in [("json", json.text()), ("text", text.text())] {

@@ -5,10 +5,9 @@
 
 mod support;
 
-use axum::routing::get;
-use axum::Router;
+use support::exposition::label_sets;
+use support::requests::one_get;
 use support::*;
-use tower::ServiceExt;
 use tower_observability::{MetricsBackend, Observability};
 
 #[tokio::test]
@@ -22,34 +21,26 @@ async fn default_installs_one_global_prometheus_recorder_shared_by_everyone() {
     metrics::describe_histogram!("app_job_seconds", "Time per job.");
     metrics::counter!("app_jobs_processed_total").increment(3);
     let text = first.render_metrics();
-    assert!(
-        text.contains("app_jobs_processed_total 3"),
+    assert_eq!(
+        exact_sample(&text, "app_jobs_processed_total", &[]),
+        Some(3.0),
         "the application's counter is missing:\n{text}"
     );
 
     // A second layer in the same process reuses the installed recorder.
     let second = Observability::builder("second").build().unwrap();
     let both = second.render_metrics();
-    assert!(both.contains("service_name=\"first\"") && both.contains("service_name=\"second\""));
+    for service in ["first", "second"] {
+        let identity = [("service_name", service)];
+        assert_eq!(sample(&both, "target_info", &identity), Some(1.0), "{both}");
+    }
 
     // Global: record through whatever the application installed (here: ours).
     let global = Observability::builder("global")
         .metrics_backend(MetricsBackend::Global { render: None })
         .build()
         .unwrap();
-    let app = Router::new()
-        .route("/g", get(|| async { "g" }))
-        .layer(global.layer());
-    let res = app
-        .oneshot(
-            http::Request::get("/g")
-                .body(axum::body::Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    drop(res);
+    assert_eq!(one_get(&global, "/g").await, 200);
     let text = first.render_metrics();
     assert_eq!(
         sample(
@@ -60,13 +51,21 @@ async fn default_installs_one_global_prometheus_recorder_shared_by_everyone() {
         Some(1.0)
     );
     // Without a handle to render, the global backend serves only the process metrics.
-    assert!(!global.render_metrics().contains("http_server"));
+    let own = global.render_metrics();
+    assert!(!own.contains("http_server"), "{own}");
     // Histograms recorded by the application get buckets, not a summary.
     metrics::histogram!("app_job_seconds").record(0.2);
     let text = first.render_metrics();
-    assert!(
-        text.contains("app_job_seconds_bucket{le=\"0.25\"} 1"),
+    let bucket = "app_job_seconds_bucket";
+    assert_eq!(
+        sample(&text, bucket, &[("le", "0.25")]),
+        Some(1.0),
         "{text}"
+    );
+    let buckets = label_sets(&text, bucket);
+    assert!(
+        buckets.iter().all(|labels| labels.len() == 1),
+        "{buckets:?}"
     );
     let lint = promtool_check_metrics(&text);
     assert!(lint.is_empty(), "{lint}");

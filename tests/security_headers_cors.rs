@@ -6,34 +6,13 @@ mod support;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use bytes::Bytes;
 use http::HeaderMap;
-use http_body_util::{BodyExt, Full};
+use support::requests::{request, Reply};
 use support::*;
 use tower_observability::{Cors, SecurityHeaders};
 
 const REFUSED: &str = "tower_observability_cors_refused_total";
 const DURATION_COUNT: &str = "http_server_request_duration_seconds_count";
-
-async fn request(
-    client: &HttpClient,
-    method: &str,
-    uri: &str,
-    headers: &[(&str, &str)],
-) -> (u16, HeaderMap, Bytes) {
-    let mut req = http::Request::builder().method(method).uri(uri);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let res = client
-        .request(req.body(Full::new(Bytes::new())).unwrap())
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    let headers = res.headers().clone();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, body)
-}
 
 fn app() -> Router {
     Router::new()
@@ -62,6 +41,15 @@ fn app() -> Router {
         .route("/panic", get(|| async { panic!("handler bug") as &str }))
 }
 
+/// A path of [`app`] for each kind of response, with its status: success, not found, error,
+/// panic.
+const EVERY_KIND: [(&str, u16); 4] = [
+    ("/ok", 200),
+    ("/missing", 404),
+    ("/fail", 500),
+    ("/panic", 500),
+];
+
 fn once(headers: &HeaderMap, name: &str) -> String {
     let values: Vec<_> = headers.get_all(name).iter().collect();
     assert_eq!(values.len(), 1, "{name}: {values:?}");
@@ -73,13 +61,12 @@ async fn security_headers_are_on_every_response_once_and_keep_the_handlers() {
     let obs = isolated("headers").build().unwrap();
     let addr = serve(app().layer(obs.layer())).await;
     let client = client();
-    for (path, status) in [
-        ("/ok", 200),
-        ("/missing", 404),
-        ("/fail", 500),
-        ("/panic", 500),
-    ] {
-        let (got, h, _) = request(&client, "GET", &format!("http://{addr}{path}"), &[]).await;
+    for (path, status) in EVERY_KIND {
+        let Reply {
+            status: got,
+            headers: h,
+            ..
+        } = request(&client, "GET", &format!("http://{addr}{path}"), &[]).await;
         assert_eq!(got, status, "{path}");
         assert_eq!(once(&h, "x-content-type-options"), "nosniff", "{path}");
         assert_eq!(once(&h, "x-frame-options"), "DENY", "{path}");
@@ -98,7 +85,8 @@ async fn security_headers_are_on_every_response_once_and_keep_the_handlers() {
         assert!(!h.contains_key("access-control-allow-origin"));
         assert!(!h.contains_key("vary"), "{path}");
     }
-    let (_, h, _) = request(&client, "GET", &format!("http://{addr}/cached"), &[]).await;
+    let Reply { headers: h, .. } =
+        request(&client, "GET", &format!("http://{addr}/cached"), &[]).await;
     assert_eq!(once(&h, "cache-control"), "max-age=60");
     assert_eq!(once(&h, "x-frame-options"), "SAMEORIGIN");
     assert!(!h.contains_key("server"), "the removal list strips Server");
@@ -115,7 +103,8 @@ async fn headers_can_be_changed_or_turned_off() {
         .build()
         .unwrap();
     let addr = serve(app().layer(obs.layer())).await;
-    let (_, h, _) = request(&client(), "GET", &format!("http://{addr}/cached"), &[]).await;
+    let Reply { headers: h, .. } =
+        request(&client(), "GET", &format!("http://{addr}/cached"), &[]).await;
     assert_eq!(
         once(&h, "x-frame-options"),
         "DENY",
@@ -130,7 +119,8 @@ async fn headers_can_be_changed_or_turned_off() {
         .build()
         .unwrap();
     let addr = serve(app().layer(off.layer())).await;
-    let (_, h, _) = request(&client(), "GET", &format!("http://{addr}/cached"), &[]).await;
+    let Reply { headers: h, .. } =
+        request(&client(), "GET", &format!("http://{addr}/cached"), &[]).await;
     assert_eq!(once(&h, "server"), "handler/1.0");
     assert!(!h.contains_key("x-content-type-options"));
 }
@@ -149,14 +139,12 @@ async fn cors_grants_reach_error_and_panic_responses_and_refusals_are_counted() 
     let addr = serve(app().layer(obs.layer())).await;
     let client = client();
     let allowed = ("origin", "http://app.test:8080");
-    for (path, status) in [
-        ("/ok", 200),
-        ("/missing", 404),
-        ("/fail", 500),
-        ("/panic", 500),
-    ] {
-        let (got, h, _) =
-            request(&client, "GET", &format!("http://{addr}{path}"), &[allowed]).await;
+    for (path, status) in EVERY_KIND {
+        let Reply {
+            status: got,
+            headers: h,
+            ..
+        } = request(&client, "GET", &format!("http://{addr}{path}"), &[allowed]).await;
         assert_eq!(got, status, "{path}");
         assert_eq!(
             once(&h, "access-control-allow-origin"),
@@ -167,7 +155,8 @@ async fn cors_grants_reach_error_and_panic_responses_and_refusals_are_counted() 
         assert_eq!(once(&h, "x-content-type-options"), "nosniff");
     }
     // The application's Vary is kept and merged.
-    let (_, h, _) = request(&client, "GET", &format!("http://{addr}/cached"), &[allowed]).await;
+    let Reply { headers: h, .. } =
+        request(&client, "GET", &format!("http://{addr}/cached"), &[allowed]).await;
     assert_eq!(once(&h, "vary"), "accept-encoding, origin");
 
     // A real preflight is answered by the layer, with the security headers too.
@@ -176,15 +165,21 @@ async fn cors_grants_reach_error_and_panic_responses_and_refusals_are_counted() 
         ("access-control-request-method", "PUT"),
         ("access-control-request-headers", "content-type"),
     ];
-    let (status, h, body) =
-        request(&client, "OPTIONS", &format!("http://{addr}/ok"), &preflight).await;
+    let Reply {
+        status,
+        headers: h,
+        body,
+    } = request(&client, "OPTIONS", &format!("http://{addr}/ok"), &preflight).await;
     assert_eq!((status, body.len()), (204, 0));
     assert_eq!(once(&h, "access-control-allow-methods"), "GET, PUT");
     assert_eq!(once(&h, "access-control-allow-headers"), "content-type");
     assert_eq!(once(&h, "x-content-type-options"), "nosniff");
     // Any other OPTIONS reaches the application.
-    let (status, h, body) =
-        request(&client, "OPTIONS", &format!("http://{addr}/ok"), &[allowed]).await;
+    let Reply {
+        status,
+        headers: h,
+        body,
+    } = request(&client, "OPTIONS", &format!("http://{addr}/ok"), &[allowed]).await;
     assert_eq!((status, &body[..]), (200, &b"app options"[..]));
     assert!(
         !h.contains_key("access-control-allow-origin"),
@@ -193,7 +188,8 @@ async fn cors_grants_reach_error_and_panic_responses_and_refusals_are_counted() 
 
     // Refusals: an origin, a method, a header; none of them gets a grant.
     let evil = ("origin", "http://app.test:8080.evil.test");
-    let (_, h, _) = request(&client, "GET", &format!("http://{addr}/ok"), &[evil]).await;
+    let Reply { headers: h, .. } =
+        request(&client, "GET", &format!("http://{addr}/ok"), &[evil]).await;
     assert!(!h.contains_key("access-control-allow-origin"));
     let refused = [
         vec![allowed, ("access-control-request-method", "DELETE")],
@@ -210,7 +206,9 @@ async fn cors_grants_reach_error_and_panic_responses_and_refusals_are_counted() 
         ],
     ];
     for req in refused {
-        let (status, h, _) = request(&client, "OPTIONS", &format!("http://{addr}/ok"), &req).await;
+        let Reply {
+            status, headers: h, ..
+        } = request(&client, "OPTIONS", &format!("http://{addr}/ok"), &req).await;
         assert_eq!(status, 403, "{req:?}");
         assert!(!h.contains_key("access-control-allow-origin"));
     }
@@ -245,15 +243,14 @@ async fn a_public_policy_grants_star_on_every_response_with_or_without_origin() 
     let obs = isolated("public").cors(Cors::public()).build().unwrap();
     let addr = serve(app().layer(obs.layer())).await;
     let client = client();
-    for (path, status) in [
-        ("/ok", 200),
-        ("/missing", 404),
-        ("/fail", 500),
-        ("/panic", 500),
-    ] {
+    for (path, status) in EVERY_KIND {
         let uri = format!("http://{addr}{path}");
         for headers in [&[][..], &[("origin", "https://anyone.test")][..]] {
-            let (got, h, _) = request(&client, "GET", &uri, headers).await;
+            let Reply {
+                status: got,
+                headers: h,
+                ..
+            } = request(&client, "GET", &uri, headers).await;
             assert_eq!(got, status, "{path} {headers:?}");
             assert_eq!(once(&h, "access-control-allow-origin"), "*", "{path}");
             assert!(!h.contains_key("vary"), "{path} {headers:?}: {h:?}");
@@ -261,7 +258,8 @@ async fn a_public_policy_grants_star_on_every_response_with_or_without_origin() 
         }
     }
     // The application's own Vary stays as it was, without `origin`.
-    let (_, h, _) = request(&client, "GET", &format!("http://{addr}/cached"), &[]).await;
+    let Reply { headers: h, .. } =
+        request(&client, "GET", &format!("http://{addr}/cached"), &[]).await;
     assert_eq!(once(&h, "vary"), "accept-encoding");
     assert_eq!(once(&h, "access-control-allow-origin"), "*");
 }
@@ -288,16 +286,19 @@ async fn hsts_over_plain_http_only_behind_a_trusted_proxy_saying_https() {
     // The test client connects from 127.0.0.1: a trusted proxy here.
     let addr = serve_with_peer("127.0.0.0/8").await;
     let url = format!("http://{addr}/ok");
-    let (_, h, _) = request(&client, "GET", &url, &[("x-forwarded-proto", "https")]).await;
+    let Reply { headers: h, .. } =
+        request(&client, "GET", &url, &[("x-forwarded-proto", "https")]).await;
     assert!(hsts(&h), "a trusted proxy says the client used https");
-    let (_, h, _) = request(&client, "GET", &url, &[]).await;
+    let Reply { headers: h, .. } = request(&client, "GET", &url, &[]).await;
     assert!(!hsts(&h), "plain http");
-    let (_, h, _) = request(&client, "GET", &url, &[("x-forwarded-proto", "http")]).await;
+    let Reply { headers: h, .. } =
+        request(&client, "GET", &url, &[("x-forwarded-proto", "http")]).await;
     assert!(!hsts(&h));
     // Not trusted: the header is anyone's claim.
     let addr = serve_with_peer("10.0.0.0/8").await;
     let url = format!("http://{addr}/ok");
-    let (_, h, _) = request(&client, "GET", &url, &[("x-forwarded-proto", "https")]).await;
+    let Reply { headers: h, .. } =
+        request(&client, "GET", &url, &[("x-forwarded-proto", "https")]).await;
     assert!(
         !hsts(&h),
         "an untrusted peer's X-Forwarded-Proto is ignored"

@@ -4,32 +4,46 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use http::{HeaderMap, Request};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
+use support::caller::{CALLER, TRACE, TRACEPARENT};
+use support::requests::request;
 use support::*;
-use tower::{Service, ServiceBuilder};
+use tower::{Layer, Service};
 use tower_observability::trace::{self, TraceParent, TraceState};
 use tower_observability::RequestContext;
 
-const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-const CALLER: &str = "00f067aa0ba902b7";
-
+/// GET `uri` with these headers: the response's headers and body.
 async fn get_with(uri: &str, headers: &[(&str, &str)]) -> (HeaderMap, Bytes) {
-    let mut req = Request::get(uri);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let res = client()
-        .request(req.body(Full::new(Bytes::new())).unwrap())
-        .await
-        .unwrap();
-    let headers = res.headers().clone();
-    (headers, res.into_body().collect().await.unwrap().to_bytes())
+    let reply = request(&client(), "GET", uri, headers).await;
+    (reply.headers, reply.body)
+}
+
+/// A downstream service answering `GET /inner`; it keeps the headers of every call.
+async fn backend() -> (SocketAddr, Arc<Mutex<Vec<HeaderMap>>>) {
+    let seen: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
+    let kept = seen.clone();
+    let app = Router::new().route(
+        "/inner",
+        get(move |headers: HeaderMap| {
+            kept.lock().unwrap().push(headers);
+            async { "ok" }
+        }),
+    );
+    (serve(app).await, seen)
+}
+
+/// `GET /inner` of the backend, as the client layer is handed it.
+fn inner(backend: SocketAddr) -> Request<Full<Bytes>> {
+    Request::get(format!("http://{backend}/inner"))
+        .body(Full::new(Bytes::new()))
+        .unwrap()
 }
 
 /// A handler that answers with the trace context it runs in, as `traceparent|request id`.
@@ -62,11 +76,10 @@ async fn the_callers_trace_is_continued() {
     let uri = format!("http://{addr}/who");
 
     // A valid traceparent: same trace, new span, sampled flag followed; tracestate kept.
-    let tp = format!("00-{TRACE}-{CALLER}-01");
     let (headers, body) = get_with(
         &uri,
         &[
-            ("traceparent", &tp),
+            ("traceparent", TRACEPARENT),
             ("tracestate", "a=1"),
             ("tracestate", "b@c=2"),
         ],
@@ -101,11 +114,15 @@ async fn the_callers_trace_is_continued() {
         assert_eq!(state, "");
     }
     // Two traceparent lines: ambiguous, so a new trace.
-    let (_, body) = get_with(&uri, &[("traceparent", &tp), ("traceparent", &tp)]).await;
+    let (_, body) = get_with(
+        &uri,
+        &[("traceparent", TRACEPARENT), ("traceparent", TRACEPARENT)],
+    )
+    .await;
     assert_ne!(parts(&body).0.trace_id.to_string(), TRACE);
     // Invalid tracestate: dropped, the traceparent still holds.
     for bad in ["A=1", "@foo=1,bar=2", "foo.bar=1"] {
-        let (_, body) = get_with(&uri, &[("traceparent", &tp), ("tracestate", bad)]).await;
+        let (_, body) = get_with(&uri, &[("traceparent", TRACEPARENT), ("tracestate", bad)]).await;
         let (span, _, state) = parts(&body);
         assert_eq!(
             (span.trace_id.to_string().as_str(), state.as_str()),
@@ -122,7 +139,7 @@ async fn the_callers_trace_is_continued() {
         (&["foo=1,foo=2"][..], "foo=1"),
         (&["foo=1,bar=2", "foo=3,baz=4"][..], "foo=1,bar=2,baz=4"),
     ] {
-        let mut headers = vec![("traceparent", tp.as_str())];
+        let mut headers = vec![("traceparent", TRACEPARENT)];
         headers.extend(sent.iter().map(|line| ("tracestate", *line)));
         let (_, body) = get_with(&uri, &headers).await;
         let (span, _, state) = parts(&body);
@@ -149,10 +166,10 @@ async fn untrusted_inbound_context_starts_a_new_trace() {
         .build()
         .unwrap();
     let addr = serve(Router::new().route("/who", get(whoami)).layer(obs.layer())).await;
-    let tp = format!("00-{TRACE}-{CALLER}-00");
+    let unsampled = format!("00-{TRACE}-{CALLER}-00");
     let (headers, body) = get_with(
         &format!("http://{addr}/who"),
-        &[("traceparent", &tp), ("tracestate", "a=1")],
+        &[("traceparent", &unsampled), ("tracestate", "a=1")],
     )
     .await;
     let (span, request_id, state) = parts(&body);
@@ -166,32 +183,16 @@ async fn untrusted_inbound_context_starts_a_new_trace() {
 
 #[tokio::test]
 async fn the_client_layer_carries_the_trace_downstream() {
-    // Backend: records the headers it was called with.
-    let seen: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
-    let backend_seen = seen.clone();
-    let backend = Router::new().route(
-        "/inner",
-        get(move |headers: HeaderMap| {
-            backend_seen.lock().unwrap().push(headers);
-            async { "ok" }
-        }),
-    );
-    let backend_addr = serve(backend).await;
-
+    let (backend_addr, seen) = backend().await;
     let obs = isolated("frontend").build().unwrap();
-    let downstream = ServiceBuilder::new()
-        .layer(obs.client_layer())
-        .service(client());
+    let downstream = obs.client_layer().layer(client());
     let frontend = Router::new()
         .route(
             "/outer",
             get(move |ctx: RequestContext| {
                 let mut downstream = downstream.clone();
                 async move {
-                    let req = Request::get(format!("http://{backend_addr}/inner"))
-                        .body(Full::new(Bytes::new()))
-                        .unwrap();
-                    let res = downstream.call(req).await.unwrap();
+                    let res = downstream.call(inner(backend_addr)).await.unwrap();
                     assert_eq!(res.status(), 200);
                     ctx.span.traceparent().to_string()
                 }
@@ -200,11 +201,13 @@ async fn the_client_layer_carries_the_trace_downstream() {
         .layer(obs.layer());
     let addr = serve(frontend).await;
 
-    let tp = format!("00-{TRACE}-{CALLER}-01");
     let (_, body) = get_with(
         &format!("http://{addr}/outer"),
         // A duplicated key does not stop the list: the first occurrence is passed on.
-        &[("traceparent", &tp), ("tracestate", "vendor=v,vendor=dup")],
+        &[
+            ("traceparent", TRACEPARENT),
+            ("tracestate", "vendor=v,vendor=dup"),
+        ],
     )
     .await;
     let server_span = TraceParent::parse(&body).unwrap();
@@ -223,16 +226,8 @@ async fn the_client_layer_carries_the_trace_downstream() {
     assert_eq!(seen[0]["x-request-id"], TRACE);
 
     // Outside any request the client layer starts a new trace.
-    let mut lone = ServiceBuilder::new()
-        .layer(obs.client_layer())
-        .service(client());
-    lone.call(
-        Request::get(format!("http://{backend_addr}/inner"))
-            .body(Full::new(Bytes::new()))
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    let mut lone = obs.client_layer().layer(client());
+    lone.call(inner(backend_addr)).await.unwrap();
     let last = seen_again.lock().unwrap().last().cloned().unwrap();
     let lone = TraceParent::from_headers(&last).unwrap();
     assert_ne!(lone.trace_id.to_string(), TRACE);
@@ -240,22 +235,9 @@ async fn the_client_layer_carries_the_trace_downstream() {
 
 #[tokio::test]
 async fn tracing_off_leaves_the_headers_alone() {
-    // A backend that records the headers it was called with.
-    let seen: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
-    let backend_seen = seen.clone();
-    let backend = Router::new().route(
-        "/inner",
-        get(move |headers: HeaderMap| {
-            backend_seen.lock().unwrap().push(headers);
-            async { "ok" }
-        }),
-    );
-    let backend_addr = serve(backend).await;
-
+    let (backend_addr, seen) = backend().await;
     let obs = isolated("quiet").tracing(false).build().unwrap();
-    let downstream = ServiceBuilder::new()
-        .layer(obs.client_layer())
-        .service(client());
+    let downstream = obs.client_layer().layer(client());
     let outbound = obs.client_layer();
     let app = Router::new()
         .route(
@@ -266,10 +248,8 @@ async fn tracing_off_leaves_the_headers_alone() {
                 async move {
                     assert!(trace::current_request().is_none() && trace::current().is_none());
                     // Through the client layer: passed through untouched.
-                    let req = Request::get(format!("http://{backend_addr}/inner"))
-                        .body(Full::new(Bytes::new()))
-                        .unwrap();
-                    assert_eq!(downstream.call(req).await.unwrap().status(), 200);
+                    let res = downstream.call(inner(backend_addr)).await.unwrap();
+                    assert_eq!(res.status(), 200);
                     // The adapter for other clients: nothing to inject.
                     let uri: http::Uri = format!("http://{backend_addr}/inner").parse().unwrap();
                     let span = outbound.outbound(&http::Method::GET, &uri);
@@ -284,22 +264,16 @@ async fn tracing_off_leaves_the_headers_alone() {
         )
         .layer(obs.layer());
     let addr = serve(app).await;
-    let tp = format!("00-{TRACE}-{CALLER}-01");
     let (headers, body) = get_with(
         &format!("http://{addr}/plain"),
-        &[("traceparent", &tp), ("x-request-id", "r1")],
+        &[("traceparent", TRACEPARENT), ("x-request-id", "r1")],
     )
     .await;
     assert_eq!(body, "plain");
     assert!(headers.get("x-request-id").is_none());
     // Outside a request too: no new root trace is started for the call.
-    let mut lone = ServiceBuilder::new()
-        .layer(obs.client_layer())
-        .service(client());
-    let req = Request::get(format!("http://{backend_addr}/inner"))
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    assert_eq!(lone.call(req).await.unwrap().status(), 200);
+    let mut lone = obs.client_layer().layer(client());
+    assert_eq!(lone.call(inner(backend_addr)).await.unwrap().status(), 200);
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2);
     for headers in &seen {

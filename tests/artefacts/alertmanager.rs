@@ -105,18 +105,14 @@ fn alertmanager_routes_test_fails_without_a_severity_route() {
             mutant.matches(&matcher).count() + 1,
             text.matches(&matcher).count()
         );
-        let path = std::env::temp_dir().join(format!(
-            "tower-obs-am-{severity}-{}.yml",
-            std::process::id()
-        ));
-        std::fs::write(&path, mutant).unwrap();
+        let scratch = Scratch::new(&format!("am-{severity}"));
+        let path = scratch.write("alertmanager.yml", mutant);
         let valid = Command::new(amtool())
             .arg("check-config")
             .arg(&path)
             .output()
             .unwrap();
         let still = amtool_routes_to(&path, &[&format!("severity={severity}")], receiver);
-        std::fs::remove_file(&path).unwrap();
         assert!(valid.status.success(), "the mutant is not a valid config");
         assert!(
             !still,

@@ -314,18 +314,9 @@ fn every_dashboard_query_parses_with_promtool() {
         }
         n += 1;
     }
-    let path = std::env::temp_dir().join(format!(
-        "tower-obs-dashboard-queries-{}.yml",
-        std::process::id()
-    ));
-    std::fs::write(&path, groups).unwrap();
-    let out = run_ok(
-        Command::new(promtool())
-            .arg("check")
-            .arg("rules")
-            .arg(&path),
-    );
-    std::fs::remove_file(&path).unwrap();
+    let scratch = Scratch::new("dashboard-queries");
+    let path = scratch.write("queries.yml", groups);
+    let out = run_ok(Command::new(promtool()).args(["check", "rules"]).arg(&path));
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{n} rules found")));
 }
 

@@ -21,8 +21,8 @@ fn generated_files_match_the_generator() {
 #[test]
 fn generator_is_deterministic_and_writes_every_generated_file() {
     let python = tool("python3", "python3");
-    let dir = std::env::temp_dir().join(format!("tower-obs-gen-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = Scratch::new("gen");
+    let dir = scratch.path().to_path_buf();
     for _ in 0..2 {
         run_ok(
             Command::new(&python)
@@ -52,7 +52,6 @@ fn generator_is_deterministic_and_writes_every_generated_file() {
             rel.display()
         );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Targets are meant to be changed in tools/slo.toml: other objectives and an integer latency
@@ -61,9 +60,8 @@ fn generator_is_deterministic_and_writes_every_generated_file() {
 #[test]
 fn generator_output_for_other_targets_passes_promtool() {
     let python = tool("python3", "python3");
-    let dir = std::env::temp_dir().join(format!("tower-obs-targets-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = Scratch::new("targets");
+    let dir = scratch.path();
     let mut config = read(repo().join("tools/slo.toml"));
     for (from, to) in [
         ("objective = 0.999", "objective = 0.995"),
@@ -73,15 +71,14 @@ fn generator_output_for_other_targets_passes_promtool() {
         assert!(config.contains(from), "tools/slo.toml has no `{from}`");
         config = config.replacen(from, to, 1);
     }
-    let config_path = dir.join("slo.toml");
-    std::fs::write(&config_path, config).unwrap();
+    let config_path = scratch.write("slo.toml", config);
     run_ok(
         Command::new(&python)
             .arg(repo().join("tools/generate.py"))
             .arg("--config")
             .arg(&config_path)
             .arg("--root")
-            .arg(&dir),
+            .arg(dir),
     );
     let rules = read(dir.join("alerts/slo.rules.yml"));
     assert!(
@@ -95,11 +92,9 @@ fn generator_output_for_other_targets_passes_promtool() {
             .arg(dir.join("alerts/slo.rules.yml"))
             .arg(dir.join("alerts/service.rules.yml")),
     );
-    let out = run_ok(
-        Command::new(promtool())
-            .current_dir(dir.join("tests/rules"))
-            .args(["test", "rules", "slo.test.yml"]),
-    );
+    let out = run_ok(&mut promtool_test_rules(
+        &dir.join("tests/rules"),
+        &["slo.test.yml"],
+    ));
     assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS"));
-    std::fs::remove_dir_all(&dir).unwrap();
 }

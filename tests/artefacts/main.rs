@@ -18,6 +18,7 @@ mod rules;
 mod stack;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::process::Command;
 
 use monitoring::yaml::{self, Yaml};
@@ -60,11 +61,3 @@ const GRAFANA_VARS: &[(&str, &str)] = &[
     ("route", "/users/{id}"),
     ("method", ".+"),
 ];
-
-fn promtool() -> std::path::PathBuf {
-    tool("promtool", "prometheus")
-}
-
-fn amtool() -> std::path::PathBuf {
-    tool("amtool", "prometheus-alertmanager")
-}

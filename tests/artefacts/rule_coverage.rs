@@ -436,11 +436,8 @@ fn each_volume_guard_keeps_its_low_traffic_tests_silent() {
             .seen
             .get(&(name.clone(), Case::LowTraffic))
             .unwrap_or_else(|| panic!("{name}: no low-traffic test"));
-        let dir =
-            std::env::temp_dir().join(format!("tower-obs-guard-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("alerts")).unwrap();
-        std::fs::create_dir_all(dir.join("tests/rules")).unwrap();
+        // A copy of alerts/ and tests/rules/: the unit tests name their rules relatively.
+        let scratch = Scratch::new(&format!("guard-{name}"));
         for f in rule_files() {
             let mut json = parse_yaml_file(&f).to_json();
             for group in json["groups"].as_array_mut().unwrap() {
@@ -454,11 +451,10 @@ fn each_volume_guard_keeps_its_low_traffic_tests_silent() {
                     }
                 }
             }
-            std::fs::write(
-                dir.join("alerts").join(f.file_name().unwrap()),
+            scratch.write(
+                Path::new("alerts").join(f.file_name().unwrap()),
                 json.to_string(),
-            )
-            .unwrap();
+            );
         }
         let mut files = Vec::new();
         for (file, doc) in &docs {
@@ -476,23 +472,17 @@ fn each_volume_guard_keeps_its_low_traffic_tests_silent() {
                 .unwrap()
                 .retain(|t| keep.contains(t["name"].as_str().unwrap()));
             let file_name = file.file_name().unwrap().to_owned();
-            std::fs::write(dir.join("tests/rules").join(&file_name), json.to_string()).unwrap();
+            scratch.write(Path::new("tests/rules").join(&file_name), json.to_string());
             files.push(file_name);
         }
-        let out = Command::new(promtool())
-            .current_dir(dir.join("tests/rules"))
-            .args(["test", "rules"])
-            .args(&files)
-            .output()
-            .unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert!(
-            !out.status.success(),
-            "{name}: its low-traffic tests {tests:?} still pass without its volume guard"
-        );
+        let report = run_failing(&mut promtool_test_rules(
+            &scratch.path().join("tests/rules"),
+            &files,
+        ))
+        .unwrap_or_else(|| {
+            panic!("{name}: its low-traffic tests {tests:?} still pass without its volume guard")
+        });
         // ... and fail on this alert's expectations, not on a broken copy.
-        let report = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
         assert!(
             report.contains(&format!("alertname: {name},")),
             "{name}: promtool failed for another reason:\n{report}"

@@ -42,15 +42,13 @@ fn rules_pass_promtool_check() {
 /// --lint-fatal): a duplicate rule.
 #[test]
 fn promtool_check_rejects_lint_findings() {
-    let path = std::env::temp_dir().join(format!("tower-obs-lint-{}.yml", std::process::id()));
+    let scratch = Scratch::new("lint");
     let rule = "      - record: job:dup:rate5m\n        expr: sum by (job) (rate(up[5m]))\n";
-    std::fs::write(
-        &path,
+    let path = scratch.write(
+        "dup.rules.yml",
         format!("groups:\n  - name: dup\n    rules:\n{rule}{rule}"),
-    )
-    .unwrap();
+    );
     let verdict = promtool_check_rules_clean(std::slice::from_ref(&path));
-    std::fs::remove_file(&path).unwrap();
     let err = verdict.expect_err("a duplicate rule passed the check");
     assert!(err.contains("duplicate"), "{err}");
 }
@@ -62,13 +60,7 @@ fn rule_unit_tests_pass_promtool() {
         .iter()
         .map(|p| p.file_name().unwrap().to_owned())
         .collect();
-    let out = run_ok(
-        Command::new(promtool())
-            .current_dir(&dir)
-            .arg("test")
-            .arg("rules")
-            .args(&files),
-    );
+    let out = run_ok(&mut promtool_test_rules(&dir, &files));
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.matches("SUCCESS").count(), files.len(), "{text}");
 }
@@ -130,10 +122,8 @@ fn rule_unit_tests_fail_on_broken_rules() {
         ),
     ];
     for (i, (file, from, to, why)) in mutations.iter().enumerate() {
-        let dir = std::env::temp_dir().join(format!("tower-obs-mutant-{}-{i}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("alerts")).unwrap();
-        std::fs::create_dir_all(dir.join("tests/rules")).unwrap();
+        // A copy of alerts/ and tests/rules/: the unit tests name their rules relatively.
+        let scratch = Scratch::new(&format!("mutant-{i}"));
         for f in rule_files() {
             let mut text = read(&f);
             if f.file_name().unwrap() == *file {
@@ -143,27 +133,29 @@ fn rule_unit_tests_fail_on_broken_rules() {
                 );
                 text = text.replace(from, to);
             }
-            std::fs::write(dir.join("alerts").join(f.file_name().unwrap()), text).unwrap();
+            scratch.write(Path::new("alerts").join(f.file_name().unwrap()), text);
         }
         for f in rule_unit_tests() {
-            std::fs::copy(&f, dir.join("tests/rules").join(f.file_name().unwrap())).unwrap();
+            scratch.write(
+                Path::new("tests/rules").join(f.file_name().unwrap()),
+                read(&f),
+            );
         }
         // The mutant must still be valid rules, so a failure below is a failing unit test.
+        let mutant = scratch.path().join("alerts").join(file);
         run_ok(
             Command::new(promtool())
                 .args(["check", "rules"])
-                .arg(dir.join("alerts").join(file)),
+                .arg(mutant),
         );
         // Only the unit tests of the mutated file: slo.rules.yml -> slo.test.yml.
         let tests = file.replace(".rules.yml", ".test.yml");
-        let out = Command::new(promtool())
-            .current_dir(dir.join("tests/rules"))
-            .args(["test", "rules", &tests])
-            .output()
-            .unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
+        let failed = run_failing(&mut promtool_test_rules(
+            &scratch.path().join("tests/rules"),
+            &[&tests],
+        ));
         assert!(
-            !out.status.success(),
+            failed.is_some(),
             "the rule unit tests still pass with {why} ({file}: {from:?} -> {to:?})"
         );
     }

@@ -7,8 +7,7 @@ fn stack_prometheus_config_passes_promtool_with_the_rules() {
     let stack = repo().join("examples/monitoring/prometheus/prometheus.yml");
     run_ok(
         Command::new(promtool())
-            .arg("check")
-            .arg("config")
+            .args(["check", "config"])
             .arg(&stack),
     );
     // Again with the rule glob pointing where compose mounts alerts/ from, so the rules it
@@ -19,16 +18,13 @@ fn stack_prometheus_config_passes_promtool_with_the_rules() {
         "/etc/prometheus/rules/",
         &format!("{}/", repo().join("alerts").display()),
     );
-    let path =
-        std::env::temp_dir().join(format!("tower-obs-prometheus-{}.yml", std::process::id()));
-    std::fs::write(&path, local).unwrap();
+    let scratch = Scratch::new("prometheus");
+    let path = scratch.write("prometheus.yml", local);
     let out = run_ok(
         Command::new(promtool())
-            .arg("check")
-            .arg("config")
+            .args(["check", "config"])
             .arg(&path),
     );
-    std::fs::remove_file(&path).unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     for f in rule_files() {
         assert!(

@@ -4,8 +4,13 @@
 
 pub mod promql;
 pub mod rule_tests;
+#[path = "../support/tools.rs"]
+mod tools;
 pub mod yaml;
 
+pub use tools::tool;
+
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -16,20 +21,56 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The path of an executable on PATH; panics naming the Debian package when it is missing,
-/// so a test never passes by skipping. scripts/test-all.sh installs the packages.
-pub fn tool(name: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let candidate = dir.join(name);
-        if candidate.is_file() {
-            return candidate;
-        }
+/// promtool, from the Debian package `prometheus`.
+pub fn promtool() -> PathBuf {
+    tool("promtool", "prometheus")
+}
+
+/// amtool, from the Debian package `prometheus-alertmanager`.
+pub fn amtool() -> PathBuf {
+    tool("amtool", "prometheus-alertmanager")
+}
+
+/// `promtool test rules` on these unit-test files of the folder `dir` (a test's
+/// `rule_files` are relative to it), to run with [`run_ok`] or [`run_failing`].
+pub fn promtool_test_rules(dir: &Path, files: &[impl AsRef<OsStr>]) -> Command {
+    let mut cmd = Command::new(promtool());
+    cmd.current_dir(dir).args(["test", "rules"]).args(files);
+    cmd
+}
+
+/// A folder of this process under the system's temp dir, for files a tool reads from disk
+/// (a config, rules and their unit tests, mutants of them); removed when dropped, a failing
+/// test included.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    /// An empty folder named for `name` and this process.
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("tower-obs-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        Scratch(dir)
     }
-    panic!(
-        "`{name}` is not on PATH: install the Debian package `{package}` \
-         (apt-get install {package}; scripts/test-all.sh does this)"
-    )
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes `contents` to `relative` in the folder, making its folders; returns its path.
+    pub fn write(&self, relative: impl AsRef<Path>, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.0.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, contents).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Runs a command and returns its output, panicking with the command's stderr on failure.
@@ -45,6 +86,17 @@ pub fn run_ok(cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// Runs a command that must fail (a check that catches a mutant) and returns what it printed,
+/// stdout then stderr; `None` when it succeeded.
+pub fn run_failing(cmd: &mut Command) -> Option<String> {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    (!out.status.success()).then(|| {
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    })
 }
 
 pub fn read(path: impl AsRef<Path>) -> String {

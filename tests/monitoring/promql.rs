@@ -73,23 +73,9 @@ fn lex(expr: &str) -> Result<Vec<Tok>, String> {
     Ok(out)
 }
 
+/// Keywords that are not names, besides the [`GROUPING`] ones.
 const KEYWORDS: &[&str] = &[
-    "and",
-    "or",
-    "unless",
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "offset",
-    "bool",
-    "atan2",
-    "inf",
-    "nan",
-    "Inf",
-    "NaN",
+    "and", "or", "unless", "offset", "bool", "atan2", "inf", "nan", "Inf", "NaN",
 ];
 /// PromQL aggregation operators.
 pub const AGGREGATIONS: &[&str] = &[
@@ -237,7 +223,8 @@ pub fn names(expr: &str) -> Result<Names, String> {
                 }
                 i = j;
             }
-            Tok::Ident(id) if KEYWORDS.contains(&id.as_str()) => {}
+            Tok::Ident(id)
+                if KEYWORDS.contains(&id.as_str()) || GROUPING.contains(&id.as_str()) => {}
             Tok::Ident(id)
                 if AGGREGATIONS.contains(&id.as_str())
                     && toks.get(i + 1) != Some(&Tok::Op("(".into())) =>

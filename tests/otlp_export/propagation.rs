@@ -23,16 +23,9 @@ async fn one_trace_across_two_services_over_http_protobuf_with_logs() {
     let _shared = not_measuring().await;
     let logs = captured_logs();
 
-    let received = Received::default();
-    let endpoint = http_receiver(received.clone()).await;
-    let vars = |_: &str| {
-        vec![
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
-        ]
-    };
-    let backend_obs = from_vars("backend", &vars("backend"));
+    let received = OtlpReceiver::http().await;
+    let vars = received.vars(&[("OTEL_BSP_SCHEDULE_DELAY", "50")]);
+    let backend_obs = from_vars("backend", &vars).build().unwrap();
     let backend = Router::new()
         .route(
             "/items/{id}",
@@ -44,10 +37,8 @@ async fn one_trace_across_two_services_over_http_protobuf_with_logs() {
         .layer(backend_obs.layer());
     let backend_addr = serve(backend).await;
 
-    let frontend_obs = from_vars("frontend", &vars("frontend"));
-    let downstream = ServiceBuilder::new()
-        .layer(frontend_obs.client_layer())
-        .service(client());
+    let frontend_obs = from_vars("frontend", &vars).build().unwrap();
+    let downstream = frontend_obs.client_layer().layer(client());
     let frontend = Router::new()
         .route(
             "/page",
@@ -71,7 +62,7 @@ async fn one_trace_across_two_services_over_http_protobuf_with_logs() {
         call(&format!("http://{frontend_addr}/page"), &[]).await,
         200
     );
-    wait_for(&received, 3).await;
+    received.wait_for(3).await;
 
     let (svc, page) = received.named("GET /page").expect("frontend server span");
     assert_eq!(
@@ -145,8 +136,8 @@ async fn a_users_exporter_or_processor_gets_the_spans_and_untrusted_callers_beco
         .build()
         .unwrap();
     let addr = serve(users().layer(obs.layer())).await;
-    let tp = format!("00-{TRACE}-{CALLER}-01");
-    call(&format!("http://{addr}/users/1"), &[("traceparent", &tp)]).await;
+    let traced = [("traceparent", TRACEPARENT)];
+    call(&format!("http://{addr}/users/1"), &traced).await;
     assert!(obs.flush_traces(Duration::from_secs(5)));
     let spans = kept.0.lock().unwrap().clone();
     assert_eq!(spans.len(), 1);
@@ -176,7 +167,7 @@ async fn a_users_exporter_or_processor_gets_the_spans_and_untrusted_callers_beco
         .build()
         .unwrap();
     let addr = serve(users().layer(obs.layer())).await;
-    call(&format!("http://{addr}/users/2"), &[("traceparent", &tp)]).await;
+    call(&format!("http://{addr}/users/2"), &traced).await;
     let got = eventually(Duration::from_secs(5), || {
         let spans = through.0.lock().unwrap().clone();
         (!spans.is_empty()).then_some(spans)
@@ -191,13 +182,9 @@ async fn a_users_exporter_or_processor_gets_the_spans_and_untrusted_callers_beco
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outbound_span_for_a_non_tower_client_is_exported_as_the_downstream_parent() {
     let _shared = not_measuring().await;
-    let received = Received::default();
-    let endpoint = http_receiver(received.clone()).await;
-    let vars = [
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-    ];
-    let backend_obs = from_vars("stock", &vars);
+    let received = OtlpReceiver::http().await;
+    let vars = received.vars(&[]);
+    let backend_obs = from_vars("stock", &vars).build().unwrap();
     let backend = Router::new()
         .route("/stock/{id}", get(|| async { "12" }))
         .route(
@@ -209,7 +196,7 @@ async fn an_outbound_span_for_a_non_tower_client_is_exported_as_the_downstream_p
 
     // The frontend calls with a client that is not a tower service (a plain hyper client
     // standing in for reqwest): the adapter opens the span, the call carries it.
-    let frontend_obs = from_vars("shop", &vars);
+    let frontend_obs = from_vars("shop", &vars).build().unwrap();
     let outbound = frontend_obs.client_layer();
     let frontend = Router::new()
         .route(

@@ -4,122 +4,70 @@
 
 use super::*;
 
-/// Per-request latencies of `n` sequential requests, sorted.
-async fn latencies(uri: &str, n: usize) -> Vec<Duration> {
-    let client = client();
-    let mut all = Vec::with_capacity(n);
-    for _ in 0..n {
-        let start = Instant::now();
-        let (status, _) = send(&client, "GET", uri, b"").await;
-        assert_eq!(status, 200);
-        all.push(start.elapsed());
-    }
-    all.sort();
-    all
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p) as usize]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_down_or_hanging_costs_requests_nothing() {
     const ROUNDS: usize = 4;
     const PER_ROUND: usize = 100;
     const QUEUE: usize = 128;
     let _alone = measuring().await;
-    let down = closed_port();
-    let hanging = hanging_endpoint().await;
-    let queue = [
-        ("OTEL_BSP_MAX_QUEUE_SIZE", "128"),
-        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "32"),
-        ("OTEL_BSP_SCHEDULE_DELAY", "20"),
-        ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000"),
-        ("OTEL_BSP_EXPORT_TIMEOUT", "3000"),
-    ];
-    let with = |protocol: &str, addr: SocketAddr| {
-        let mut vars = queue.to_vec();
-        let endpoint = format!("http://{addr}");
-        let endpoint: &'static str = Box::leak(endpoint.into_boxed_str());
-        let protocol: &'static str = Box::leak(protocol.to_owned().into_boxed_str());
-        vars.push(("OTEL_EXPORTER_OTLP_PROTOCOL", protocol));
-        vars.push(("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint));
-        vars
+    let down = format!("http://{}", closed_port());
+    let hanging = format!("http://{}", hanging_endpoint().await);
+    let exporting = |name: &str, protocol: &str, endpoint: &str| {
+        let vars = [
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "128"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "32"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "20"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "3000"),
+        ];
+        from_vars(name, &vars).build().unwrap()
     };
+    let none = from_vars("none", &[("OTEL_TRACES_EXPORTER", "none")]);
     let setups: Vec<(&str, Observability)> = vec![
-        (
-            "none",
-            from_vars("none", &[("OTEL_TRACES_EXPORTER", "none")]),
-        ),
-        ("grpc down", from_vars("down", &with("grpc", down))),
-        ("http down", from_vars("down", &with("http/protobuf", down))),
-        ("grpc hanging", from_vars("hang", &with("grpc", hanging))),
-        (
-            "http hanging",
-            from_vars("hang", &with("http/protobuf", hanging)),
-        ),
+        ("none", none.build().unwrap()),
+        ("grpc down", exporting("down", "grpc", &down)),
+        ("http down", exporting("down", "http/protobuf", &down)),
+        ("grpc hanging", exporting("hang", "grpc", &hanging)),
+        ("http hanging", exporting("hang", "http/protobuf", &hanging)),
     ];
     let mut uris = Vec::new();
     for (_, obs) in &setups {
-        let addr = serve(users().layer(obs.layer())).await;
-        let uri = format!("http://{addr}/users/1");
-        latencies(&uri, 50).await; // warm-up: connections, route and series registered
-        uris.push(uri);
+        uris.push(format!(
+            "http://{}/users/1",
+            serve(users().layer(obs.layer())).await
+        ));
     }
-    // Interleaved rounds: a slow moment of this shared machine hits every setup alike.
-    let mut samples = vec![Vec::new(); setups.len()];
-    for _ in 0..ROUNDS {
-        for (uri, all) in uris.iter().zip(&mut samples) {
-            all.extend(latencies(uri, PER_ROUND).await);
+    const WARM_UP: usize = 50;
+    let latencies = cost::interleaved(&uris, 200, WARM_UP, ROUNDS, PER_ROUND).await;
+    let sent = (WARM_UP + ROUNDS * PER_ROUND) as f64;
+    for (name, obs) in &setups[1..] {
+        // Everything sent is accounted for: exported (nothing), dropped, or still
+        // held: up to a queue waiting, and up to a queue the exporter took and is
+        // stuck sending.
+        assert_eq!(total(obs, EXPORTED), 0.0, "{name}");
+        let dropped = total(obs, DROPPED);
+        assert!(dropped <= sent, "{name}: {dropped} of {sent} dropped");
+        if name.contains("hanging") {
+            assert!(
+                dropped >= sent - 2.0 * QUEUE as f64,
+                "{name}: {dropped} of {sent} dropped"
+            );
         }
     }
-    let sent = (50 + ROUNDS * PER_ROUND) as f64;
-    let mut tails = Vec::new();
-    for ((name, obs), sorted) in setups.iter().zip(&mut samples) {
-        sorted.sort();
-        let (p50, p99) = (pct(sorted, 0.5), pct(sorted, 0.99));
-        eprintln!("{name:>13}: p50 {p50:?}  p99 {p99:?}");
-        tails.push((name, p50, p99));
-        if *name != "none" {
-            // Everything sent is accounted for: exported (nothing), dropped, or still
-            // held: up to a queue waiting, and up to a queue the exporter took and is
-            // stuck sending.
-            assert_eq!(counter(obs, EXPORTED), 0.0, "{name}");
-            let dropped = counter(obs, DROPPED);
-            assert!(dropped <= sent, "{name}: {dropped} of {sent} dropped");
-            if name.contains("hanging") {
-                assert!(
-                    dropped >= sent - 2.0 * QUEUE as f64,
-                    "{name}: {dropped} of {sent} dropped"
-                );
-            }
-        }
-    }
-    let (_, base50, base99) = tails[0];
-    for (name, p50, p99) in &tails[1..] {
-        // Within noise of no exporter: the same order, not export timeouts (2 s) or
-        // connection attempts (a closed port answers in microseconds, a hanging one never).
-        let bound = |base: Duration, slack: Duration| (base * 3).max(base + slack);
-        assert!(
-            *p50 <= bound(base50, Duration::from_millis(2)),
-            "{name}: p50 {p50:?} vs {base50:?} without an exporter"
-        );
-        assert!(
-            *p99 <= bound(base99, Duration::from_millis(10)),
-            "{name}: p99 {p99:?} vs {base99:?} without an exporter"
-        );
-    }
+    // Within noise of no exporter: the same order, not export timeouts (2 s) or
+    // connection attempts (a closed port answers in microseconds, a hanging one never).
+    let names: Vec<_> = setups.iter().map(|(name, _)| *name).collect();
+    cost::assert_near_baseline(&names, &latencies, "without an exporter");
 
     // Memory is bounded by the queue, not by the traffic: a burst of client spans at the
     // hanging collector, straight into the queue. Unbounded, 200,000 spans
     // would hold ~76 MiB (400 bytes each); bounded, every span beyond what is held is dropped and counted.
     const BURST: usize = 200_000;
     let (_, hung) = &setups[4];
-    let before = counter(hung, DROPPED);
-    let rss_before = rss_bytes();
-    let rate = burst(hung, BURST, 1e9).await;
-    let growth = rss_bytes().saturating_sub(rss_before);
-    let dropped = counter(hung, DROPPED) - before;
+    let flood = cost::burst(hung, DROPPED, burst(hung, BURST, 1e9)).await;
+    let (rate, growth, dropped) = (flood.output, flood.rss_growth, flood.dropped);
     eprintln!(
         "hanging collector, {BURST} spans at {rate:.0}/s: {dropped} dropped, rss +{} KiB",
         growth / 1024
@@ -136,7 +84,7 @@ async fn a_collector_down_or_hanging_costs_requests_nothing() {
     // The collector that is down: every span is eventually dropped and counted.
     let (_, grpc_down) = &setups[1];
     let counted = eventually(Duration::from_secs(20), || {
-        let dropped = counter(grpc_down, DROPPED);
+        let dropped = total(grpc_down, DROPPED);
         (dropped >= sent).then_some(dropped)
     })
     .await;
@@ -174,63 +122,34 @@ async fn burst(obs: &Observability, n: usize, per_second: f64) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-fn counter(obs: &Observability, name: &str) -> f64 {
-    sample(&obs.render_metrics(), name, &[]).unwrap_or_else(|| panic!("{name} not exported"))
-}
-
-/// An HTTP/protobuf receiver that keeps the raw bodies, decoded later: a collector that
-/// answers at once, whatever the test's own decoding would cost.
-async fn raw_receiver(bodies: Arc<Mutex<Vec<Bytes>>>) -> String {
-    let app = Router::new().route(
-        "/v1/traces",
-        post(move |body: Bytes| {
-            let bodies = bodies.clone();
-            async move {
-                bodies.lock().unwrap().push(body);
-                (
-                    [("content-type", "application/x-protobuf")],
-                    ExportTraceServiceResponse::default().encode_to_vec(),
-                )
-            }
-        }),
-    );
-    format!("http://{}", serve(app).await)
-}
-
 /// One burst into a fresh layer exporting to a fresh receiver: (rate reached, spans
-/// dropped, whether all were exported within a second of the burst's end, the bodies).
-async fn one_burst(spans: usize, rate: f64) -> (f64, f64, bool, Vec<Bytes>) {
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let endpoint = raw_receiver(bodies.clone()).await;
-    let obs = from_vars(
-        "burst",
-        &[
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_BSP_MAX_QUEUE_SIZE", "512"),
-            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64"),
-        ],
-    );
+/// dropped, whether all were exported within a second of the burst's end, the receiver).
+async fn one_burst(spans: usize, rate: f64) -> (f64, f64, bool, OtlpReceiver) {
+    let received = OtlpReceiver::http().await;
+    let vars = received.vars(&[
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "512"),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64"),
+    ]);
+    let obs = from_vars("burst", &vars).build().unwrap();
     let reached = burst(&obs, spans, rate).await;
     // No flush: full batches leave by themselves, long before the 5 s delay; only the last,
     // partial one waits for it (or for the flush below).
     let all_out = eventually(Duration::from_secs(1), || {
-        let accounted = counter(&obs, EXPORTED) + counter(&obs, DROPPED);
+        let accounted = total(&obs, EXPORTED) + total(&obs, DROPPED);
         (accounted > (spans - 64) as f64).then_some(())
     })
     .await
     .is_some();
     assert!(obs.flush_traces(Duration::from_secs(5)));
-    let dropped = counter(&obs, DROPPED);
-    let exported = counter(&obs, EXPORTED);
+    let dropped = total(&obs, DROPPED);
+    let exported = total(&obs, EXPORTED);
     eprintln!("{spans} spans at {reached:.0}/s: dropped {dropped}, exported {exported}");
     assert!(obs.shutdown(Duration::from_secs(5)));
-    let bodies = bodies.lock().unwrap().clone();
     (
         reached,
         dropped,
         all_out && exported == spans as f64,
-        bodies,
+        received,
     )
 }
 
@@ -247,7 +166,7 @@ async fn a_burst_far_above_one_queue_per_tick_is_exported_whole() {
     let _alone = measuring().await;
     let mut tries = Vec::new();
     for _ in 0..3 {
-        let (rate, dropped, whole, bodies) = one_burst(SPANS, RATE).await;
+        let (rate, dropped, whole, received) = one_burst(SPANS, RATE).await;
         assert!(
             rate > 1.5 * 512.0 / 0.05,
             "the burst must outpace one queue per 50 ms to mean anything: {rate:.0}/s"
@@ -255,16 +174,8 @@ async fn a_burst_far_above_one_queue_per_tick_is_exported_whole() {
         if whole && dropped == 0.0 {
             // Every span arrived, once.
             let mut ids = std::collections::HashSet::new();
-            for body in bodies {
-                let req = ExportTraceServiceRequest::decode(body).unwrap();
-                for span in req
-                    .resource_spans
-                    .into_iter()
-                    .flat_map(|rs| rs.scope_spans)
-                    .flat_map(|ss| ss.spans)
-                {
-                    assert!(ids.insert(span.span_id), "a span arrived twice");
-                }
+            for (_, span) in received.spans() {
+                assert!(ids.insert(span.span_id), "a span arrived twice");
             }
             assert_eq!(ids.len(), SPANS);
             return;
@@ -277,33 +188,26 @@ async fn a_burst_far_above_one_queue_per_tick_is_exported_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_headers_from_the_environment_reach_the_collector() {
     let _shared = not_measuring().await;
-    let grpc = Received::default();
-    let grpc_endpoint = grpc_receiver(grpc.clone()).await;
-    let http = Received::default();
-    let http_endpoint = http_receiver(http.clone()).await;
+    let grpc = OtlpReceiver::grpc().await;
+    let http = OtlpReceiver::http().await;
     let secret = "api-key=s%3Dcr%2Ct, x-tenant = acme%20eu";
     let setups = [
         // gRPC metadata; the per-signal variable wins over the generic one.
-        from_vars(
+        (
             "headers-grpc",
-            &[
-                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", &grpc_endpoint),
+            grpc.vars(&[
                 ("OTEL_EXPORTER_OTLP_HEADERS", "x-generic=1"),
                 ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", secret),
-            ],
+            ]),
         ),
         // HTTP headers, from the generic variable.
-        from_vars(
+        (
             "headers-http",
-            &[
-                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", &http_endpoint),
-                ("OTEL_EXPORTER_OTLP_HEADERS", secret),
-            ],
+            http.vars(&[("OTEL_EXPORTER_OTLP_HEADERS", secret)]),
         ),
     ];
-    for obs in &setups {
+    for (name, vars) in setups {
+        let obs = from_vars(name, &vars).build().unwrap();
         let addr = serve(users().layer(obs.layer())).await;
         assert_eq!(call(&format!("http://{addr}/users/1"), &[]).await, 200);
         assert!(obs.flush_traces(Duration::from_secs(5)));
@@ -330,18 +234,11 @@ async fn export_headers_from_the_environment_reach_the_collector() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_flush_and_shutdown_deliver_under_a_long_schedule_delay() {
     let _shared = not_measuring().await;
-    let received = Received::default();
-    let endpoint = grpc_receiver(received.clone()).await;
+    let received = OtlpReceiver::grpc().await;
     // Ten minutes between timed exports, and batches larger than this test sends: nothing
     // leaves unless flush or shutdown sends it.
-    let obs = from_vars(
-        "patient",
-        &[
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
-        ],
-    );
+    let vars = received.vars(&[("OTEL_BSP_SCHEDULE_DELAY", "600000")]);
+    let obs = from_vars("patient", &vars).build().unwrap();
     let addr = serve(users().layer(obs.layer())).await;
     for id in 1..=3 {
         assert_eq!(call(&format!("http://{addr}/users/{id}"), &[]).await, 200);
@@ -366,8 +263,8 @@ async fn only_flush_and_shutdown_deliver_under_a_long_schedule_delay() {
         .filter_map(|(_, span)| attr(span, "url.path"))
         .collect();
     assert_eq!(paths.len(), 5, "{paths:?}");
-    assert_eq!(counter(&obs, EXPORTED), 5.0);
-    assert_eq!(counter(&obs, DROPPED), 0.0);
+    assert_eq!(total(&obs, EXPORTED), 5.0);
+    assert_eq!(total(&obs, DROPPED), 0.0);
     // After shutdown the exporter is gone: flushing says so instead of hanging.
     assert!(!obs.flush_traces(Duration::from_millis(200)));
 }

@@ -1,10 +1,21 @@
 //! Test support: servers on 127.0.0.1, a client, and a reader for the exposition format.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod caller;
+pub mod cost;
+pub mod env;
+pub mod exposition;
 pub mod load;
+pub mod otlp_receiver;
 pub mod processes;
 pub mod redis;
+pub mod requests;
 pub mod sentry_endpoint;
+pub mod sentry_events;
+pub mod tools;
+
+// `processes` and the tests that start chromium or prometheus name it `support::tool`.
+pub use tools::tool;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -143,17 +154,6 @@ pub async fn eventually<T>(limit: Duration, mut check: impl FnMut() -> Option<T>
 mod memory;
 #[allow(unused_imports)] // Not every test binary measures memory.
 pub use memory::rss_bytes;
-
-/// The path of a Debian tool the test command installs, or a failure naming the package.
-pub fn tool(name: &str, package: &str) -> std::path::PathBuf {
-    for dir in ["/usr/bin", "/usr/local/bin", "/bin"] {
-        let path = std::path::Path::new(dir).join(name);
-        if path.exists() {
-            return path;
-        }
-    }
-    panic!("`{name}` not found: install the Debian package `{package}` (scripts/test-all.sh does)");
-}
 
 /// Runs `promtool check metrics` on an exposition; returns what it printed (empty: clean).
 pub fn promtool_check_metrics(text: &str) -> String {
