@@ -156,11 +156,8 @@ impl QueueSink {
             .as_ref()
             .is_some_and(|control| control.send(make(ack, deadline)).is_ok());
         self.worker.unpark();
-        if !sent {
-            // The exporter has stopped: done if nothing is left.
-            return self.pending() == 0;
-        }
-        done.recv_timeout(timeout).unwrap_or(false)
+        // Not sent: the exporter has stopped (shut down), nothing can be exported.
+        sent && done.recv_timeout(timeout).unwrap_or(false)
     }
 }
 
