@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# What a telemetry endpoint in trouble costs a service: throughput, p99 and peak resident
-# memory of a failing route (every request a 500: a Sentry event and a span) with the
+# What a telemetry endpoint in trouble costs a service: throughput, p99, CPU per request
+# (every thread of the server: the measure a shared machine disturbs least) and peak
+# resident memory of a failing route (every request a 500: a Sentry event and a span) with the
 # Sentry DSN or the OTLP endpoint on a closed port, on a port that accepts and never
 # answers, and on one that answers after 2 s, against the same service with no exporter,
 # each run beside a run of that baseline (the machine's speed drifts; a pair shares it). The service (benches/outage.rs, one tokio worker) runs on core 0,
@@ -71,8 +72,11 @@ run() { # scenario -> appends "scenario req/s p99 peak-rss-KiB" to $results
   for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/fail" && break; sleep 0.1; done
   out=$(taskset -c 1 wrk -t1 -c"$conns" -d"$duration" --latency "http://127.0.0.1:$port/fail")
   hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  # CPU the whole server used (every thread; clock ticks), per request served below.
+  ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat")
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
-  echo "$s $(echo "$out" | awk '/Requests\/sec/ {print $2}') $(echo "$out" | awk '$1=="99%" {print $2}') $hwm" >>"$results"
+  echo "$s $(echo "$out" | awk '/Requests\/sec/ {print $2}') $(echo "$out" | awk '$1=="99%" {print $2}') $hwm" \
+    "$ticks $(echo "$out" | awk '/requests in/ {print $1}')" >>"$results"
 }
 # Each scenario runs right beside its own run of `none` (in turn first and second), so the
 # ratio of each pair sees the same moment of a machine whose speed drifts; each scenario's
@@ -83,33 +87,35 @@ for round in $(seq "$rounds"); do
     if [ $((round % 2)) -eq 1 ]; then run none; run "$s"; else run "$s"; run none; fi
   done
 done
-python3 - "$results" "${scenarios[@]}" <<'PY'
+python3 - "$results" "$(getconf CLK_TCK)" "${scenarios[@]}" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
+tick = 1e6 / float(sys.argv[2])
 def ms(v):
     for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
         if v.endswith(unit):
             return float(v[: -len(unit)]) * f
     return float(v)
-runs = [(r[0], float(r[1]), ms(r[2]), int(r[3]) / 1024) for r in rows]
+# (scenario, req/s, p99 ms, peak RSS MiB, CPU us per request)
+runs = [(r[0], float(r[1]), ms(r[2]), int(r[3]) / 1024, int(r[4]) * tick / int(r[5])) for r in rows]
 # Pairs in the order they ran: (none, s) or (s, none).
 pairs = {}
 for a, b in zip(runs[0::2], runs[1::2]):
     base, other = (a, b) if a[0] == "none" else (b, a)
     pairs.setdefault(other[0], []).append((base, other))
 none = [r for r in runs if r[0] == "none"]
-print(f"{'scenario':<16} {'req/s':>9} {'p99 ms':>8} {'peak RSS MiB':>13} {'req/s vs none':>14} {'p99 vs none':>12}   pair ratios (req/s)")
-print(f"{'none':<16} {statistics.median(r[1] for r in none):>9.0f} {statistics.median(r[2] for r in none):>8.2f} "
-      f"{max(r[3] for r in none):>13.1f} {'1.00x':>14} {'1.00x':>12}")
-for name in sys.argv[2:]:
+med = statistics.median
+print(f"{'scenario':<16} {'req/s':>8} {'p99 ms':>7} {'CPU us/req':>10} {'RSS MiB':>8}"
+      f" {'req/s vs none':>14} {'p99 vs none':>12} {'CPU vs none':>12}   pair ratios (req/s)")
+print(f"{'none':<16} {med(r[1] for r in none):>8.0f} {med(r[2] for r in none):>7.2f} "
+      f"{med(r[4] for r in none):>10.2f} {max(r[3] for r in none):>8.1f} {'1.00x':>14} {'1.00x':>12} {'1.00x':>12}")
+for name in sys.argv[3:]:
     if name == "none" or name not in pairs:
         continue
     ps = pairs[name]
-    rps = statistics.median(o[1] for _, o in ps)
-    p99 = statistics.median(o[2] for _, o in ps)
-    rss = max(o[3] for _, o in ps)
-    r_rps = [o[1] / b[1] for b, o in ps]
-    r_p99 = [o[2] / b[2] for b, o in ps]
-    print(f"{name:<16} {rps:>9.0f} {p99:>8.2f} {rss:>13.1f} {statistics.median(r_rps):>13.2f}x {statistics.median(r_p99):>11.2f}x   "
-          + " ".join(f"{r:.2f}" for r in r_rps))
+    ratio = lambda i: med(o[i] / b[i] for b, o in ps)
+    print(f"{name:<16} {med(o[1] for _, o in ps):>8.0f} {med(o[2] for _, o in ps):>7.2f} "
+          f"{med(o[4] for _, o in ps):>10.2f} {max(o[3] for _, o in ps):>8.1f} "
+          f"{ratio(1):>13.2f}x {ratio(2):>11.2f}x {ratio(4):>11.2f}x   "
+          + " ".join(f"{o[1] / b[1]:.2f}" for b, o in ps))
 PY
