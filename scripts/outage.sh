@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# What a telemetry endpoint in trouble costs a service: throughput, p99 and peak resident
-# memory of a failing route (every request a 500: a Sentry event and a span) with the
+# What a telemetry endpoint in trouble costs a service: throughput, p99, CPU per request
+# (every thread of the server: the measure a shared machine disturbs least) and peak
+# resident memory of a failing route (every request a 500: a Sentry event and a span) with the
 # Sentry DSN or the OTLP endpoint on a closed port, on a port that accepts and never
 # answers, and on one that answers after 2 s, against the same service with no exporter,
-# in interleaved rounds. The service (benches/outage.rs, one tokio worker) runs on core 0,
+# each run beside a run of that baseline (the machine's speed drifts; a pair shares it). The service (benches/outage.rs, one tokio worker) runs on core 0,
 # wrk and the endpoints (scripts/outage-endpoint.py) on core 1. Everything on 127.0.0.1.
 # Usage: scripts/outage.sh [scenario ...]   (default: all; `OUTAGE_LIST=1` lists them)
-# Env: DURATION (default 10s), CONNECTIONS (default 32), ROUNDS (default 3).
+# Env: DURATION (default 5s), CONNECTIONS (default 32), ROUNDS (default 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk" >&2; exit 1; }
@@ -59,40 +60,62 @@ env_of() {
   esac
 }
 
-duration=${DURATION:-10s}; conns=${CONNECTIONS:-32}; rounds=${ROUNDS:-3}
+duration=${DURATION:-5s}; conns=${CONNECTIONS:-32}; rounds=${ROUNDS:-5}
 results="$tmp/results"
+run() { # scenario -> appends "scenario req/s p99 peak-rss-KiB" to $results
+  local s=$1 port pid out
+  port=$(free_port)
+  # shellcheck disable=SC2046
+  env -i PATH="$PATH" OUTAGE_ADDR="127.0.0.1:$port" RUST_LOG=warn $(env_of "$s") \
+    taskset -c 0 "$bin" >"$tmp/server.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/fail" && break; sleep 0.1; done
+  out=$(taskset -c 1 wrk -t1 -c"$conns" -d"$duration" --latency "http://127.0.0.1:$port/fail")
+  hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  # CPU the whole server used (every thread; clock ticks), per request served below.
+  ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  echo "$s $(echo "$out" | awk '/Requests\/sec/ {print $2}') $(echo "$out" | awk '$1=="99%" {print $2}') $hwm" \
+    "$ticks $(echo "$out" | awk '/requests in/ {print $1}')" >>"$results"
+}
+# Each scenario runs right beside its own run of `none` (in turn first and second), so the
+# ratio of each pair sees the same moment of a machine whose speed drifts; each scenario's
+# median pair is reported.
 for round in $(seq "$rounds"); do
   for s in "${scenarios[@]}"; do
-    port=$(free_port)
-    # shellcheck disable=SC2046
-    env -i PATH="$PATH" OUTAGE_ADDR="127.0.0.1:$port" RUST_LOG=warn $(env_of "$s") \
-      taskset -c 0 "$bin" >"$tmp/server.log" 2>&1 &
-    pid=$!
-    for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/fail" && break; sleep 0.1; done
-    out=$(taskset -c 1 wrk -t1 -c"$conns" -d"$duration" --latency "http://127.0.0.1:$port/fail")
-    hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-    kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
-    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-    p99=$(echo "$out" | awk '$1=="99%" {print $2}')
-    echo "$s $rps $p99 $hwm" >>"$results"
+    [ "$s" = none ] && continue
+    if [ $((round % 2)) -eq 1 ]; then run none; run "$s"; else run "$s"; run none; fi
   done
 done
-python3 - "$results" "${scenarios[@]}" <<'PY'
+python3 - "$results" "$(getconf CLK_TCK)" "${scenarios[@]}" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
+tick = 1e6 / float(sys.argv[2])
 def ms(v):
     for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
         if v.endswith(unit):
             return float(v[: -len(unit)]) * f
     return float(v)
-print(f"{'scenario':<16} {'req/s':>9} {'vs none':>8} {'p99 ms':>8} {'vs none':>8} {'peak RSS MiB':>13}   rounds (req/s)")
-base = None
-for name in sys.argv[2:]:
-    runs = [(float(r[1]), ms(r[2]), int(r[3]) / 1024) for r in rows if r[0] == name]
-    rps = statistics.median(r for r, _, _ in runs)
-    p99 = statistics.median(p for _, p, _ in runs)
-    rss = max(m for _, _, m in runs)
-    base = base or (rps, p99)
-    print(f"{name:<16} {rps:>9.0f} {rps / base[0]:>7.2f}x {p99:>8.2f} {p99 / base[1]:>7.2f}x {rss:>13.1f}   "
-          + " ".join(f"{r:.0f}" for r, _, _ in runs))
+# (scenario, req/s, p99 ms, peak RSS MiB, CPU us per request)
+runs = [(r[0], float(r[1]), ms(r[2]), int(r[3]) / 1024, int(r[4]) * tick / int(r[5])) for r in rows]
+# Pairs in the order they ran: (none, s) or (s, none).
+pairs = {}
+for a, b in zip(runs[0::2], runs[1::2]):
+    base, other = (a, b) if a[0] == "none" else (b, a)
+    pairs.setdefault(other[0], []).append((base, other))
+none = [r for r in runs if r[0] == "none"]
+med = statistics.median
+print(f"{'scenario':<16} {'req/s':>8} {'p99 ms':>7} {'CPU us/req':>10} {'RSS MiB':>8}"
+      f" {'req/s vs none':>14} {'p99 vs none':>12} {'CPU vs none':>12}   pair ratios (req/s)")
+print(f"{'none':<16} {med(r[1] for r in none):>8.0f} {med(r[2] for r in none):>7.2f} "
+      f"{med(r[4] for r in none):>10.2f} {max(r[3] for r in none):>8.1f} {'1.00x':>14} {'1.00x':>12} {'1.00x':>12}")
+for name in sys.argv[3:]:
+    if name == "none" or name not in pairs:
+        continue
+    ps = pairs[name]
+    ratio = lambda i: med(o[i] / b[i] for b, o in ps)
+    print(f"{name:<16} {med(o[1] for _, o in ps):>8.0f} {med(o[2] for _, o in ps):>7.2f} "
+          f"{med(o[4] for _, o in ps):>10.2f} {max(o[3] for _, o in ps):>8.1f} "
+          f"{ratio(1):>13.2f}x {ratio(2):>11.2f}x {ratio(4):>11.2f}x   "
+          + " ".join(f"{o[1] / b[1]:.2f}" for b, o in ps))
 PY

@@ -40,10 +40,13 @@ fn main() {
         }
         return;
     }
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    // What test runners ask of a harness: the list, and the ignored tests (there are none).
+    let (list, ignored) = (
+        args.iter().any(|a| a == "--list"),
+        args.iter().any(|a| a == "--ignored"),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -73,12 +76,21 @@ fn main() {
         if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
             continue;
         }
+        if list {
+            println!("{name}: test");
+            continue;
+        }
+        if ignored {
+            continue;
+        }
         println!("test {name} ...");
         runtime.block_on(scenario());
         println!("test {name} ... ok");
         ran += 1;
     }
-    println!("\ntest result: ok. {ran} passed");
+    if !list {
+        println!("\ntest result: ok. {ran} passed");
+    }
 }
 
 type Scenario = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;

@@ -6,6 +6,7 @@ use sentry_core::protocol::{
     Context, Event, Exception, Level, Mechanism, Request, SpanStatus, TraceContext, Values,
 };
 
+use super::kept::KeptRequest;
 use super::{panic_capture, privacy, Detail, Reporter, RequestReport};
 use crate::classify::{ErrorType, Outcome};
 use crate::method::MethodLabel;
@@ -15,12 +16,13 @@ use crate::method::MethodLabel;
 pub(crate) fn build(
     reporter: &Reporter,
     report: &RequestReport,
+    kept: &KeptRequest,
     outcome: &Outcome,
     method: MethodLabel,
     route: &str,
     trace: Option<crate::signal::SpanIds>,
 ) -> Event<'static> {
-    let method_name = report.request.method.as_str();
+    let method_name = kept.method.as_str();
     let transaction = format!("{method_name} {route}");
     let server_error = outcome.error.is_some();
     let mut event = Event {
@@ -33,7 +35,7 @@ pub(crate) fn build(
         logger: Some("tower_observability".into()),
         release: reporter.release.clone().map(Cow::Owned),
         environment: reporter.environment.clone().map(Cow::Owned),
-        request: Some(request(reporter, report)),
+        request: Some(request(reporter, kept)),
         ..Event::default()
     };
     match &report.detail {
@@ -135,15 +137,12 @@ fn message(report: &RequestReport, outcome: &Outcome, transaction: &str) -> Stri
     }
 }
 
-fn request(reporter: &Reporter, report: &RequestReport) -> Request {
+fn request(reporter: &Reporter, kept: &KeptRequest) -> Request {
     Request {
-        url: report.request.url().and_then(|u| u.parse().ok()),
-        method: Some(report.request.method.as_str().to_owned()),
-        query_string: report
-            .request
-            .query()
-            .map(|q| privacy::query(q, reporter.send_pii)),
-        headers: report.request.headers(&reporter.kept_headers),
+        url: kept.url().and_then(|u| u.parse().ok()),
+        method: Some(kept.method.as_str().to_owned()),
+        query_string: kept.query().map(|q| privacy::query(q, reporter.send_pii)),
+        headers: kept.headers(&reporter.kept_headers),
         ..Request::default()
     }
 }

@@ -131,10 +131,15 @@ impl Reporter {
     }
 
     /// Starts the report of one request: its own hub, and what an event would need of it.
+    /// While the transport can take no event (backing off, paused, full), neither: an event
+    /// could not be sent, so the request pays for no hub, and a failure is only counted.
     pub(crate) fn begin<B>(&self, req: &Request<B>) -> Box<RequestReport> {
-        Box::new(RequestReport {
+        let live = self.delivery.accepting().then(|| Live {
             hub: Arc::new(Hub::new(Some(self.client.clone()), self.scope.clone())),
             request: KeptRequest::capture(req, self.send_pii, &self.kept_headers),
+        });
+        Box::new(RequestReport {
+            live,
             detail: None,
             grpc_message: None,
         })
@@ -201,18 +206,28 @@ pub(crate) enum Detail {
 /// One request's error report: its hub, bound while the handler and the body run, and
 /// what of the request an event needs.
 pub(crate) struct RequestReport {
-    hub: Arc<Hub>,
-    pub(crate) request: KeptRequest,
+    /// `None` when the request began while the transport could take no event.
+    live: Option<Live>,
     pub(crate) detail: Option<Detail>,
     pub(crate) grpc_message: Option<HeaderValue>,
+}
+
+/// The hub and the kept request of a report that may become an event.
+struct Live {
+    hub: Arc<Hub>,
+    request: KeptRequest,
 }
 
 impl RequestReport {
     /// Binds the request's hub to this thread (and arms backtrace capture) until dropped.
     pub(crate) fn enter(&self) -> HubEntered {
         HubEntered {
-            _hub: HubSwitchGuard::new(self.hub.clone()),
-            _armed: panic_capture::Armed::new(),
+            _hub: self.live.as_ref().map(|live| {
+                (
+                    HubSwitchGuard::new(live.hub.clone()),
+                    panic_capture::Armed::new(),
+                )
+            }),
         }
     }
 
@@ -236,11 +251,21 @@ impl RequestReport {
             return;
         }
         // While the transport backs off, is rate limited or full: counted, never built.
-        if !reporter.delivery.admit() {
-            return;
-        }
-        let event: Event<'static> = event::build(reporter, &self, outcome, method, route, trace);
-        self.hub.capture_event(event);
+        let live = match &self.live {
+            Some(live) if reporter.delivery.admit() => live,
+            Some(_) => return,
+            None => return reporter.delivery.refuse(),
+        };
+        let event: Event<'static> = event::build(
+            reporter,
+            &self,
+            &live.request,
+            outcome,
+            method,
+            route,
+            trace,
+        );
+        live.hub.capture_event(event);
     }
 }
 
@@ -344,6 +369,5 @@ impl Signal for ErrorReporting {
 
 /// The request's hub bound to the current thread; see [`RequestReport::enter`].
 pub(crate) struct HubEntered {
-    _hub: HubSwitchGuard,
-    _armed: panic_capture::Armed,
+    _hub: Option<(HubSwitchGuard, panic_capture::Armed)>,
 }

@@ -52,17 +52,32 @@ impl Delivery {
         }
     }
 
-    /// Whether to build an event now (checked before building one): not while the
-    /// transport backs off, is rate limited, is full or has shut down; then the event is
+    /// Whether the transport takes an event now: not while it backs off, is rate limited,
+    /// is full or has shut down.
+    #[inline]
+    pub(crate) fn accepting(&self) -> bool {
+        self.gate.is_open() && self.queued.load(Ordering::Relaxed) < self.capacity
+    }
+
+    /// Whether to build an event now (checked before building one); when not, the event is
     /// counted as dropped, by reason, and never made.
     pub(crate) fn admit(&self) -> bool {
+        if self.accepting() {
+            return true;
+        }
+        self.refuse();
+        false
+    }
+
+    /// Counts an event the transport could not take, by why (a report begun while it could
+    /// not take one counts as `backoff` if it can by now).
+    pub(crate) fn refuse(&self) {
         let reason = match self.gate.reason() {
             Some(reason) => reason,
-            None if self.queued.load(Ordering::Relaxed) < self.capacity => return true,
-            None => DropReason::QueueFull,
+            None if self.queued.load(Ordering::Relaxed) >= self.capacity => DropReason::QueueFull,
+            None => DropReason::Backoff,
         };
         self.dropped.add(reason, 1);
-        false
     }
 
     /// Events queued or being sent.

@@ -132,13 +132,12 @@ impl SpanSink for QueueSink {
     }
 
     fn flush(&self, timeout: Duration) -> bool {
-        // Once the exporter has stopped there is nothing to flush with: say so.
-        self.ask(Control::Flush, timeout, false)
+        self.ask(Control::Flush, timeout)
     }
 
     fn shutdown(&self, timeout: Duration) -> bool {
         self.queue.gate.close(Gate::CLOSED);
-        self.ask(Control::Shutdown, timeout, true)
+        self.ask(Control::Shutdown, timeout)
     }
 
     fn dropped(&self) -> u64 {
@@ -151,14 +150,7 @@ impl SpanSink for QueueSink {
 }
 
 impl QueueSink {
-    /// Asks the exporter thread to flush or shut down; `when_stopped` is the answer when it
-    /// has already stopped and nothing is left.
-    fn ask(
-        &self,
-        make: fn(SyncSender<bool>, Instant) -> Control,
-        timeout: Duration,
-        when_stopped: bool,
-    ) -> bool {
+    fn ask(&self, make: fn(SyncSender<bool>, Instant) -> Control, timeout: Duration) -> bool {
         let (ack, done) = mpsc::sync_channel(1);
         let deadline = Instant::now() + timeout;
         let sent = self
@@ -168,10 +160,8 @@ impl QueueSink {
             .as_ref()
             .is_some_and(|control| control.send(make(ack, deadline)).is_ok());
         self.worker.unpark();
-        if !sent {
-            return when_stopped && self.pending() == 0;
-        }
-        done.recv_timeout(timeout).unwrap_or(false)
+        // Not sent: the exporter has stopped (shut down), nothing can be exported.
+        sent && done.recv_timeout(timeout).unwrap_or(false)
     }
 }
 
