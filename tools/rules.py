@@ -5,12 +5,13 @@ tools/slo.toml. Recording rules are named `level:metric:operation`; alerts are C
 carry `severity`, `summary`, `description` and `runbook_url`.
 """
 
-# The crate's default histogram buckets (DEFAULT_DURATION_BUCKETS in src/metrics/mod.rs; a
-# test in tests/artefacts/one_source.rs fails when the two differ): a latency threshold must be one of them.
-DEFAULT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30, 60]
-SLI_WINDOWS = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
+import contract
 
-DURATION = "http_server_request_duration_seconds"
+# The crate's default histogram buckets, read from src/metrics/mod.rs: a latency threshold
+# must be one of them.
+DEFAULT_BUCKETS = [int(b) if b == int(b) else b for b in contract.DEFAULT_DURATION_BUCKETS]
+
+DURATION = contract.NAMES["HTTP_SERVER_REQUEST_DURATION"]
 # Client cancellations (499) are neither good nor bad: the client left, the server did not fail.
 NOT_CANCELLED = 'error_type!="cancelled"'
 SERVER_ERROR = 'error_type!="",error_type!="cancelled"'
@@ -18,7 +19,7 @@ SERVER_ERROR = 'error_type!="",error_type!="cancelled"'
 # build (value 0 until a panic is caught). `target_info` is no such marker: every OpenTelemetry
 # SDK and the OpenTelemetry Collector expose it too. Service-down and saturation alerts and the
 # dashboards' `job`/`instance` variables select the crate's services by this series.
-CRATE_MARKER = "tower_observability_panics_total"
+CRATE_MARKER = contract.NAMES["PANICS"]
 
 
 def num(value):
@@ -72,7 +73,7 @@ def record(name, expr):
 def _sli_recordings(cfg):
     le = le_regex(cfg["latency"]["threshold_seconds"])
     rules = []
-    for w in SLI_WINDOWS:
+    for w in contract.sli_windows(cfg):
         requests = f"job:http_server_requests:rate{w}"
         errors = f"job:http_server_request_errors:rate{w}"
         fast = f"job:http_server_requests_fast:rate{w}"

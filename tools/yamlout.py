@@ -1,7 +1,7 @@
 """A small YAML writer for the subset the generated files use (stdlib only, no PyYAML).
 
 Mappings and sequences in block style, strings plain when unambiguous, else single-quoted
-when they hold a double quote, else double-quoted, multi-line strings as `|` block scalars. `tests/support/yaml.rs` reads the same
+when they hold a double quote, else double-quoted, multi-line strings as `|` block scalars. `tests/monitoring/yaml.rs` reads the same
 subset back.
 """
 

@@ -350,8 +350,11 @@ fn required_panels() -> Vec<RequiredPanel> {
     let budget =
         1.0 - monitoring::rule_tests::number(&slo_toml("availability", "objective")).unwrap();
     let period = format!("[{}d]", slo_toml("availability", "period_days"));
-    let factors: Vec<f64> = BURN_RATES.iter().map(|b| b.2.parse().unwrap()).collect();
-    let windows: BTreeSet<&str> = BURN_RATES.iter().flat_map(|b| [b.0, b.1]).collect();
+    let factors: Vec<f64> = BURN_RATES.iter().map(|b| b[2].parse().unwrap()).collect();
+    let windows: BTreeSet<&str> = BURN_RATES
+        .iter()
+        .flat_map(|b| [b[0].as_str(), b[1].as_str()])
+        .collect();
     let burn = |ratio: &str| -> Vec<Vec<String>> {
         windows
             .iter()
@@ -363,7 +366,7 @@ fn required_panels() -> Vec<RequiredPanel> {
         .flat_map(|s| {
             BURN_RATES
                 .iter()
-                .map(move |b| format!("{s}BudgetBurn{}{}", b.0, b.1))
+                .map(move |b| format!("{s}BudgetBurn{}{}", b[0], b[1]))
         })
         .collect();
     let mut alerts_query = vec!["^ALERTS{".to_string()];

@@ -54,9 +54,9 @@ fn generator_is_deterministic_and_writes_every_generated_file() {
     }
 }
 
-/// Targets are meant to be changed in tools/slo.toml: other objectives and an integer latency
-/// threshold (the `le="1"` / `le="1.0"` case) must still give rules promtool accepts and
-/// generated unit tests that pass.
+/// Targets are meant to be changed in tools/slo.toml: other objectives, an integer latency
+/// threshold (the `le="1"` / `le="1.0"` case) and other burn rates must still give rules
+/// promtool accepts and generated unit tests that pass.
 #[test]
 fn generator_output_for_other_targets_passes_promtool() {
     let python = tool("python3", "python3");
@@ -67,6 +67,8 @@ fn generator_output_for_other_targets_passes_promtool() {
         ("objective = 0.999", "objective = 0.995"),
         ("objective = 0.99\n", "objective = 0.95\n"),
         ("threshold_seconds = 0.5", "threshold_seconds = 1"),
+        ("factor = 14.4", "factor = 10"),
+        ("for = \"2m\"", "for = \"5m\""),
     ] {
         assert!(config.contains(from), "tools/slo.toml has no `{from}`");
         config = config.replacen(from, to, 1);
@@ -85,7 +87,8 @@ fn generator_output_for_other_targets_passes_promtool() {
         rules.contains(r#"le=~"1(\\.0*)?""#),
         "integer threshold not matched both ways"
     );
-    assert!(rules.contains("(14.4 * 0.005)") && rules.contains("(14.4 * 0.05)"));
+    assert!(rules.contains("(10 * 0.005)") && rules.contains("(10 * 0.05)"));
+    assert!(rules.contains("for: 5m") && !rules.contains("14.4"));
     run_ok(
         Command::new(promtool())
             .args(["check", "rules"])
