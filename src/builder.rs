@@ -45,6 +45,7 @@ pub struct ObservabilityBuilder {
     pub(crate) environment: Option<String>,
     pub(crate) duration_buckets: Vec<f64>,
     pub(crate) size_buckets: Vec<f64>,
+    pub(crate) native_histograms: Option<crate::metrics::NativeHistograms>,
     pub(crate) route_limit: usize,
     pub(crate) excluded: Vec<String>,
     pub(crate) excluded_prefixes: Vec<String>,
@@ -75,6 +76,7 @@ impl ObservabilityBuilder {
             environment: None,
             duration_buckets: DEFAULT_DURATION_BUCKETS.to_vec(),
             size_buckets: DEFAULT_SIZE_BUCKETS.to_vec(),
+            native_histograms: None,
             route_limit: DEFAULT_ROUTE_LIMIT,
             excluded: Vec::new(),
             excluded_prefixes: Vec::new(),
@@ -120,6 +122,14 @@ impl ObservabilityBuilder {
     /// Buckets of the body-size histograms, in bytes, strictly increasing.
     pub fn size_buckets(mut self, buckets: impl IntoIterator<Item = f64>) -> Self {
         self.size_buckets = buckets.into_iter().collect();
+        self
+    }
+
+    /// Native histograms for the duration histograms, alongside their classic buckets
+    /// (default: off; `OBSERVABILITY_NATIVE_HISTOGRAMS`): see
+    /// [`NativeHistograms`](crate::metrics::NativeHistograms).
+    pub fn native_histograms(mut self, native: crate::metrics::NativeHistograms) -> Self {
+        self.native_histograms = Some(native);
         self
     }
 
@@ -421,6 +431,9 @@ impl ObservabilityBuilder {
         }
         check_buckets("duration_buckets", &self.duration_buckets)?;
         check_buckets("size_buckets", &self.size_buckets)?;
+        if let Some(native) = &self.native_histograms {
+            native.check()?;
+        }
         if self.route_limit == 0 || self.route_limit > 100_000 {
             return Err(BuildError::setting(
                 "route_limit",
@@ -458,8 +471,12 @@ impl ObservabilityBuilder {
         };
         #[cfg(feature = "sentry")]
         let sentry_dsn = crate::sentry::Reporter::check(&self.sentry)?;
-        let (sink, exposition) =
-            open_backend(&self.backend, &self.duration_buckets, &self.size_buckets);
+        let (sink, exposition) = open_backend(
+            &self.backend,
+            &self.duration_buckets,
+            &self.size_buckets,
+            self.native_histograms,
+        );
         if let Some(cors) = &mut cors {
             cors.register(&sink);
         }

@@ -15,6 +15,7 @@ use http_body::Body;
 
 use crate::classify::{is_grpc, Failure, GrpcCode, Outcome};
 use crate::method::MethodLabel;
+use crate::metrics::exemplar::Exemplar;
 use crate::metrics::series::Sample;
 use crate::observability::Shared;
 use crate::route::Route;
@@ -208,12 +209,19 @@ impl Drop for Exchange {
             response_bytes: self.response_bytes,
         };
         let metrics = &self.shared.metrics;
+        let exemplar = self.span.as_ref().and_then(|span| span.exported_ids());
+        let exemplar = exemplar.map(|(trace_id, span_id)| Exemplar {
+            trace_id,
+            span_id,
+            start: self.start,
+        });
         self.route.series.record(
             &metrics.sink,
             self.route.name(),
             self.method,
             &outcome,
             &sample,
+            exemplar.as_ref(),
         );
         metrics.active(self.method).decrement(1.0);
         if failure == Some(Failure::Panic) {

@@ -9,7 +9,7 @@ use crate::builder::ObservabilityBuilder;
 use crate::error::BuildError;
 use crate::exclude::PathFilter;
 use crate::layer::ObservabilityLayer;
-use crate::metrics::exposition::ScrapeBuffer;
+use crate::metrics::exposition::{Format, ScrapeBuffer};
 use crate::metrics::process::ProcessStats;
 use crate::metrics::{Exposition, HttpMetrics, ServiceInfo};
 use crate::response_policy::ResponsePolicy;
@@ -198,12 +198,12 @@ impl Observability {
             .render_owned(|out| self.render_into(out))
     }
 
-    /// [`render_metrics`](Self::render_metrics) into a buffer reused from one scrape to
-    /// the next, as the admin endpoint serves it.
-    pub(crate) fn render_metrics_bytes(&self) -> bytes::Bytes {
+    /// The exposition in `format`, into a buffer reused from one scrape to the next, as
+    /// the admin endpoint serves it.
+    pub(crate) fn render_metrics_bytes(&self, format: Format) -> bytes::Bytes {
         self.shared
             .scrape_buffer
-            .render(|out| self.render_into(out))
+            .render(|out| self.shared.exposition.render_as(format, out))
     }
 
     fn render_into(&self, out: &mut String) {

@@ -1,11 +1,16 @@
 //! RED metrics: where they are recorded (the [`MetricsBackend`]), their names
 //! ([`names`]) and the handles cached per label set.
 
+pub(crate) mod exemplar;
 pub(crate) mod exposition;
 pub(crate) mod histogram;
 pub mod names;
+mod native;
+mod openmetrics;
 pub(crate) mod process;
+mod protobuf;
 pub(crate) mod series;
+mod text_format;
 
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +21,7 @@ use metrics_exporter_prometheus::{
 
 pub(crate) use exposition::Exposition;
 use histogram::HttpHistograms;
+pub use native::NativeHistograms;
 
 use crate::method::MethodLabel;
 use names::*;
@@ -103,13 +109,17 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    fn new(duration_buckets: &[f64], size_buckets: &[f64]) -> Self {
+    fn new(
+        duration_buckets: &[f64],
+        size_buckets: &[f64],
+        native: Option<NativeHistograms>,
+    ) -> Self {
         let recorder =
             Arc::new(prometheus_builder(duration_buckets, size_buckets).build_recorder());
         Registry {
             handle: recorder.handle(),
             recorder,
-            histograms: HttpHistograms::new(duration_buckets, size_buckets),
+            histograms: HttpHistograms::new(duration_buckets, size_buckets, native),
         }
     }
 
@@ -154,8 +164,9 @@ pub(crate) fn open_backend(
     backend: &MetricsBackend,
     duration_buckets: &[f64],
     size_buckets: &[f64],
+    native: Option<NativeHistograms>,
 ) -> (Sink, Exposition) {
-    let build = || Arc::new(Registry::new(duration_buckets, size_buckets));
+    let build = || Arc::new(Registry::new(duration_buckets, size_buckets, native));
     match backend {
         MetricsBackend::IsolatedPrometheus => {
             let registry = build();

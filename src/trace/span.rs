@@ -169,6 +169,15 @@ impl ServerSpan {
         (self.current.span.trace_id.0, self.current.span.span_id.0)
     }
 
+    /// The trace and span ids when the span is sampled and will be exported (what an
+    /// exemplar may point to: a trace the backend will have).
+    #[inline]
+    pub(crate) fn exported_ids(&self) -> Option<([u8; 16], [u8; 8])> {
+        self.capture
+            .as_ref()
+            .map(|_| (self.current.span.trace_id.0, self.current.span.span_id.0))
+    }
+
     /// Enters the span (for `tracing` and for [`current`](super::current)) until dropped.
     pub(crate) fn enter(&self) -> Entered<'_> {
         Entered {
