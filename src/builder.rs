@@ -64,6 +64,7 @@ pub struct ObservabilityBuilder {
     pub(crate) resource_attributes: Vec<(String, String)>,
     #[cfg(feature = "otlp")]
     pub(crate) export: crate::trace::otlp::ExportConfig,
+    pub(crate) metrics_push: crate::metrics::push::Config,
     #[cfg(feature = "sentry")]
     pub(crate) sentry: crate::sentry::SentrySettings,
 }
@@ -95,6 +96,7 @@ impl ObservabilityBuilder {
             resource_attributes: Vec::new(),
             #[cfg(feature = "otlp")]
             export: Default::default(),
+            metrics_push: Default::default(),
             #[cfg(feature = "sentry")]
             sentry: crate::sentry::SentrySettings::default(),
         }
@@ -280,6 +282,15 @@ impl ObservabilityBuilder {
         P: opentelemetry_sdk::trace::SpanProcessor + 'static,
     {
         self.export.target = crate::trace::otlp::Target::processor(processor);
+        self
+    }
+
+    /// Pushes the metrics with OTLP too (feature `otlp`; `OTEL_METRICS_EXPORTER=otlp` and
+    /// the `OTEL_EXPORTER_OTLP_METRICS_*` variables): see
+    /// [`MetricsPush`](crate::metrics::MetricsPush). `/metrics` keeps serving.
+    #[cfg(feature = "otlp")]
+    pub fn otlp_metrics(mut self, push: crate::metrics::MetricsPush) -> Self {
+        self.metrics_push.push = Some(push);
         self
     }
 
@@ -487,6 +498,13 @@ impl ObservabilityBuilder {
             .open(&info, &self.resource_attributes, &metrics)?;
         #[cfg(not(feature = "otlp"))]
         let span_sink = None;
+        let metrics_push = crate::metrics::push::Push::start(
+            &self.metrics_push,
+            &info,
+            &self.resource_attributes,
+            &exposition,
+            &metrics,
+        )?;
         let tracing = TraceConfig {
             enabled: self.tracing,
             sampler: self.sampler,
@@ -508,6 +526,7 @@ impl ObservabilityBuilder {
             excluded,
             catch_panics: self.catch_panics,
             exposition,
+            metrics_push,
             scrape_buffer: Default::default(),
             readiness: Readiness::new(true),
             policy: ResponsePolicy::new(headers, cors),

@@ -115,6 +115,8 @@ pub(crate) fn apply(
     {
         builder.export = crate::trace::otlp::ExportConfig::from_env(&var)?;
     }
+    crate::metrics::push::apply_env(&mut builder, &var)?;
+    crate::metrics::native::apply_env(&mut builder, &var)?;
     sentry(&mut builder, &var)?;
     Ok(builder)
 }

@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     pub(crate) excluded: PathFilter,
     pub(crate) catch_panics: bool,
     pub(crate) exposition: Exposition,
+    /// The OTLP metrics push, when configured (feature `otlp`).
+    pub(crate) metrics_push: crate::metrics::push::Push,
     /// The buffer `/metrics` renders into, reused between scrapes.
     pub(crate) scrape_buffer: ScrapeBuffer,
     pub(crate) readiness: Readiness,
@@ -133,9 +135,9 @@ impl Observability {
             .is_some_and(|sink| sink.flush(timeout))
     }
 
-    /// Flushes the spans (and, with the `sentry` feature, the error events) still queued and
-    /// stops the span exporter: call it once when the service shuts down. False if that did
-    /// not end within `timeout`.
+    /// Flushes the spans (and, with the `sentry` feature, the error events) still queued,
+    /// pushes the metrics a last time (with an OTLP metrics push) and stops the exporters:
+    /// call it once when the service shuts down. False if that did not end within `timeout`.
     pub fn shutdown(&self, timeout: Duration) -> bool {
         let started = std::time::Instant::now();
         let spans = self
@@ -147,11 +149,19 @@ impl Observability {
         #[cfg(feature = "sentry")]
         let events = self.flush_sentry(timeout.saturating_sub(started.elapsed()));
         #[cfg(not(feature = "sentry"))]
-        let events = {
-            let _ = started;
-            true
-        };
-        spans && events
+        let events = true;
+        let metrics = self
+            .shared
+            .metrics_push
+            .shutdown(timeout.saturating_sub(started.elapsed()));
+        spans && events && metrics
+    }
+
+    /// Pushes the metrics now (OTLP push, feature `otlp`), without waiting for the
+    /// interval; false if the collector did not take them within `timeout`, or there is no
+    /// push. Never needed for correctness: the push runs by itself.
+    pub fn flush_metrics(&self, timeout: Duration) -> bool {
+        self.shared.metrics_push.flush(timeout)
     }
 
     /// Waits up to `timeout` for the Sentry events still queued to leave; false if some

@@ -9,6 +9,8 @@ pub(crate) const FIXED64: u8 = 1;
 /// Wire type of length-delimited fields (strings, bytes, messages, packed lists).
 pub(crate) const LEN: u8 = 2;
 /// Wire type of 4-byte little-endian values (`fixed32`, `float`).
+// Only the OTLP encoders use it.
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
 pub(crate) const FIXED32: u8 = 5;
 
 /// The one-byte tag of `field` (1 to 15).
@@ -17,6 +19,8 @@ pub(crate) const fn tag(field: u8, wire: u8) -> u8 {
     (field << 3) | wire
 }
 
+// Only the OTLP encoders use it.
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
 #[inline(always)]
 pub(crate) fn varint_len(mut n: u64) -> usize {
     let mut len = 1;
@@ -37,6 +41,8 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut n: u64) {
 }
 
 /// A length-delimited field's size: tag, length, body.
+// Only the OTLP encoders use it.
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
 #[inline(always)]
 pub(crate) fn field_len(body: usize) -> usize {
     1 + varint_len(body as u64) + body
@@ -81,6 +87,8 @@ pub(crate) fn put_double(out: &mut Vec<u8>, field: u8, v: f64) {
 }
 
 /// A `fixed64` field.
+// Only the OTLP encoders use it.
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
 #[inline(always)]
 pub(crate) fn put_fixed64(out: &mut Vec<u8>, field: u8, v: u64) {
     out.push(tag(field, FIXED64));

@@ -137,6 +137,7 @@ impl Format {
 }
 
 /// What `/metrics` renders.
+#[derive(Clone)]
 pub(crate) enum Exposition {
     /// The crate's registry.
     Own(Arc<Registry>),

@@ -5,10 +5,13 @@ pub(crate) mod exemplar;
 pub(crate) mod exposition;
 pub(crate) mod histogram;
 pub mod names;
-mod native;
+pub(crate) mod native;
 mod openmetrics;
+#[cfg(feature = "otlp")]
+mod otlp;
 pub(crate) mod process;
 mod protobuf;
+pub(crate) mod push;
 pub(crate) mod series;
 mod text_format;
 
@@ -22,6 +25,10 @@ use metrics_exporter_prometheus::{
 pub(crate) use exposition::Exposition;
 use histogram::HttpHistograms;
 pub use native::NativeHistograms;
+#[cfg(feature = "otlp")]
+pub use otlp::Temporality;
+#[cfg(feature = "otlp")]
+pub use push::MetricsPush;
 
 use crate::method::MethodLabel;
 use names::*;

@@ -241,7 +241,7 @@ impl ExportConfig {
     }
 }
 
-fn check_url(var: &str, v: String) -> Result<String, BuildError> {
+pub(crate) fn check_url(var: &str, v: String) -> Result<String, BuildError> {
     let v = v.trim().to_owned();
     match v.parse::<http::Uri>() {
         Ok(uri) if uri.scheme().is_some() && uri.host().is_some() => Ok(v),
@@ -256,7 +256,7 @@ fn check_url(var: &str, v: String) -> Result<String, BuildError> {
 /// `key=value,key2=value2` (W3C Baggage octets): values percent-decoded, empty members
 /// skipped; every pair must make a valid header. Values are keys and tokens, so an error
 /// names the key, never the value.
-fn headers(var: &str, v: &str) -> Result<Vec<(String, String)>, BuildError> {
+pub(crate) fn headers(var: &str, v: &str) -> Result<Vec<(String, String)>, BuildError> {
     const HIDDEN: &str = "(not shown: it may hold a secret)";
     let mut out = Vec::new();
     for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -278,7 +278,7 @@ fn headers(var: &str, v: &str) -> Result<Vec<(String, String)>, BuildError> {
     Ok(out)
 }
 
-fn millis(var: &str, v: &str) -> Result<Duration, BuildError> {
+pub(crate) fn millis(var: &str, v: &str) -> Result<Duration, BuildError> {
     v.trim()
         .parse::<u64>()
         .map(Duration::from_millis)
@@ -295,7 +295,7 @@ fn count(var: &str, v: &str) -> Result<usize, BuildError> {
 
 /// The resource attributes: what `OTEL_RESOURCE_ATTRIBUTES` said, then the service's
 /// identity over it (a key appears once; the service's value wins).
-fn resource(info: &ServiceInfo, extra: &[(String, String)]) -> Vec<(String, String)> {
+pub(crate) fn resource(info: &ServiceInfo, extra: &[(String, String)]) -> Vec<(String, String)> {
     let own = [
         ("service.name", info.name.as_str()),
         ("service.version", info.version.as_str()),

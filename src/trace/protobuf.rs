@@ -130,21 +130,9 @@ pub(crate) struct SpanBatch {
 impl SpanBatch {
     /// A batch for spans of the service described by `resource` (key, value) attributes.
     pub(crate) fn new(resource: &[(String, String)]) -> Self {
-        let mut body = Vec::new();
-        let mut kvs = KeyValues {
-            out: &mut body,
-            field: 1,
-        };
-        for (key, value) in resource {
-            // Keys are owned here: written through the same path with a borrowed key.
-            kvs.string_parts_owned(key, value);
-        }
-        let mut scope = Vec::new();
-        put_bytes(&mut scope, 1, b"tower-observability");
-        put_bytes(&mut scope, 2, env!("CARGO_PKG_VERSION").as_bytes());
         SpanBatch {
-            resource: body,
-            scope,
+            resource: resource_body(resource),
+            scope: scope_body(),
             spans: Vec::new(),
         }
     }
@@ -245,6 +233,29 @@ impl SpanBatch {
         self.spans.clear();
         out
     }
+}
+
+/// A `Resource` message body: the service's attributes, as strings (spans and metrics
+/// carry the same).
+pub(crate) fn resource_body(resource: &[(String, String)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut kvs = KeyValues {
+        out: &mut body,
+        field: 1,
+    };
+    for (key, value) in resource {
+        // Keys are owned here: written through the same path with a borrowed key.
+        kvs.string_parts_owned(key, value);
+    }
+    body
+}
+
+/// The `InstrumentationScope` message body: the crate, and its version.
+pub(crate) fn scope_body() -> Vec<u8> {
+    let mut scope = Vec::new();
+    put_bytes(&mut scope, 1, b"tower-observability");
+    put_bytes(&mut scope, 2, env!("CARGO_PKG_VERSION").as_bytes());
+    scope
 }
 
 impl KeyValues<'_> {
