@@ -19,6 +19,7 @@ mod support;
 mod exemplars;
 mod native;
 mod openmetrics;
+mod push;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
