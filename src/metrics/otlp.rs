@@ -157,6 +157,7 @@ impl MetricsEncoder {
     /// after `prefix` zero bytes (room for a transport's framing).
     pub(crate) fn encode(&mut self, exposition: &Exposition, now: u64, prefix: usize) -> Vec<u8> {
         self.now = now;
+        super::exemplar::resync_clock();
         let mut out = Vec::with_capacity(prefix + 4096);
         out.resize(prefix, 0);
         let resource_metrics = open(&mut out, field::RESOURCE_METRICS, 4);
