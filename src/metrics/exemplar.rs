@@ -2,12 +2,13 @@
 //! latency panel leads to a trace that made the latency.
 //!
 //! A bucket keeps the latest sampled, exported request: its `trace_id`, `span_id`, value and
-//! time. Writing one is a handful of relaxed stores behind a sequence number (a seqlock):
-//! no lock, no allocation; a writer that finds another one mid-write leaves the slot to it,
-//! and a reader that sees a write in progress tries again a few times, then skips it.
+//! time. Writing one is an uncontended `try_lock` and a few stores, no allocation; a writer
+//! that finds the slot busy leaves it to the other request (either is a fine exemplar). The
+//! time is kept as the request's `Instant` and turned into wall-clock time when read, so a
+//! request pays no clock arithmetic for it.
 
-use std::sync::atomic::{fence, AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The ids of a request's server span, given when the span is sampled and exported.
@@ -32,69 +33,33 @@ pub(crate) struct Kept {
 
 /// One bucket's exemplar.
 #[derive(Default)]
-pub(crate) struct Slot {
-    /// Odd while a write is in progress; 0 until the first write.
-    seq: AtomicU64,
-    /// trace id (two words), span id, value, time.
-    words: [AtomicU64; 5],
-}
+pub(crate) struct Slot(Mutex<Option<(Exemplar, u64)>>);
 
 impl Slot {
     #[inline]
     pub(crate) fn write(&self, exemplar: &Exemplar, value: u64) {
-        let seq = self.seq.load(Ordering::Relaxed);
-        // Another writer is here: its exemplar is as good as this one.
-        if seq & 1 == 1
-            || self
-                .seq
-                .compare_exchange(seq, seq + 1, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-        {
-            return;
+        // Busy: another request is writing its own, as good as this one.
+        if let Ok(mut slot) = self.0.try_lock() {
+            *slot = Some((*exemplar, value));
         }
-        let trace = u128::from_ne_bytes(exemplar.trace_id);
-        let words = [
-            trace as u64,
-            (trace >> 64) as u64,
-            u64::from_ne_bytes(exemplar.span_id),
-            value,
-            // Exemplars are kept for durations, recorded in nanoseconds: the request's end.
-            unix_nanos(exemplar.start) + value,
-        ];
-        for (slot, word) in self.words.iter().zip(words) {
-            slot.store(word, Ordering::Relaxed);
-        }
-        self.seq.store(seq + 2, Ordering::Release);
     }
 
-    /// The exemplar, unless none was written or writes kept overlapping the read.
+    /// The exemplar, if one was written.
     pub(crate) fn read(&self) -> Option<Kept> {
-        for _ in 0..4 {
-            let before = self.seq.load(Ordering::Acquire);
-            if before == 0 {
-                return None;
-            }
-            if before & 1 == 1 {
-                std::hint::spin_loop();
-                continue;
-            }
-            let w = self.words.each_ref().map(|w| w.load(Ordering::Relaxed));
-            fence(Ordering::Acquire);
-            if self.seq.load(Ordering::Relaxed) == before {
-                return Some(Kept {
-                    trace_id: (u128::from(w[1]) << 64 | u128::from(w[0])).to_ne_bytes(),
-                    span_id: w[2].to_ne_bytes(),
-                    value: w[3],
-                    unix_nanos: w[4],
-                });
-            }
-        }
-        None
+        let (e, value) = (*self.0.lock().unwrap_or_else(|e| e.into_inner()))?;
+        Some(Kept {
+            trace_id: e.trace_id,
+            span_id: e.span_id,
+            value,
+            // Exemplars are kept for durations, recorded in nanoseconds: the request's end.
+            unix_nanos: unix_nanos(e.start) + value,
+        })
     }
 }
 
-/// The wall clock read through the monotonic one: an exemplar's time costs a subtraction,
-/// not a clock read. `resync` (called at every render) follows steps of the wall clock.
+/// The wall clock read through the monotonic one: turning an exemplar's `Instant` into
+/// wall-clock time costs a subtraction, not a clock read. `resync_clock` (called before
+/// every render) follows steps of the wall clock.
 struct Clock {
     anchor: Instant,
     /// The wall clock at `anchor`, in nanoseconds since the Unix epoch.
@@ -197,18 +162,15 @@ mod tests {
                 })
             })
             .collect();
-        let mut seen = 0;
         let deadline = Instant::now() + Duration::from_secs(5);
         while writers.iter().any(|w| !w.is_finished()) && Instant::now() < deadline {
             if let Some(k) = slot.read() {
                 let n = k.value as u8;
                 assert_eq!((k.trace_id, k.span_id), ([n; 16], [n; 8]), "torn read");
-                seen += 1;
             }
         }
         writers.into_iter().for_each(|w| w.join().unwrap());
         assert!(slot.read().is_some());
-        let _ = seen;
     }
 
     #[test]

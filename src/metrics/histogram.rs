@@ -104,24 +104,38 @@ pub(crate) struct Series {
 
 impl Series {
     /// Records one sample, in the family's recorded unit, with the exemplar of a sampled
-    /// and exported request (kept by the families that keep exemplars).
+    /// and exported request (given for the duration families only).
     #[inline]
     pub(crate) fn record(&self, value: u64, exemplar: Option<&Exemplar>) {
-        let shape = &*self.family;
-        let i = shape.buckets.index(value);
+        let i = self.family.buckets.index(value);
         self.histogram.counts[i].fetch_add(1, Ordering::Relaxed);
         self.histogram.sum.fetch_add(value, Ordering::Relaxed);
-        if let (Some(native), Some(native_shape)) = (&self.native, &shape.native) {
+        // Out of line, so the common path (neither) stays small enough to inline.
+        if let Some(native) = &self.native {
+            self.record_native(native, value);
+        }
+        if let Some(exemplar) = exemplar {
+            self.keep_exemplar(i, exemplar, value);
+        }
+    }
+
+    #[inline(never)]
+    fn record_native(&self, native: &NativeCounts, value: u64) {
+        let shape = &*self.family;
+        if let Some(native_shape) = &shape.native {
             native.record(native_shape, value, shape.buckets.per_unit);
         }
-        if let Some(exemplar) = exemplar.filter(|_| shape.exemplars) {
-            let slots = self.exemplars.get_or_init(|| {
-                (0..shape.buckets.le.len())
-                    .map(|_| Slot::default())
-                    .collect()
-            });
-            slots[i].write(exemplar, value);
-        }
+    }
+
+    #[inline(never)]
+    fn keep_exemplar(&self, i: usize, exemplar: &Exemplar, value: u64) {
+        debug_assert!(self.family.exemplars, "exemplars on a family without them");
+        let slots = self.exemplars.get_or_init(|| {
+            (0..self.family.buckets.le.len())
+                .map(|_| Slot::default())
+                .collect()
+        });
+        slots[i].write(exemplar, value);
     }
 
     /// Observations per bucket (not cumulative), `+Inf` last, into `out`; returns the sum
