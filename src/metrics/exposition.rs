@@ -148,6 +148,22 @@ pub(crate) enum Exposition {
 }
 
 impl Exposition {
+    /// What `/metrics` renders for the registry `sink` records into: the crate's own, or
+    /// the application's when `backend` gave its handle.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    pub(crate) fn of(sink: &super::Sink, backend: &super::MetricsBackend) -> Exposition {
+        match (sink, backend) {
+            (super::Sink::Own(registry), _) => Exposition::Own(registry.clone()),
+            (
+                super::Sink::Global,
+                super::MetricsBackend::Global {
+                    render: Some(handle),
+                },
+            ) => Exposition::Handle(handle.clone()),
+            _ => Exposition::None,
+        }
+    }
+
     /// Appends the registry's metrics in the Prometheus text format.
     pub(crate) fn render(&self, out: &mut String) {
         match self {

@@ -83,13 +83,15 @@ impl NativeHistograms {
 /// `OBSERVABILITY_NATIVE_HISTOGRAM_SCHEMA` and `OBSERVABILITY_NATIVE_HISTOGRAM_MAX_BUCKETS`
 /// (either one alone turns native histograms on).
 pub(crate) fn apply_env(
-    builder: &mut crate::builder::ObservabilityBuilder,
+    builder: &mut crate::config::ObservabilityBuilder,
     var: &impl Fn(&str) -> Option<String>,
 ) -> Result<(), BuildError> {
     const ON: &str = "OBSERVABILITY_NATIVE_HISTOGRAMS";
     const SCHEMA: &str = "OBSERVABILITY_NATIVE_HISTOGRAM_SCHEMA";
     const MAX_BUCKETS: &str = "OBSERVABILITY_NATIVE_HISTOGRAM_MAX_BUCKETS";
-    let on = var(ON).map(|v| crate::env::boolean(ON, &v)).transpose()?;
+    let on = var(ON)
+        .map(|v| crate::config::env::boolean(ON, &v))
+        .transpose()?;
     let (schema, max_buckets) = (var(SCHEMA), var(MAX_BUCKETS));
     if on == Some(false) {
         if let Some(name) = [(SCHEMA, &schema), (MAX_BUCKETS, &max_buckets)]

@@ -9,7 +9,7 @@
 //! baselines that only move when the collector took an export). Shutdown pushes a final
 //! export.
 
-use crate::builder::ObservabilityBuilder;
+use crate::config::ObservabilityBuilder;
 use crate::error::BuildError;
 
 #[cfg(feature = "otlp")]
@@ -32,22 +32,16 @@ pub(crate) struct Push {
 impl Push {
     /// Starts the push `builder` asks for, if any.
     #[cfg_attr(not(feature = "otlp"), allow(unused_variables))]
-    pub(crate) fn start(
-        config: &Config,
-        info: &super::ServiceInfo,
-        resource_attributes: &[(String, String)],
-        exposition: &super::Exposition,
-        metrics: &super::HttpMetrics,
-    ) -> Result<Push, BuildError> {
+    pub(crate) fn start(setup: &crate::config::Setup<'_>) -> Result<Push, BuildError> {
         #[cfg(feature = "otlp")]
-        if let Some(settings) = &config.push {
-            let resource = crate::trace::otlp::resource(info, resource_attributes);
+        if let Some(settings) = &setup.settings.metrics_push.push {
+            let settings_all = setup.settings;
+            let resource =
+                crate::trace::otlp::resource(setup.info, &settings_all.resource_attributes);
+            let exposition = super::Exposition::of(setup.sink, &settings_all.backend);
             return Ok(Push {
                 worker: Some(worker::Worker::start(
-                    settings,
-                    exposition.clone(),
-                    resource,
-                    metrics,
+                    settings, exposition, resource, setup.sink,
                 )?),
             });
         }
@@ -63,14 +57,26 @@ impl Push {
         false
     }
 
-    /// Exports a last time and stops; false if that failed or did not end within `timeout`.
-    /// True when there is no push.
-    pub(crate) fn shutdown(&self, _timeout: std::time::Duration) -> bool {
+    /// Asks for the last export and returns at once; [`Closing::wait`] for its end.
+    pub(crate) fn begin_shutdown(&self) -> Closing {
         #[cfg(feature = "otlp")]
         if let Some(worker) = &self.worker {
-            return worker.ask(true, _timeout);
+            return Closing(Some(worker.order(true)));
         }
-        true
+        Closing(None)
+    }
+}
+
+/// A last export under way.
+pub(crate) struct Closing(Option<std::sync::mpsc::Receiver<bool>>);
+
+impl Closing {
+    /// Whether the last export was taken by `deadline` (true when there is no push).
+    pub(crate) fn wait(self, deadline: std::time::Instant) -> bool {
+        self.0.is_none_or(|done| {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            done.recv_timeout(left).unwrap_or(false)
+        })
     }
 }
 
@@ -187,7 +193,7 @@ mod settings {
         };
         // `OTEL_SDK_DISABLED=true`: nothing is exported, whatever else is set.
         if let Some(v) = var("OTEL_SDK_DISABLED") {
-            if crate::env::boolean("OTEL_SDK_DISABLED", &v)? {
+            if crate::config::env::boolean("OTEL_SDK_DISABLED", &v)? {
                 return Ok(None);
             }
         }
@@ -376,7 +382,7 @@ mod worker {
     use crate::error::BuildError;
     use crate::metrics::names::{METRIC_EXPORTS, METRIC_EXPORTS_FAILED};
     use crate::metrics::otlp::MetricsEncoder;
-    use crate::metrics::{Exposition, HttpMetrics};
+    use crate::metrics::{Exposition, Sink};
     use crate::trace::{OtlpProtocol, OtlpSettings};
 
     enum Order {
@@ -395,13 +401,11 @@ mod worker {
             settings: &MetricsPush,
             exposition: Exposition,
             resource: Vec<(String, String)>,
-            metrics: &HttpMetrics,
+            sink: &Sink,
         ) -> Result<Worker, BuildError> {
             settings.check()?;
-            let exported = metrics.sink.counter(METRIC_EXPORTS, vec![]);
-            exported.increment(0);
-            let failed = metrics.sink.counter(METRIC_EXPORTS_FAILED, vec![]);
-            failed.increment(0);
+            let exported = sink.counter_at_zero(METRIC_EXPORTS);
+            let failed = sink.counter_at_zero(METRIC_EXPORTS_FAILED);
             let (orders, received) = mpsc::channel();
             let (ready, started) = mpsc::sync_channel::<Result<(), String>>(1);
             let settings = settings.clone();
@@ -455,6 +459,12 @@ mod worker {
         /// Asks for an export now (and, with `shutdown`, the end of the push); true if it
         /// succeeded within `timeout`.
         pub(super) fn ask(&self, shutdown: bool, timeout: Duration) -> bool {
+            self.order(shutdown).recv_timeout(timeout).unwrap_or(false)
+        }
+
+        /// Sends the order; the receiver says whether its export was taken (a closed line,
+        /// a push already shut down, reads as false).
+        pub(super) fn order(&self, shutdown: bool) -> mpsc::Receiver<bool> {
             let (ack, done) = mpsc::sync_channel(1);
             let mut orders = self.orders.lock().unwrap_or_else(|e| e.into_inner());
             let order = if shutdown {
@@ -462,13 +472,15 @@ mod worker {
             } else {
                 Order::Flush(ack)
             };
-            let sent = orders.as_ref().is_some_and(|line| line.send(order).is_ok());
+            // Unsent, the order is dropped with its `ack`: `done` then reads as closed.
+            if let Some(line) = orders.as_ref() {
+                let _ = line.send(order);
+            }
             if shutdown {
                 // Nothing more will be asked of a push that was shut down.
                 orders.take();
             }
-            drop(orders);
-            sent && done.recv_timeout(timeout).unwrap_or(false)
+            done
         }
     }
 
@@ -585,7 +597,7 @@ mod worker {
 
         async fn send(&self, message: Vec<u8>) -> Result<(), String> {
             match self {
-                Sender::Http(c) => c.send(message).await,
+                Sender::Http(c) => c.send(message).await.map_err(|f| f.message),
                 Sender::Grpc(c) => c.send(message).await,
             }
         }

@@ -1,0 +1,133 @@
+//! The RED metrics of requests, the signal: the in-flight gauge when a request arrives,
+//! its duration, sizes and outcome when it ends, and the crate's own request counters.
+
+use bytes::Bytes;
+use http::{Request, Response};
+use metrics::{Counter, Gauge, Label};
+
+use super::exemplar::Exemplar;
+use super::names::*;
+use super::push::Push;
+use super::series::Sample;
+use super::Sink;
+use crate::classify::{ErrorType, Failure};
+use crate::config::Setup;
+use crate::error::BuildError;
+use crate::method::MethodLabel;
+use crate::signal::{Arrival, Ending, Signal};
+
+/// The handles that do not depend on the route; the route's own are cached on it.
+pub(crate) struct RequestMetrics {
+    sink: Sink,
+    active: [Gauge; MethodLabel::ALL.len()],
+    routes_overflowed: Counter,
+    panics: Counter,
+    _target_info: Gauge,
+    /// The OTLP metrics push, when configured (feature `otlp`).
+    push: Push,
+}
+
+impl RequestMetrics {
+    fn active(&self, method: MethodLabel) -> &Gauge {
+        &self.active[method.index()]
+    }
+
+    /// Pushes the metrics now; false without a push, or if the collector did not take
+    /// them within `timeout`.
+    pub(crate) fn flush_push(&self, timeout: std::time::Duration) -> bool {
+        self.push.flush(timeout)
+    }
+
+    /// Asks the push for a last export and returns at once; true without a push.
+    pub(crate) fn close_push(&self) -> super::push::Closing {
+        self.push.begin_shutdown()
+    }
+}
+
+impl Signal for RequestMetrics {
+    /// Whether the request is counted (its path is not excluded).
+    type Exchange = bool;
+    type Entered<'a> = ();
+
+    fn build(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        let (sink, info) = (setup.sink, setup.info);
+        let active = MethodLabel::ALL.map(|m| {
+            sink.gauge(
+                HTTP_SERVER_ACTIVE_REQUESTS,
+                vec![Label::new(LABEL_METHOD, m.as_str())],
+            )
+        });
+        let target_info = sink.gauge(
+            TARGET_INFO,
+            vec![
+                Label::new(LABEL_SERVICE_NAME, info.name.clone()),
+                Label::new(LABEL_SERVICE_VERSION, info.version.clone()),
+                Label::new(LABEL_DEPLOYMENT_ENVIRONMENT, info.environment.clone()),
+            ],
+        );
+        target_info.set(1.0);
+        let push = Push::start(setup)?;
+        Ok(RequestMetrics {
+            sink: sink.clone(),
+            active,
+            routes_overflowed: sink.counter_at_zero(ROUTES_OVERFLOWED),
+            panics: sink.counter_at_zero(PANICS),
+            _target_info: target_info,
+            push,
+        })
+    }
+
+    #[inline]
+    fn arrive<B>(
+        &self,
+        _req: &Request<B>,
+        arrival: &Arrival<'_>,
+        _answer: &mut Option<Response<Bytes>>,
+    ) -> bool {
+        if arrival.observed {
+            if arrival.overflowed {
+                self.routes_overflowed.increment(1);
+            }
+            self.active(arrival.method).increment(1.0);
+        }
+        arrival.observed
+    }
+
+    fn enter<'a>(&'a self, _: &'a bool) {}
+
+    #[inline]
+    fn end(&self, observed: &mut bool, ending: &mut Ending<'_>) {
+        if !*observed {
+            return;
+        }
+        let sample = Sample {
+            nanos: ending.nanos,
+            request_bytes: ending.request_bytes,
+            response_bytes: ending.response_bytes,
+        };
+        // Only a span a backend will have makes an exemplar, so every one leads to a trace.
+        let exemplar = ending
+            .span
+            .filter(|span| span.exported)
+            .map(|span| Exemplar {
+                trace_id: span.trace_id,
+                span_id: span.span_id,
+                start: ending.started,
+            });
+        let route = ending.route;
+        let outcome = &ending.outcome;
+        let (sink, method) = (&self.sink, ending.method);
+        (route.series).record(
+            sink,
+            route.name(),
+            method,
+            outcome,
+            &sample,
+            exemplar.as_ref(),
+        );
+        self.active(ending.method).decrement(1.0);
+        if outcome.error == Some(ErrorType::Failure(Failure::Panic)) {
+            self.panics.increment(1);
+        }
+    }
+}
