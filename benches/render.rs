@@ -66,13 +66,16 @@ fn otlp_push(rt: &tokio::runtime::Runtime) {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().route(
-        "/v1/metrics",
-        axum::routing::post(move |body: Bytes| {
-            sink.store(body.len(), Ordering::Relaxed);
-            async { "" }
-        }),
-    );
+    let app = axum::Router::new()
+        .route(
+            "/v1/metrics",
+            axum::routing::post(move |body: Bytes| {
+                sink.store(body.len(), Ordering::Relaxed);
+                async { "" }
+            }),
+        )
+        // The export of the population is tens of megabytes: take it whole.
+        .layer(axum::extract::DefaultBodyLimit::disable());
     rt.spawn(async move { axum::serve(listener, app).await });
     for temporality in [Temporality::Cumulative, Temporality::Delta] {
         let obs = scale::builder()
