@@ -32,12 +32,17 @@ done
 
 echo "== fmt";    cargo fmt --all -- --check
 echo "== clippy"; cargo clippy --all-targets --all-features -- -D warnings
+echo "== clippy, default features (the paths of features that are off)"
+cargo clippy --all-targets -- -D warnings
 echo "== default features build alone"; cargo check --quiet
 echo "== no default features";           cargo check --quiet --no-default-features
 echo "== each feature alone"
-for feature in axum admin otlp logging sentry; do
+for feature in axum admin signal otlp logging sentry; do
   cargo check --quiet --no-default-features --features "$feature"
 done
 echo "== docs (broken intra-doc links are errors)"
 RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links -D warnings" cargo doc --quiet --no-deps --all-features
 echo "== tests";  cargo test --all-features
+# What a feature that is off does (no-op signals, warnings for its variables) runs too.
+echo "== tests, default features"; cargo test --lib --tests
+echo "== tests, no default features"; cargo test --no-default-features --lib --tests

@@ -11,8 +11,7 @@ pub(crate) use off::ErrorReporting;
 mod off {
     use std::time::Instant;
 
-    use bytes::Bytes;
-    use http::{Request, Response};
+    use http::Request;
 
     use crate::config::Setup;
     use crate::error::BuildError;
@@ -45,7 +44,7 @@ mod off {
             Ok(ErrorReporting)
         }
 
-        fn arrive<B>(&self, _: &Request<B>, _: &Arrival<'_>, _: &mut Option<Response<Bytes>>) {}
+        fn arrive<B>(&self, _: &Request<B>, _: &mut Arrival<'_>) {}
 
         fn enter<'a>(&'a self, _: &'a ()) {}
 

@@ -20,7 +20,7 @@ use crate::classify::{is_grpc, Failure, GrpcCode, Outcome};
 use crate::method::MethodLabel;
 use crate::route::Route;
 use crate::shared::Shared;
-use crate::signal::{Arrival, Ending, Entered, Failed, Head, SignalStates};
+use crate::signal::{Arrival, Ending, EnteredContext, Failed, Head, SignalStates};
 
 /// How an exchange ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,17 +70,15 @@ impl Exchange {
         };
         let method = MethodLabel::of(req.method());
         let grpc_call = is_grpc(req.headers());
-        let mut answer = None;
-        let signals = shared.signals.arrive(
-            req,
-            &Arrival {
-                observed,
-                method,
-                route: &resolved.route,
-                overflowed: resolved.overflowed,
-            },
-            &mut answer,
-        );
+        let mut arrival = Arrival {
+            observed,
+            method,
+            route: &resolved.route,
+            overflowed: resolved.overflowed,
+            answer: None,
+        };
+        let signals = shared.signals.arrive(req, &mut arrival);
+        let answer = arrival.answer;
         // Bodiless requests (most GETs) need no shared counter.
         let request_bytes =
             (observed && !req.body().is_end_stream()).then(|| Arc::new(AtomicU64::new(0)));
@@ -110,7 +108,7 @@ impl Exchange {
 
     /// Makes the request's context current on this thread until the guard is dropped:
     /// wrap every call into the inner service and every poll of its future and body.
-    pub(crate) fn enter(&self) -> Entered<'_> {
+    pub(crate) fn enter(&self) -> EnteredContext<'_> {
         self.shared.signals.enter(&self.signals)
     }
 

@@ -35,6 +35,9 @@ pub(crate) struct Arrival<'a> {
     pub(crate) route: &'a Arc<Route>,
     /// The route was new beyond the distinct-route cap and folded into `overflow`.
     pub(crate) overflowed: bool,
+    /// A signal's own answer to the request (a CORS preflight): the application is then
+    /// not called, and the answer goes through every signal's `respond` like any response.
+    pub(crate) answer: Option<Response<Bytes>>,
 }
 
 /// The response head, as it leaves.
@@ -98,14 +101,8 @@ pub(crate) trait Signal: Send + Sync + Sized + 'static {
     fn build(setup: &mut Setup<'_>) -> Result<Self, BuildError>;
 
     /// The request arrived. A signal may answer it itself (a CORS preflight) by setting
-    /// `answer`; the application is then not called and the answer goes through every
-    /// signal's [`respond`](Self::respond) like any response.
-    fn arrive<B>(
-        &self,
-        req: &Request<B>,
-        arrival: &Arrival<'_>,
-        answer: &mut Option<Response<Bytes>>,
-    ) -> Self::Exchange;
+    /// [`Arrival::answer`].
+    fn arrive<B>(&self, req: &Request<B>, arrival: &mut Arrival<'_>) -> Self::Exchange;
 
     /// Makes the request's context current on this thread, around every call into the
     /// application and every poll of its future and body.
@@ -147,7 +144,7 @@ macro_rules! signals {
         /// Every signal's context, current while the application runs (held for its
         /// `Drop`).
         #[allow(dead_code)]
-        pub(crate) struct Entered<'a> {
+        pub(crate) struct EnteredContext<'a> {
             $($field: <$signal as Signal>::Entered<'a>,)+
         }
 
@@ -160,15 +157,14 @@ macro_rules! signals {
             pub(crate) fn arrive<B>(
                 &self,
                 req: &Request<B>,
-                arrival: &Arrival<'_>,
-                answer: &mut Option<Response<Bytes>>,
+                arrival: &mut Arrival<'_>,
             ) -> SignalStates {
-                SignalStates { $($field: self.$field.arrive(req, arrival, answer),)+ }
+                SignalStates { $($field: self.$field.arrive(req, arrival),)+ }
             }
 
             #[inline]
-            pub(crate) fn enter<'a>(&'a self, states: &'a SignalStates) -> Entered<'a> {
-                Entered { $($field: self.$field.enter(&states.$field),)+ }
+            pub(crate) fn enter<'a>(&'a self, states: &'a SignalStates) -> EnteredContext<'a> {
+                EnteredContext { $($field: self.$field.enter(&states.$field),)+ }
             }
 
             #[inline]

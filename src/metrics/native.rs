@@ -79,56 +79,6 @@ impl NativeHistograms {
     }
 }
 
-/// Reads `OBSERVABILITY_NATIVE_HISTOGRAMS` (`true`/`false`) and, refining it,
-/// `OBSERVABILITY_NATIVE_HISTOGRAM_SCHEMA` and `OBSERVABILITY_NATIVE_HISTOGRAM_MAX_BUCKETS`
-/// (either one alone turns native histograms on).
-pub(crate) fn apply_env(
-    builder: &mut crate::config::ObservabilityBuilder,
-    var: &impl Fn(&str) -> Option<String>,
-) -> Result<(), BuildError> {
-    const ON: &str = "OBSERVABILITY_NATIVE_HISTOGRAMS";
-    const SCHEMA: &str = "OBSERVABILITY_NATIVE_HISTOGRAM_SCHEMA";
-    const MAX_BUCKETS: &str = "OBSERVABILITY_NATIVE_HISTOGRAM_MAX_BUCKETS";
-    let on = var(ON)
-        .map(|v| crate::config::env::boolean(ON, &v))
-        .transpose()?;
-    let (schema, max_buckets) = (var(SCHEMA), var(MAX_BUCKETS));
-    if on == Some(false) {
-        if let Some(name) = [(SCHEMA, &schema), (MAX_BUCKETS, &max_buckets)]
-            .iter()
-            .find_map(|(name, v)| v.as_ref().map(|_| *name))
-        {
-            return Err(BuildError::env(
-                name,
-                "(set)",
-                format!("has no effect with {ON}=false"),
-            ));
-        }
-        builder.native_histograms = None;
-        return Ok(());
-    }
-    if on.is_none() && schema.is_none() && max_buckets.is_none() {
-        return Ok(());
-    }
-    let mut native = builder.native_histograms.unwrap_or_default();
-    if let Some(v) = schema {
-        native.schema = v
-            .trim()
-            .parse()
-            .ok()
-            .filter(|s| (MIN_SCHEMA..=MAX_SCHEMA).contains(s))
-            .ok_or_else(|| BuildError::env(SCHEMA, &v, "expected a whole number from -4 to 8"))?;
-    }
-    if let Some(v) = max_buckets {
-        native.max_buckets =
-            v.trim().parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                BuildError::env(MAX_BUCKETS, &v, "expected a whole number from 1")
-            })?;
-    }
-    builder.native_histograms = Some(native);
-    Ok(())
-}
-
 pub(crate) const MIN_SCHEMA: i8 = -4;
 pub(crate) const MAX_SCHEMA: i8 = 8;
 
@@ -463,51 +413,6 @@ mod tests {
         }
         let spans = counts.with_view(&shape, |v| v.spans());
         assert_eq!(spans, vec![(1, vec![1, 0, 1]), (10, vec![1])]);
-    }
-
-    #[test]
-    fn the_environment_turns_them_on_and_tunes_them() {
-        let from = |vars: &[(&str, &str)]| {
-            let vars: Vec<(String, String)> = vars
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            crate::Observability::from_env_with("svc", move |k| {
-                vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
-            })
-            .map(|b| b.native_histograms)
-            .map_err(|e| e.to_string())
-        };
-        assert_eq!(from(&[]).unwrap(), None);
-        assert_eq!(
-            from(&[("OBSERVABILITY_NATIVE_HISTOGRAMS", "true")]).unwrap(),
-            Some(NativeHistograms::default())
-        );
-        assert_eq!(
-            from(&[("OBSERVABILITY_NATIVE_HISTOGRAM_SCHEMA", "5")]).unwrap(),
-            Some(NativeHistograms::default().schema(5))
-        );
-        assert_eq!(
-            from(&[("OBSERVABILITY_NATIVE_HISTOGRAM_MAX_BUCKETS", "40")]).unwrap(),
-            Some(NativeHistograms::default().max_buckets(40))
-        );
-        for (var, value) in [
-            ("OBSERVABILITY_NATIVE_HISTOGRAMS", "perhaps"),
-            ("OBSERVABILITY_NATIVE_HISTOGRAM_SCHEMA", "9"),
-            ("OBSERVABILITY_NATIVE_HISTOGRAM_MAX_BUCKETS", "0"),
-        ] {
-            let err = from(&[(var, value)]).unwrap_err();
-            assert!(err.contains(var), "{var}={value}: {err}");
-        }
-        let err = from(&[
-            ("OBSERVABILITY_NATIVE_HISTOGRAMS", "false"),
-            ("OBSERVABILITY_NATIVE_HISTOGRAM_SCHEMA", "2"),
-        ])
-        .unwrap_err();
-        assert!(
-            err.contains("OBSERVABILITY_NATIVE_HISTOGRAM_SCHEMA"),
-            "{err}"
-        );
     }
 
     #[test]

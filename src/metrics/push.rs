@@ -9,7 +9,6 @@
 //! baselines that only move when the collector took an export). Shutdown pushes a final
 //! export.
 
-use crate::config::ObservabilityBuilder;
 use crate::error::BuildError;
 
 #[cfg(feature = "otlp")]
@@ -20,6 +19,17 @@ pub use settings::MetricsPush;
 pub(crate) struct Config {
     #[cfg(feature = "otlp")]
     pub(crate) push: Option<MetricsPush>,
+}
+
+impl Config {
+    /// Whether the push asked for can run (`build()` checks it before starting anything).
+    pub(crate) fn check(&self) -> Result<(), BuildError> {
+        #[cfg(feature = "otlp")]
+        if let Some(push) = &self.push {
+            push.check()?;
+        }
+        Ok(())
+    }
 }
 
 /// The push of one layer: a thread that exports on a timer, or nothing.
@@ -80,32 +90,12 @@ impl Closing {
     }
 }
 
-/// Reads `OTEL_METRICS_EXPORTER` and the OTLP metrics variables into `builder`.
-pub(crate) fn apply_env(
-    _builder: &mut ObservabilityBuilder,
-    var: &impl Fn(&str) -> Option<String>,
-) -> Result<(), BuildError> {
-    #[cfg(feature = "otlp")]
-    {
-        _builder.metrics_push.push = settings::from_env(var)?;
-    }
-    #[cfg(not(feature = "otlp"))]
-    if var("OTEL_METRICS_EXPORTER").is_some_and(|v| v.split(',').any(|e| e.trim() == "otlp")) {
-        tracing::warn!(
-            "OTEL_METRICS_EXPORTER asks for otlp but tower-observability was built without \
-             its `otlp` feature: metrics are served on /metrics only"
-        );
-    }
-    Ok(())
-}
-
 #[cfg(feature = "otlp")]
 mod settings {
     use std::time::Duration;
 
     use crate::error::BuildError;
     use crate::metrics::otlp::Temporality;
-    use crate::trace::otlp::{check_url, headers, millis};
     use crate::trace::{OtlpProtocol, OtlpSettings};
 
     /// Where and how often the metrics are pushed with OTLP (feature `otlp`); read from the
@@ -181,185 +171,6 @@ mod settings {
                 ));
             }
             Ok(())
-        }
-    }
-
-    pub(super) fn from_env(
-        var: &impl Fn(&str) -> Option<String>,
-    ) -> Result<Option<MetricsPush>, BuildError> {
-        const EXPORTER: &str = "OTEL_METRICS_EXPORTER";
-        let Some(exporters) = var(EXPORTER) else {
-            return Ok(None);
-        };
-        // `OTEL_SDK_DISABLED=true`: nothing is exported, whatever else is set.
-        if let Some(v) = var("OTEL_SDK_DISABLED") {
-            if crate::config::env::boolean("OTEL_SDK_DISABLED", &v)? {
-                return Ok(None);
-            }
-        }
-        let mut otlp = false;
-        for e in exporters
-            .split(',')
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-        {
-            match e {
-                "otlp" => otlp = true,
-                // Pull is always on: `/metrics` is what `prometheus` means here.
-                "prometheus" | "none" => {}
-                other => {
-                    return Err(BuildError::env(
-                        EXPORTER,
-                        other,
-                        "this crate pushes with otlp (prometheus: /metrics, none: no push)",
-                    ))
-                }
-            }
-        }
-        if !otlp {
-            return Ok(None);
-        }
-        let mut push = MetricsPush::default();
-        let either = |specific: &str, generic: &str| {
-            var(specific)
-                .map(|v| (specific.to_owned(), v))
-                .or_else(|| var(generic).map(|v| (generic.to_owned(), v)))
-        };
-        if let Some((name, v)) = either(
-            "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
-        ) {
-            push.otlp.protocol = match v.trim() {
-                "grpc" => OtlpProtocol::Grpc,
-                "http/protobuf" => OtlpProtocol::HttpProtobuf,
-                _ => return Err(BuildError::env(&name, &v, "expected grpc or http/protobuf")),
-            };
-        }
-        if let Some(v) = var("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") {
-            push.otlp.endpoint = Some(check_url("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", v)?);
-        } else if let Some(v) = var("OTEL_EXPORTER_OTLP_ENDPOINT") {
-            let base = check_url("OTEL_EXPORTER_OTLP_ENDPOINT", v)?;
-            push.otlp.endpoint = Some(match push.otlp.protocol {
-                OtlpProtocol::Grpc => base,
-                OtlpProtocol::HttpProtobuf => {
-                    format!("{}/v1/metrics", base.trim_end_matches('/'))
-                }
-            });
-        }
-        if let Some((name, v)) = either(
-            "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
-            "OTEL_EXPORTER_OTLP_TIMEOUT",
-        ) {
-            push.otlp.timeout = millis(&name, &v)?;
-        }
-        if let Some((name, v)) = either(
-            "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
-            "OTEL_EXPORTER_OTLP_HEADERS",
-        ) {
-            push.otlp.headers = headers(&name, &v)?;
-        }
-        for (name, target) in [
-            ("OTEL_METRIC_EXPORT_INTERVAL", &mut push.interval),
-            ("OTEL_METRIC_EXPORT_TIMEOUT", &mut push.export_timeout),
-        ] {
-            if let Some(v) = var(name) {
-                *target = millis(name, &v)?;
-                if target.is_zero() {
-                    return Err(BuildError::env(name, &v, "expected milliseconds above 0"));
-                }
-            }
-        }
-        const TEMPORALITY: &str = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
-        if let Some(v) = var(TEMPORALITY) {
-            push.temporality = match v.trim().to_ascii_lowercase().as_str() {
-                "cumulative" => Temporality::Cumulative,
-                "delta" | "lowmemory" => Temporality::Delta,
-                _ => {
-                    return Err(BuildError::env(
-                        TEMPORALITY,
-                        &v,
-                        "expected cumulative, delta or lowmemory",
-                    ))
-                }
-            };
-        }
-        Ok(Some(push))
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-        use std::collections::HashMap;
-
-        fn push(vars: &[(&str, &str)]) -> Result<Option<MetricsPush>, BuildError> {
-            let map: HashMap<String, String> = vars
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            from_env(&move |k: &str| map.get(k).cloned())
-        }
-
-        #[test]
-        fn the_standard_variables_configure_the_push() {
-            assert_eq!(push(&[]).unwrap(), None, "off unless asked");
-            assert_eq!(
-                push(&[("OTEL_METRICS_EXPORTER", "prometheus")]).unwrap(),
-                None
-            );
-            let p = push(&[("OTEL_METRICS_EXPORTER", "otlp")]).unwrap().unwrap();
-            assert_eq!(p, MetricsPush::default());
-            assert_eq!(p.endpoint(), "http://localhost:4318/v1/metrics");
-            let p = push(&[
-                ("OTEL_METRICS_EXPORTER", "prometheus,otlp"),
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
-                ("OTEL_METRIC_EXPORT_INTERVAL", "15000"),
-                ("OTEL_METRIC_EXPORT_TIMEOUT", "5000"),
-                ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "Delta"),
-                ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=k"),
-            ])
-            .unwrap()
-            .unwrap();
-            assert_eq!(p.endpoint(), "http://collector:4318/v1/metrics");
-            assert_eq!(p.interval, Duration::from_secs(15));
-            assert_eq!(p.export_timeout, Duration::from_secs(5));
-            assert_eq!(p.temporality, Temporality::Delta);
-            assert_eq!(p.otlp.headers, [("api-key".to_owned(), "k".to_owned())]);
-            // The metrics variables win over the generic ones.
-            let p = push(&[
-                ("OTEL_METRICS_EXPORTER", "otlp"),
-                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-                ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "grpc"),
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4317"),
-                ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://b:4317"),
-            ])
-            .unwrap()
-            .unwrap();
-            assert_eq!(p.otlp.protocol, OtlpProtocol::Grpc);
-            assert_eq!(p.endpoint(), "http://b:4317");
-        }
-
-        #[test]
-        fn bad_values_name_the_variable() {
-            for (var, value) in [
-                ("OTEL_METRICS_EXPORTER", "statsd"),
-                ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/json"),
-                ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "collector:4318"),
-                ("OTEL_METRIC_EXPORT_INTERVAL", "60s"),
-                ("OTEL_METRIC_EXPORT_INTERVAL", "0"),
-                ("OTEL_METRIC_EXPORT_TIMEOUT", "-1"),
-                (
-                    "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
-                    "sometimes",
-                ),
-                ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "novalue"),
-            ] {
-                let mut vars = vec![(var, value)];
-                if var != "OTEL_METRICS_EXPORTER" {
-                    vars.push(("OTEL_METRICS_EXPORTER", "otlp"));
-                }
-                let err = push(&vars).unwrap_err().to_string();
-                assert!(err.contains(var), "{var}={value}: {err}");
-            }
         }
     }
 }

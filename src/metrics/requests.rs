@@ -1,8 +1,7 @@
 //! The RED metrics of requests, the signal: the in-flight gauge when a request arrives,
 //! its duration, sizes and outcome when it ends, and the crate's own request counters.
 
-use bytes::Bytes;
-use http::{Request, Response};
+use http::Request;
 use metrics::{Counter, Gauge, Label};
 
 use super::exemplar::Exemplar;
@@ -78,12 +77,7 @@ impl Signal for RequestMetrics {
     }
 
     #[inline]
-    fn arrive<B>(
-        &self,
-        _req: &Request<B>,
-        arrival: &Arrival<'_>,
-        _answer: &mut Option<Response<Bytes>>,
-    ) -> bool {
+    fn arrive<B>(&self, _req: &Request<B>, arrival: &mut Arrival<'_>) -> bool {
         if arrival.observed {
             if arrival.overflowed {
                 self.routes_overflowed.increment(1);

@@ -132,12 +132,13 @@ impl SpanSink for QueueSink {
     }
 
     fn flush(&self, timeout: Duration) -> bool {
-        self.ask(Control::Flush, timeout)
+        // Once the exporter has stopped there is nothing to flush with: say so.
+        self.ask(Control::Flush, timeout, false)
     }
 
     fn shutdown(&self, timeout: Duration) -> bool {
         self.queue.gate.close(Gate::CLOSED);
-        self.ask(Control::Shutdown, timeout)
+        self.ask(Control::Shutdown, timeout, true)
     }
 
     fn dropped(&self) -> u64 {
@@ -150,7 +151,14 @@ impl SpanSink for QueueSink {
 }
 
 impl QueueSink {
-    fn ask(&self, make: fn(SyncSender<bool>, Instant) -> Control, timeout: Duration) -> bool {
+    /// Asks the exporter thread to flush or shut down; `when_stopped` is the answer when it
+    /// has already stopped and nothing is left.
+    fn ask(
+        &self,
+        make: fn(SyncSender<bool>, Instant) -> Control,
+        timeout: Duration,
+        when_stopped: bool,
+    ) -> bool {
         let (ack, done) = mpsc::sync_channel(1);
         let deadline = Instant::now() + timeout;
         let sent = self
@@ -161,8 +169,7 @@ impl QueueSink {
             .is_some_and(|control| control.send(make(ack, deadline)).is_ok());
         self.worker.unpark();
         if !sent {
-            // The exporter has stopped: done if nothing is left.
-            return self.pending() == 0;
+            return when_stopped && self.pending() == 0;
         }
         done.recv_timeout(timeout).unwrap_or(false)
     }

@@ -5,8 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderName, Request, Response, Version};
+use http::{HeaderMap, HeaderName, Request, Version};
 
 use super::current;
 use super::export::{FinishedSpan, Kind, RequestText, SpanSink};
@@ -171,8 +170,8 @@ impl ServerSpan {
     }
 
     /// Enters the span (for `tracing` and for [`current`](super::current)) until dropped.
-    pub(crate) fn enter(&self) -> Entered<'_> {
-        Entered {
+    pub(crate) fn enter(&self) -> SpanEntered<'_> {
+        SpanEntered {
             _span: self.span.enter(),
             _current: current::enter(&self.current),
         }
@@ -284,7 +283,7 @@ impl Tracing {
 
 impl Signal for Tracing {
     type Exchange = Option<Box<ServerSpan>>;
-    type Entered<'a> = Option<Entered<'a>>;
+    type Entered<'a> = Option<SpanEntered<'a>>;
 
     fn build(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
         let settings = setup.settings;
@@ -306,12 +305,7 @@ impl Signal for Tracing {
     }
 
     #[inline]
-    fn arrive<B>(
-        &self,
-        req: &Request<B>,
-        arrival: &Arrival<'_>,
-        _answer: &mut Option<Response<Bytes>>,
-    ) -> Self::Exchange {
+    fn arrive<B>(&self, req: &Request<B>, arrival: &mut Arrival<'_>) -> Self::Exchange {
         // Boxed: a span is 400 bytes, which every request would otherwise move around.
         (arrival.observed && self.0.enabled).then(|| {
             Box::new(ServerSpan::begin(
@@ -348,9 +342,9 @@ impl Signal for Tracing {
 }
 
 /// The request's span entered, for `tracing` and for [`current`](super::current).
-pub(crate) struct Entered<'a> {
+pub(crate) struct SpanEntered<'a> {
     _span: tracing::span::Entered<'a>,
-    _current: current::Entered,
+    _current: current::CurrentGuard,
 }
 
 /// The client's address, when the server put it in the request (axum's `ConnectInfo`).
