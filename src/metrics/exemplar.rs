@@ -170,7 +170,9 @@ mod tests {
             }
         }
         writers.into_iter().for_each(|w| w.join().unwrap());
-        assert!(slot.read().is_some());
+        // Writes meeting a read may all have been skipped (best effort); one alone lands.
+        slot.write(&exemplar(4), 4);
+        assert_eq!(slot.read().map(|k| k.trace_id), Some([4; 16]));
     }
 
     #[test]
