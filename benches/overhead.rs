@@ -89,6 +89,14 @@ fn catalogue() -> Vec<Entry> {
                     .cors(policy()),
             ))
         }),
+        // Native histograms on the duration histograms, beside the classic buckets.
+        ("metrics+native", || {
+            layered(ours(
+                untraced()
+                    .security_headers(SecurityHeaders::none())
+                    .native_histograms(tower_observability::NativeHistograms::default()),
+            ))
+        }),
         ("metrics+tracing", || {
             let builder = Observability::builder("bench").security_headers(SecurityHeaders::none());
             traced(builder, Export::Dropped)

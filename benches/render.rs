@@ -20,6 +20,105 @@ use tower::ServiceExt;
 #[global_allocator]
 static ALLOC: alloc::Counting = alloc::Counting;
 
+/// What Prometheus 2.x sends by default, and with native histograms on.
+const OPENMETRICS: &str =
+    "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+const PROTOBUF: &str = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,text/plain;version=0.0.4;q=0.5";
+
+/// 21 scrapes of `obs` asking for `accept`: median and max in ms, and the body's size.
+fn scrape_times(
+    rt: &tokio::runtime::Runtime,
+    obs: &tower_observability::Observability,
+    accept: &str,
+) -> (f64, f64, usize) {
+    let admin = obs.admin_service();
+    let mut bytes = 0;
+    let mut times: Vec<f64> = (0..21)
+        .map(|_| {
+            let t = Instant::now();
+            let req = http::Request::get("/metrics")
+                .header("accept", accept)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let res = rt.block_on(admin.clone().oneshot(req)).unwrap();
+            let elapsed = t.elapsed().as_secs_f64() * 1e3;
+            bytes = http_body::Body::size_hint(res.body()).exact().unwrap_or(0) as usize;
+            black_box(res);
+            elapsed
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], times[times.len() - 1], bytes)
+}
+
+/// OTLP push of the population to a receiver on 127.0.0.1 (HTTP/protobuf): time per export
+/// (encoding and sending, until the receiver answered) and bytes per export.
+#[cfg(feature = "otlp")]
+fn otlp_push(rt: &tokio::runtime::Runtime) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tower_observability::metrics::{MetricsPush, Temporality};
+    use tower_observability::trace::OtlpSettings;
+
+    let received = Arc::new(AtomicUsize::new(0));
+    let sink = received.clone();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/v1/metrics",
+            axum::routing::post(move |body: Bytes| {
+                sink.store(body.len(), Ordering::Relaxed);
+                async { "" }
+            }),
+        )
+        // The export of the population is tens of megabytes: take it whole.
+        .layer(axum::extract::DefaultBodyLimit::disable());
+    rt.spawn(async move { axum::serve(listener, app).await });
+    for temporality in [Temporality::Cumulative, Temporality::Delta] {
+        let obs = scale::builder()
+            .otlp_metrics(MetricsPush {
+                otlp: OtlpSettings {
+                    endpoint: Some(format!("http://{addr}/v1/metrics")),
+                    ..Default::default()
+                },
+                interval: Duration::from_secs(3600),
+                temporality,
+                ..Default::default()
+            })
+            .build()
+            .unwrap();
+        rt.block_on(scale::populate(&obs));
+        // The push runs on its own thread; the receiver on this runtime, driven meanwhile.
+        let mut times: Vec<f64> = (0..11)
+            .map(|_| {
+                let t = Instant::now();
+                let flushed = std::thread::scope(|s| {
+                    let push = s.spawn(|| obs.flush_metrics(Duration::from_secs(60)));
+                    rt.block_on(async {
+                        while !push.is_finished() {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                    });
+                    push.join().unwrap()
+                });
+                assert!(flushed, "the receiver took the export");
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        println!(
+            "OTLP push ({temporality:?}) of the population: median {:.1} ms, max {:.1} ms per export, {} KiB per export",
+            times[times.len() / 2],
+            times[times.len() - 1],
+            received.load(Ordering::Relaxed) / 1024
+        );
+        obs.shutdown(Duration::from_secs(10));
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -72,6 +171,28 @@ fn main() {
         times.len()
     );
 
+    // The other formats, as a scraper asking for them gets them; protobuf with the
+    // native buckets of a second population, recorded with native histograms on.
+    let native = scale::builder()
+        .native_histograms(tower_observability::NativeHistograms::default())
+        .build()
+        .unwrap();
+    rt.block_on(scale::populate(&native));
+    for (format, obs, accept) in [
+        ("text", &empty, "text/plain"),
+        ("OpenMetrics", &empty, OPENMETRICS),
+        ("protobuf", &empty, PROTOBUF),
+        ("protobuf + native", &native, PROTOBUF),
+    ] {
+        let (median, max, bytes) = scrape_times(&rt, obs, accept);
+        println!(
+            "GET /metrics as {format}: median {median:.1} ms, max {max:.1} ms, {} KiB",
+            bytes / 1024
+        );
+    }
+    #[cfg(feature = "otlp")]
+    otlp_push(&rt);
+
     let mut c = Criterion::default().sample_size(20).configure_from_args();
     // `/metrics` as the admin endpoint serves it (its buffer reused between scrapes), and
     // `render_metrics()`, which returns a new String each time.
@@ -85,6 +206,29 @@ fn main() {
         black_box(res);
     };
     c.bench_function("admin_metrics/15000_label_sets", |b| b.iter(scrape));
+    for (name, obs, accept) in [
+        (
+            "admin_metrics_openmetrics/15000_label_sets",
+            &empty,
+            OPENMETRICS,
+        ),
+        (
+            "admin_metrics_protobuf_native/15000_label_sets",
+            &native,
+            PROTOBUF,
+        ),
+    ] {
+        let admin = obs.admin_service();
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let req = http::Request::get("/metrics")
+                    .header("accept", accept)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                black_box(rt.block_on(admin.clone().oneshot(req)).unwrap())
+            })
+        });
+    }
     c.bench_function("render_metrics/15000_label_sets", |b| {
         b.iter(|| black_box(empty.render_metrics()))
     });

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests run for real. Keep in one line: other scripts read it.
-APT_PACKAGES="prometheus prometheus-alertmanager python3 valgrind chromium redis-server"
+APT_PACKAGES="prometheus prometheus-alertmanager python3 python3-prometheus-client valgrind chromium redis-server"
 
 missing=()
 for pkg in $APT_PACKAGES; do
@@ -19,6 +19,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   # No daemons are needed: tests start their own servers on 127.0.0.1.
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The OpenMetrics parser the exposition tests read with, for a python3 that is not Debian's
+# (pyenv, a venv): from PyPI.
+python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install --quiet prometheus_client
 
 # The lint components, if this toolchain came without them.
 for component in rustfmt clippy; do

@@ -1,5 +1,6 @@
-//! The admin endpoints: `/metrics` (Prometheus text format), `/healthz` (liveness) and
-//! `/readyz` (readiness, flipped through [`Readiness`](crate::Readiness)).
+//! The admin endpoints: `/metrics` (the Prometheus text format; OpenMetrics or Prometheus
+//! protobuf when the scraper's `Accept` prefers them), `/healthz` (liveness) and `/readyz`
+//! (readiness, flipped through [`Readiness`](crate::Readiness)).
 //!
 //! Serve them on their own port with [`Observability::serve_admin`], or mount
 //! [`Observability::admin_service`] in the application's router.
@@ -13,10 +14,8 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use tower_service::Service;
 
+use crate::metrics::exposition::Format;
 use crate::Observability;
-
-/// The Prometheus text exposition format, version 0.0.4.
-const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A tower service answering the admin endpoints (every other path is a 404).
 ///
@@ -40,7 +39,12 @@ pub struct AdminService {
 }
 
 impl AdminService {
-    fn respond(&self, method: &Method, path: &str) -> Response<Full<Bytes>> {
+    fn respond(
+        &self,
+        method: &Method,
+        path: &str,
+        accept: Option<&HeaderValue>,
+    ) -> Response<Full<Bytes>> {
         let text = |status: StatusCode, body: &'static str| {
             let mut res = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
             *res.status_mut() = status;
@@ -61,11 +65,15 @@ impl AdminService {
         }
         match path {
             "/metrics" => {
-                let mut res = Response::new(Full::new(self.obs.render_metrics_bytes()));
-                res.headers_mut().insert(
+                let format = Format::negotiate(accept);
+                let mut res = Response::new(Full::new(self.obs.render_metrics_bytes(format)));
+                let headers = res.headers_mut();
+                headers.insert(
                     header::CONTENT_TYPE,
-                    HeaderValue::from_static(PROMETHEUS_TEXT),
+                    HeaderValue::from_static(format.content_type()),
                 );
+                // The body depends on Accept: caches must not hand one format to another.
+                headers.insert(header::VARY, HeaderValue::from_static("accept"));
                 res
             }
             "/healthz" => text(StatusCode::OK, "ok\n"),
@@ -85,7 +93,8 @@ impl<B> Service<Request<B>> for AdminService {
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        ready(Ok(self.respond(req.method(), req.uri().path())))
+        let accept = req.headers().get(header::ACCEPT);
+        ready(Ok(self.respond(req.method(), req.uri().path(), accept)))
     }
 }
 

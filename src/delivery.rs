@@ -415,6 +415,7 @@ mod tests {
             &crate::MetricsBackend::IsolatedPrometheus,
             &[1.0],
             &[1.0],
+            None,
         );
         let dropped = Dropped::register(&sink, "test_dropped_total");
         let mut outage = Outage::new("test", "item", "http://collector:4318/v1/traces".into());

@@ -173,6 +173,7 @@ mod shared;
 mod shutdown;
 mod signal;
 pub mod trace;
+mod wire;
 
 #[cfg(feature = "admin")]
 pub use admin::AdminServer;
@@ -186,7 +187,8 @@ pub use error::BuildError;
 pub use future::ResponseFuture;
 pub use layer::ObservabilityLayer;
 pub use metrics::{
-    prometheus_builder, MetricsBackend, DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS,
+    prometheus_builder, MetricsBackend, NativeHistograms, DEFAULT_DURATION_BUCKETS,
+    DEFAULT_SIZE_BUCKETS,
 };
 pub use observability::{Observability, Readiness};
 pub use panic::PanicError;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::config::ObservabilityBuilder;
 use crate::error::BuildError;
 use crate::layer::ObservabilityLayer;
+use crate::metrics::exposition::Format;
 use crate::metrics::process::ProcessStats;
 use crate::shared::Shared;
 
@@ -114,6 +115,14 @@ impl Observability {
         crate::shutdown::flush(&self.shared, timeout)
     }
 
+    /// Pushes the metrics now (OTLP metrics push, feature `otlp`), without waiting for the
+    /// interval; false if the collector did not take them within `timeout`, or there is no
+    /// push. Never needed for correctness: the push runs by itself, and shutdown pushes a
+    /// last time.
+    pub fn flush_metrics(&self, timeout: Duration) -> bool {
+        self.shared.signals.metrics.flush_push(timeout)
+    }
+
     /// Waits up to `timeout` for the Sentry events still queued to leave; false if some
     /// remain. Call it before the process exits (a no-op when no DSN is configured).
     #[cfg(feature = "sentry")]
@@ -155,12 +164,12 @@ impl Observability {
             .render_owned(|out| self.render_into(out))
     }
 
-    /// [`render_metrics`](Self::render_metrics) into a buffer reused from one scrape to
-    /// the next, as the admin endpoint serves it.
-    pub(crate) fn render_metrics_bytes(&self) -> bytes::Bytes {
+    /// The exposition in `format`, into a buffer reused from one scrape to the next, as
+    /// the admin endpoint serves it.
+    pub(crate) fn render_metrics_bytes(&self, format: Format) -> bytes::Bytes {
         self.shared
             .scrape_buffer
-            .render(|out| self.render_into(out))
+            .render(|out| self.shared.exposition.render_as(format, out))
     }
 
     fn render_into(&self, out: &mut String) {

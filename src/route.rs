@@ -210,11 +210,14 @@ fn grpc_method<B>(req: &Request<B>) -> Option<&str> {
 /// Whether an axum route template ends in a catch-all segment (`/{*rest}`).
 #[cfg(feature = "axum")]
 fn ends_in_catch_all(template: &str) -> bool {
-    // Every request asks: a byte test first, a backward search (memrchr) only for `...}`.
-    template.ends_with('}')
-        && template
-            .rfind('/')
-            .is_some_and(|slash| template[slash + 1..].starts_with("{*"))
+    // Every request asks: a byte test first, a backward byte loop only for `...}` (the last
+    // segment is short; `rfind(char)` costs twice as much there, more or less by inlining).
+    let bytes = template.as_bytes();
+    bytes.last() == Some(&b'}')
+        && bytes
+            .iter()
+            .rposition(|&b| b == b'/')
+            .is_some_and(|slash| bytes[slash + 1..].starts_with(b"{*"))
 }
 
 /// `/package.Service/Method`: two non-empty printable segments.

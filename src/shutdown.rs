@@ -73,6 +73,8 @@ pub(crate) fn flush(shared: &Shared, timeout: Duration) -> bool {
     let started = Instant::now();
     let deadline = started + timeout;
     let (tracing, errors) = (&shared.signals.tracing, &shared.signals.errors);
+    // The last metrics push goes out on its own thread meanwhile.
+    let metrics = shared.signals.metrics.close_push();
     let spans = Tally::start(tracing.pending(), tracing.dropped());
     // The transport sends on its own thread while the span exporter drains.
     errors.begin_close(deadline);
@@ -81,8 +83,9 @@ pub(crate) fn flush(shared: &Shared, timeout: Duration) -> bool {
     let spans = spans.end(tracing.pending(), tracing.dropped());
     let events_done = errors.close(deadline);
     let events = events.end(errors.pending(), errors.dropped());
+    let metrics_done = metrics.wait(deadline);
     let took = started.elapsed();
-    let done = spans_done && events_done;
+    let done = spans_done && events_done && metrics_done;
     if spans.left + events.left > 0 {
         tracing::warn!(
             target: TARGET,

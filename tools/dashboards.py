@@ -5,6 +5,11 @@ panel and target uses as `${datasource}` (file provisioning does not resolve `__
 `job`/`instance` multi-select variables with allValue `.+`, `$__rate_interval` in every rate,
 and a unit and a one-line description on every panel.
 
+Latency panels show exemplars (the trace of a request kept in the bucket it fell into, from the
+OpenMetrics exposition) and link each one to its trace through a second data-source variable,
+`tracing` (Tempo by default; Jaeger by changing its type): no import input is asked for it, so
+a Grafana without a tracing backend imports the dashboards all the same.
+
 The import input reaches the panels through the `datasource` variable: its current value is
 `${DS_PROMETHEUS}`, which Grafana's import replaces (in every string of the JSON) with the uid
 of the data source picked in the import form, and the variable then selects that data source.
@@ -12,6 +17,9 @@ Provisioned files keep the placeholder, which matches no data source, so Grafana
 to the default data source by the current text `default` (Grafana 10's variables) or to the
 first Prometheus data source (Grafana 11's scenes). No panel names the placeholder itself.
 """
+
+import json
+from urllib.parse import quote
 
 from rules import CRATE_MARKER, SERVER_ERROR, NOT_CANCELLED, latency_bucket_alert, le_regex, num, pct, duration_text
 
@@ -36,6 +44,31 @@ def _datasource_var():
         "current": {"selected": True, "text": "default", "value": "${" + DS_INPUT + "}"},
         "regex": "", "options": [], "skipUrlSync": False,
     }
+
+
+def _tracing_var():
+    """The tracing backend exemplars link to: a data source of type `tempo` (change the type
+    to `jaeger` for Jaeger); Grafana settles on the first one, as for provisioned copies."""
+    return {
+        "name": "tracing", "label": "Traces", "type": "datasource",
+        "query": "tempo", "hide": 0, "refresh": 1, "current": {},
+        "regex": "", "options": [], "skipUrlSync": False,
+    }
+
+
+TRACING_VAR = _tracing_var()
+
+
+def _trace_link():
+    """A data link on the exemplars of a panel: the trace in Explore on the `tracing` data
+    source (the trace id is the query both Tempo and Jaeger take)."""
+    pane = {"trace": {"datasource": "${tracing}",
+                      "queries": [{"refId": "A", "datasource": {"uid": "${tracing}"},
+                                   "query": "${__data.fields.trace_id}"}],
+                      "range": {"from": "${__from}", "to": "${__to}"}}}
+    panes = json.dumps(pane, separators=(",", ":"), sort_keys=True)
+    return {"title": "Trace ${__data.fields.trace_id}", "targetBlank": True,
+            "url": "/explore?schemaVersion=1&panes=" + quote(panes, safe="${}:,[]")}
 
 
 def _query_var(name, label, query, multi=True, all_value=".+"):
@@ -72,11 +105,13 @@ def sel(*extra):
 
 # --------------------------------------------------------------------------- panels
 
-def _target(expr, legend="", ref="A", instant=False, fmt=None):
+def _target(expr, legend="", ref="A", instant=False, fmt=None, exemplar=False):
     t = {"datasource": DS, "expr": expr, "legendFormat": legend, "refId": ref,
          "range": not instant, "instant": instant}
     if fmt:
         t["format"] = fmt
+    if exemplar:
+        t["exemplar"] = True
     return t
 
 
@@ -88,7 +123,9 @@ def _thresholds(*steps):
 
 
 def timeseries(title, description, unit, targets, w=12, h=8, stack=False, thresholds=None,
-               min_zero=True):
+               min_zero=True, exemplars=False):
+    """A time series panel; with `exemplars`, its queries fetch exemplars too and each links
+    to its trace on the `tracing` data source."""
     custom = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10, "showPoints": "never",
               "spanNulls": False,
               "stacking": {"mode": "normal" if stack else "none", "group": "A"}}
@@ -98,13 +135,15 @@ def timeseries(title, description, unit, targets, w=12, h=8, stack=False, thresh
                 "thresholds": _thresholds(*(thresholds or []))}
     if min_zero:
         defaults["min"] = 0
+    if exemplars:
+        defaults["links"] = [_trace_link()]
     return {
         "type": "timeseries", "title": title, "description": description, "datasource": DS,
         "fieldConfig": {"defaults": defaults, "overrides": []},
         "options": {"legend": {"displayMode": "table", "placement": "bottom",
                                "calcs": ["mean", "max", "lastNotNull"], "showLegend": True},
                     "tooltip": {"mode": "multi", "sort": "desc"}},
-        "targets": _refs(targets), "_size": (w, h),
+        "targets": _refs(targets, exemplar=exemplars), "_size": (w, h),
     }
 
 
@@ -184,11 +223,11 @@ def row(title):
     return {"type": "row", "title": title, "collapsed": False, "panels": [], "_size": (24, 1)}
 
 
-def _refs(targets):
+def _refs(targets, exemplar=False):
     out = []
     for ref, t in zip("ABCDEFGHIJ", targets):
         expr, legend = t if isinstance(t, tuple) else (t, "")
-        out.append(_target(expr, legend, ref))
+        out.append(_target(expr, legend, ref, exemplar=exemplar))
     return out
 
 
@@ -267,6 +306,12 @@ def quantile(q, metric, *matchers, by=None):
     return f"histogram_quantile({q}, sum by ({group}) (rate({metric}_bucket{sel(*matchers)}[{RI}])))"
 
 
+def native_quantile(q, metric, *matchers):
+    """A quantile of the native histogram (Prometheus scraping the protobuf format with
+    native histograms on): exact to the native bucket, at any latency."""
+    return f"histogram_quantile({q}, sum(rate({metric}{sel(*matchers)}[{RI}])))"
+
+
 # --------------------------------------------------------------------------- dashboards
 
 def overview(cfg):
@@ -296,9 +341,10 @@ def overview(cfg):
                      "{{status_class}}")], stack=True),
         timeseries("Error ratio against the SLO", f"Server-error ratio per job; the line is the {pct(budget)} the availability SLO allows.",
                    "percentunit", [(error_ratio(route, by="job"), "{{job}}")], thresholds=[(budget, "red")]),
-        timeseries("Latency percentiles", "p50, p90 and p99 request duration, to the last byte of the response body.", "s",
+        timeseries("Latency percentiles", "p50, p90 and p99 request duration, to the last body byte; dots are exemplars, each a link to its trace.", "s",
                    [(quantile(0.5, DURATION, route), "p50"), (quantile(0.9, DURATION, route), "p90"),
-                    (quantile(0.99, DURATION, route), "p99")], thresholds=[(threshold, "red")]),
+                    (quantile(0.99, DURATION, route), "p99")], thresholds=[(threshold, "red")],
+                   exemplars=True),
         timeseries("Active requests by method", "Requests in flight by HTTP method.", "short",
                    [(f"sum by (http_request_method) (http_server_active_requests{sel()})", "{{http_request_method}}")]),
         table("Routes", "The 20 busiest routes: request rate, server-error ratio and p99 latency; sort by any column.", "reqps",
@@ -321,7 +367,7 @@ def overview(cfg):
     ]
     return dashboard("tower-obs-overview", "Service overview (RED)",
                      "Rate, errors and duration of HTTP services instrumented with tower-observability.",
-                     [JOB_VAR, INSTANCE_VAR, ROUTES_VAR], panels, [RESTARTS])
+                     [JOB_VAR, INSTANCE_VAR, ROUTES_VAR, TRACING_VAR], panels, [RESTARTS])
 
 
 def route_detail(cfg):
@@ -338,9 +384,12 @@ def route_detail(cfg):
              [f"sum(rate({DURATION}_sum{sel(r)}[{RI}]))\n/\nsum(rate({count}{sel(r)}[{RI}]))"], w=6),
         heatmap("Latency distribution", "Requests per second in each duration bucket of the histogram.", "s",
                 f"sum by (le) (rate({DURATION}_bucket{sel(r)}[{RI}]))"),
-        timeseries("Latency percentiles", "p50, p90, p99 and p99.9 of this route's duration.", "s",
+        timeseries("Latency percentiles", "p50, p90, p99 and p99.9 of this route's duration; dots are exemplars, each a link to its trace.", "s",
                    [(quantile(q, DURATION, r), f"p{num(q * 100)}") for q in (0.5, 0.9, 0.99, 0.999)],
-                   thresholds=[(threshold, "red")]),
+                   thresholds=[(threshold, "red")], exemplars=True),
+        timeseries("Latency percentiles (native histograms)", "The same percentiles from the native histogram, exact to 9 %; empty unless Prometheus scrapes native histograms.", "s",
+                   [(native_quantile(q, DURATION, r), f"p{num(q * 100)}") for q in (0.5, 0.9, 0.99, 0.999)],
+                   thresholds=[(threshold, "red")], exemplars=True),
         timeseries("Rate by status code", "Requests per second to this route by HTTP status code.", "reqps",
                    [(rate(count, r, by="http_response_status_code"), "{{http_response_status_code}}")], stack=True),
         timeseries("Errors by type", "Errored requests per second by error_type (500..599, panic, service_error, body_error, cancelled, gRPC codes).",
@@ -357,7 +406,7 @@ def route_detail(cfg):
     ]
     return dashboard("tower-obs-route", "Route detail",
                      "Latency distribution, status, errors and body sizes of one route.",
-                     [JOB_VAR, INSTANCE_VAR, ROUTE_VAR], panels, [RESTARTS])
+                     [JOB_VAR, INSTANCE_VAR, ROUTE_VAR, TRACING_VAR], panels, [RESTARTS])
 
 
 def slo(cfg):
@@ -505,8 +554,8 @@ def grpc(cfg):
                    [(rate(count, m, by="rpc_grpc_status_code"), "{{rpc_grpc_status_code}}")], stack=True),
         timeseries("Error ratio by method", "Server-fault ratio per method; the GrpcServerErrorRatioHigh alert fires above the line.", "percentunit",
                    [(error_ratio(m, by="rpc_method", metric=count), "{{rpc_method}}")], thresholds=[(err, "red")]),
-        timeseries("Latency percentiles", "p50, p90 and p99 call duration.", "s",
-                   [(quantile(q, RPC, m), f"p{num(q * 100)}") for q in (0.5, 0.9, 0.99)]),
+        timeseries("Latency percentiles", "p50, p90 and p99 call duration; dots are exemplars, each a link to its trace.", "s",
+                   [(quantile(q, RPC, m), f"p{num(q * 100)}") for q in (0.5, 0.9, 0.99)], exemplars=True),
         timeseries("Server faults by code", "Calls per second ending in a server fault, by code; cancelled calls are the client's doing and not shown.", "reqps",
                    [(rate(count, m, SERVER_ERROR, by="error_type"), "{{error_type}}")]),
         table("Methods", "Per method: call rate, server-fault ratio and p99 latency.", "reqps",
@@ -516,7 +565,7 @@ def grpc(cfg):
     ]
     return dashboard("tower-obs-grpc", "gRPC",
                      "Calls, status codes, server faults and latency of gRPC services served through tower-observability.",
-                     [JOB_VAR, INSTANCE_VAR, METHOD_VAR], panels)
+                     [JOB_VAR, INSTANCE_VAR, METHOD_VAR, TRACING_VAR], panels)
 
 
 def all_dashboards(cfg):

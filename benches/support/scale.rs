@@ -39,11 +39,14 @@ fn route_of(path: &str) -> Option<Cow<'static, str>> {
 /// An `Observability` with a private registry and the crate's defaults otherwise; routes
 /// come from the route function (no axum router involved).
 pub fn observability() -> Observability {
+    builder().build().expect("valid configuration")
+}
+
+/// The builder of [`observability`], for variants (native histograms, OTLP push).
+pub fn builder() -> tower_observability::ObservabilityBuilder {
     Observability::builder("render-scale")
         .metrics_backend(MetricsBackend::IsolatedPrometheus)
         .route_fn(|head| route_of(head.uri.path()))
-        .build()
-        .expect("valid configuration")
 }
 
 /// Sends one request of every label set through the layer, reading every response body to

@@ -49,6 +49,7 @@ pub struct ObservabilityBuilder {
     pub(crate) environment: Option<String>,
     pub(crate) duration_buckets: Vec<f64>,
     pub(crate) size_buckets: Vec<f64>,
+    pub(crate) native_histograms: Option<crate::metrics::NativeHistograms>,
     pub(crate) route_limit: usize,
     pub(crate) excluded: Vec<String>,
     pub(crate) excluded_prefixes: Vec<String>,
@@ -71,6 +72,9 @@ pub struct ObservabilityBuilder {
     pub(crate) shutdown_timeout: std::time::Duration,
     #[cfg(feature = "otlp")]
     pub(crate) export: crate::trace::otlp::ExportConfig,
+    // Empty without `otlp`: kept so the builder has no `cfg` of its own for it.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    pub(crate) metrics_push: crate::metrics::push::Config,
     #[cfg(feature = "sentry")]
     pub(crate) sentry: crate::Sentry,
     pub(crate) strict_env: bool,
@@ -86,6 +90,7 @@ impl ObservabilityBuilder {
             environment: None,
             duration_buckets: DEFAULT_DURATION_BUCKETS.to_vec(),
             size_buckets: DEFAULT_SIZE_BUCKETS.to_vec(),
+            native_histograms: None,
             route_limit: DEFAULT_ROUTE_LIMIT,
             excluded: Vec::new(),
             excluded_prefixes: Vec::new(),
@@ -108,6 +113,7 @@ impl ObservabilityBuilder {
             shutdown_timeout: crate::shutdown::DEFAULT_SHUTDOWN_TIMEOUT,
             #[cfg(feature = "otlp")]
             export: Default::default(),
+            metrics_push: Default::default(),
             #[cfg(feature = "sentry")]
             sentry: crate::Sentry::default(),
             strict_env: false,
@@ -144,6 +150,14 @@ impl ObservabilityBuilder {
     /// Buckets of the body-size histograms, in bytes, strictly increasing.
     pub fn size_buckets(mut self, buckets: impl IntoIterator<Item = f64>) -> Self {
         self.size_buckets = buckets.into_iter().collect();
+        self
+    }
+
+    /// Native histograms for the duration histograms, alongside their classic buckets
+    /// (default: off; `OBSERVABILITY_NATIVE_HISTOGRAMS`): see
+    /// [`NativeHistograms`](crate::metrics::NativeHistograms).
+    pub fn native_histograms(mut self, native: crate::metrics::NativeHistograms) -> Self {
+        self.native_histograms = Some(native);
         self
     }
 
@@ -340,6 +354,15 @@ impl ObservabilityBuilder {
         self
     }
 
+    /// Pushes the metrics with OTLP too (feature `otlp`; `OTEL_METRICS_EXPORTER=otlp` and
+    /// the `OTEL_EXPORTER_OTLP_METRICS_*` variables): see
+    /// [`MetricsPush`](crate::metrics::MetricsPush). `/metrics` keeps serving.
+    #[cfg(feature = "otlp")]
+    pub fn otlp_metrics(mut self, push: crate::metrics::MetricsPush) -> Self {
+        self.metrics_push.push = Some(push);
+        self
+    }
+
     /// The export queue's bound, batch size, delay and timeout (feature `otlp`; defaults
     /// and `OTEL_BSP_*` variables in [`BatchSettings`](crate::trace::BatchSettings)).
     #[cfg(feature = "otlp")]
@@ -380,8 +403,12 @@ impl ObservabilityBuilder {
             #[cfg(feature = "sentry")]
             sentry_dsn,
         } = checked;
-        let (sink, exposition) =
-            open_backend(&self.backend, &self.duration_buckets, &self.size_buckets);
+        let (sink, exposition) = open_backend(
+            &self.backend,
+            &self.duration_buckets,
+            &self.size_buckets,
+            self.native_histograms,
+        );
         let signals = Signals::build(&mut Setup {
             settings: &self,
             info: &info,
@@ -420,6 +447,9 @@ impl ObservabilityBuilder {
         }
         check_buckets("duration_buckets", &self.duration_buckets)?;
         check_buckets("size_buckets", &self.size_buckets)?;
+        if let Some(native) = &self.native_histograms {
+            native.check()?;
+        }
         if self.route_limit == 0 || self.route_limit > MAX_ROUTE_LIMIT {
             return Err(BuildError::setting(
                 "route_limit",
@@ -465,6 +495,7 @@ impl ObservabilityBuilder {
         };
         #[cfg(feature = "otlp")]
         self.export.check()?;
+        self.metrics_push.check()?;
         Ok(Checked {
             info: ServiceInfo {
                 name: name.to_owned(),

@@ -8,24 +8,32 @@
 //! them itself whenever it owns the registry: recording is a bucket search and two atomic
 //! adds, a series holds a few hundred bytes, and rendering copies text prepared once per
 //! series. The application's own metrics stay with the exporter, rendered alongside.
+//!
+//! The duration histograms also keep an [exemplar](super::exemplar) per bucket and, when
+//! configured, [native buckets](super::native); the other formats read them
+//! ([`openmetrics`](super::openmetrics), [`protobuf`](super::protobuf), OTLP push).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use super::exemplar::{self, Exemplar, Kept, Slot};
 use super::names::{
     CATALOGUE, HTTP_SERVER_REQUEST_BODY_SIZE, HTTP_SERVER_REQUEST_DURATION,
     HTTP_SERVER_RESPONSE_BODY_SIZE, RPC_SERVER_CALL_DURATION,
 };
+use super::native::{NativeCounts, NativeHistograms, NativeShape};
 
 /// Bucket bounds in the unit samples are recorded in, with their `le` labels written once.
 pub(crate) struct Buckets {
     bounds: Box<[f64]>,
+    /// The bounds in the exposed unit, as configured.
+    pub(crate) upper: Box<[f64]>,
     /// One per bound, then `+Inf`.
-    le: Box<[Box<str>]>,
+    pub(crate) le: Box<[Box<str>]>,
     /// Recorded units per exposed unit (1e9 for nanoseconds exposed as seconds).
-    per_unit: f64,
+    pub(crate) per_unit: f64,
 }
 
 impl Buckets {
@@ -53,6 +61,7 @@ impl Buckets {
             .collect();
         Buckets {
             bounds: scaled,
+            upper: bounds.into(),
             le,
             per_unit,
         }
@@ -84,31 +93,88 @@ impl AtomicHistogram {
 /// One series of a [`Family`]: its labels, already in exposition form, and its histogram.
 pub(crate) struct Series {
     /// `k="v",k="v"`: escaped, without braces.
-    labels: Arc<str>,
+    pub(crate) labels: Arc<str>,
     histogram: AtomicHistogram,
     family: Arc<FamilyShape>,
+    /// Native buckets, when the family has them.
+    native: Option<Box<NativeCounts>>,
+    /// One exemplar per bucket, made when the series' first exemplar arrives.
+    exemplars: OnceLock<Box<[Slot]>>,
 }
 
 impl Series {
-    /// Records one sample, in the family's recorded unit.
+    /// Records one sample, in the family's recorded unit, with the exemplar of a sampled
+    /// and exported request (given for the duration families only).
     #[inline]
-    pub(crate) fn record(&self, value: u64) {
+    pub(crate) fn record(&self, value: u64, exemplar: Option<&Exemplar>) {
         let i = self.family.buckets.index(value);
         self.histogram.counts[i].fetch_add(1, Ordering::Relaxed);
         self.histogram.sum.fetch_add(value, Ordering::Relaxed);
+        // Out of line, so the common path (neither) stays small enough to inline.
+        if let Some(native) = &self.native {
+            self.record_native(native, value);
+        }
+        if let Some(exemplar) = exemplar {
+            self.keep_exemplar(i, exemplar, value);
+        }
+    }
+
+    #[inline(never)]
+    fn record_native(&self, native: &NativeCounts, value: u64) {
+        let shape = &*self.family;
+        if let Some(native_shape) = &shape.native {
+            native.record(native_shape, value, shape.buckets.per_unit);
+        }
+    }
+
+    #[inline(never)]
+    fn keep_exemplar(&self, i: usize, exemplar: &Exemplar, value: u64) {
+        debug_assert!(self.family.exemplars, "exemplars on a family without them");
+        let slots = self.exemplars.get_or_init(|| {
+            (0..self.family.buckets.le.len())
+                .map(|_| Slot::default())
+                .collect()
+        });
+        slots[i].write(exemplar, value);
+    }
+
+    /// Observations per bucket (not cumulative), `+Inf` last, into `out`; returns the sum
+    /// in the recorded unit.
+    pub(crate) fn read(&self, out: &mut Vec<u64>) -> u64 {
+        out.clear();
+        out.extend(
+            self.histogram
+                .counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed)),
+        );
+        self.histogram.sum.load(Ordering::Relaxed)
+    }
+
+    /// The exemplar of bucket `i`, if one was kept.
+    pub(crate) fn exemplar(&self, i: usize) -> Option<Kept> {
+        self.exemplars.get()?.get(i)?.read()
+    }
+
+    /// The native buckets, if the family has them.
+    pub(crate) fn native(&self) -> Option<(&NativeCounts, &NativeShape)> {
+        Some((self.native.as_deref()?, self.family.native.as_ref()?))
     }
 }
 
 /// What every series of a family shares.
-struct FamilyShape {
-    name: &'static str,
-    buckets: Buckets,
+pub(crate) struct FamilyShape {
+    pub(crate) name: &'static str,
+    pub(crate) buckets: Buckets,
+    pub(crate) native: Option<NativeShape>,
+    /// Whether series keep exemplars (the duration histograms).
+    pub(crate) exemplars: bool,
 }
 
 /// A histogram family: its name, help, buckets and series, in registration order.
 pub(crate) struct Family {
-    shape: Arc<FamilyShape>,
-    help: &'static str,
+    pub(crate) shape: Arc<FamilyShape>,
+    pub(crate) help: &'static str,
     series: Mutex<Registered>,
 }
 
@@ -123,10 +189,44 @@ struct Registered {
 impl Family {
     pub(crate) fn new(name: &'static str, help: &'static str, buckets: Buckets) -> Self {
         Family {
-            shape: Arc::new(FamilyShape { name, buckets }),
+            shape: Arc::new(FamilyShape {
+                name,
+                buckets,
+                native: None,
+                exemplars: false,
+            }),
             help,
             series: Mutex::new(Registered::default()),
         }
+    }
+
+    /// A family of durations: exemplars, and native buckets when configured.
+    fn durations(
+        name: &'static str,
+        help: &'static str,
+        buckets: Buckets,
+        native: Option<NativeHistograms>,
+    ) -> Self {
+        Family {
+            shape: Arc::new(FamilyShape {
+                name,
+                buckets,
+                native: native.map(NativeShape::new),
+                exemplars: true,
+            }),
+            help,
+            series: Mutex::new(Registered::default()),
+        }
+    }
+
+    /// The series registered so far, in registration order (the list is copied, not the
+    /// series, so recording never waits for a render).
+    pub(crate) fn series_list(&self) -> Vec<Arc<Series>> {
+        self.series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .order
+            .clone()
     }
 
     /// The series of `labels` (exposition form, see [`LabelText`]), registered on first use.
@@ -139,6 +239,8 @@ impl Family {
             labels: labels.clone(),
             histogram: AtomicHistogram::new(&self.shape.buckets),
             family: self.shape.clone(),
+            native: self.shape.native.as_ref().map(|_| Box::default()),
+            exemplars: OnceLock::new(),
         });
         registered.order.push(series.clone());
         registered.by_labels.insert(labels.clone(), series.clone());
@@ -147,17 +249,11 @@ impl Family {
 
     /// Appends the family in the Prometheus text format (nothing while it has no series).
     pub(crate) fn render(&self, out: &mut String) {
-        // Clone the list, not the series, so recording never waits for a render.
-        let series: Vec<Arc<Series>> = self
-            .series
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .order
-            .clone();
+        let series = self.series_list();
         if series.is_empty() {
             return;
         }
-        let FamilyShape { name, buckets } = &*self.shape;
+        let FamilyShape { name, buckets, .. } = &*self.shape;
         let _ = writeln!(out, "# HELP {name} {}", self.help);
         let _ = writeln!(out, "# TYPE {name} histogram");
         let mut number = itoa::Buffer::new();
@@ -234,34 +330,46 @@ pub(crate) struct HttpHistograms {
 pub(crate) const NANOS_PER_SECOND: f64 = 1e9;
 
 impl HttpHistograms {
-    pub(crate) fn new(duration_buckets: &[f64], size_buckets: &[f64]) -> Self {
-        let family = |name: &'static str, buckets: &[f64], per_unit: f64| {
-            let help = CATALOGUE
+    pub(crate) fn new(
+        duration_buckets: &[f64],
+        size_buckets: &[f64],
+        native: Option<NativeHistograms>,
+    ) -> Self {
+        let help = |name: &'static str| {
+            CATALOGUE
                 .iter()
                 .find(|m| m.name == name)
-                .map_or("", |m| m.help);
-            Family::new(name, help, Buckets::new(buckets, per_unit))
+                .map_or("", |m| m.help)
         };
+        let sizes =
+            |name: &'static str| Family::new(name, help(name), Buckets::new(size_buckets, 1.0));
+        let durations = |name: &'static str| {
+            let buckets = Buckets::new(duration_buckets, NANOS_PER_SECOND);
+            Family::durations(name, help(name), buckets, native)
+        };
+        // Exemplar times are read off the monotonic clock from here on.
+        exemplar::start_clock();
         HttpHistograms {
-            duration: family(
-                HTTP_SERVER_REQUEST_DURATION,
-                duration_buckets,
-                NANOS_PER_SECOND,
-            ),
-            request_size: family(HTTP_SERVER_REQUEST_BODY_SIZE, size_buckets, 1.0),
-            response_size: family(HTTP_SERVER_RESPONSE_BODY_SIZE, size_buckets, 1.0),
-            rpc_duration: family(RPC_SERVER_CALL_DURATION, duration_buckets, NANOS_PER_SECOND),
+            duration: durations(HTTP_SERVER_REQUEST_DURATION),
+            request_size: sizes(HTTP_SERVER_REQUEST_BODY_SIZE),
+            response_size: sizes(HTTP_SERVER_RESPONSE_BODY_SIZE),
+            rpc_duration: durations(RPC_SERVER_CALL_DURATION),
         }
     }
 
-    /// Appends every family with series, in the Prometheus text format.
-    pub(crate) fn render(&self, out: &mut String) {
-        for family in [
+    /// The four families, in exposition order.
+    pub(crate) fn families(&self) -> [&Family; 4] {
+        [
             &self.duration,
             &self.request_size,
             &self.response_size,
             &self.rpc_duration,
-        ] {
+        ]
+    }
+
+    /// Appends every family with series, in the Prometheus text format.
+    pub(crate) fn render(&self, out: &mut String) {
+        for family in self.families() {
             family.render(out);
         }
     }
@@ -296,9 +404,9 @@ mod tests {
         labels.push("route", "/a\"b\\c\nd");
         let labels = labels.finish();
         let s = f.series(&labels);
-        s.record(1_000_000);
-        s.record(50_000_000);
-        s.record(2_000_000_000);
+        s.record(1_000_000, None);
+        s.record(50_000_000, None);
+        s.record(2_000_000_000, None);
         let mut out = String::new();
         f.render(&mut out);
         let expected = r#"# HELP t_seconds Test.

@@ -1,12 +1,20 @@
 //! RED metrics: where they are recorded (the [`MetricsBackend`]), their names
 //! ([`names`]) and the handles cached per label set.
 
+pub(crate) mod exemplar;
 pub(crate) mod exposition;
 pub(crate) mod histogram;
 pub mod names;
+pub(crate) mod native;
+mod openmetrics;
+#[cfg(feature = "otlp")]
+mod otlp;
 pub(crate) mod process;
+mod protobuf;
+pub(crate) mod push;
 mod requests;
 pub(crate) mod series;
+mod text_format;
 
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +25,11 @@ use metrics_exporter_prometheus::{
 
 pub(crate) use exposition::Exposition;
 use histogram::HttpHistograms;
+pub use native::NativeHistograms;
+#[cfg(feature = "otlp")]
+pub use otlp::Temporality;
+#[cfg(feature = "otlp")]
+pub use push::MetricsPush;
 pub(crate) use requests::RequestMetrics;
 
 use names::*;
@@ -105,13 +118,17 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    fn new(duration_buckets: &[f64], size_buckets: &[f64]) -> Self {
+    fn new(
+        duration_buckets: &[f64],
+        size_buckets: &[f64],
+        native: Option<NativeHistograms>,
+    ) -> Self {
         let recorder =
             Arc::new(prometheus_builder(duration_buckets, size_buckets).build_recorder());
         Registry {
             handle: recorder.handle(),
             recorder,
-            histograms: HttpHistograms::new(duration_buckets, size_buckets),
+            histograms: HttpHistograms::new(duration_buckets, size_buckets, native),
         }
     }
 
@@ -165,8 +182,9 @@ pub(crate) fn open_backend(
     backend: &MetricsBackend,
     duration_buckets: &[f64],
     size_buckets: &[f64],
+    native: Option<NativeHistograms>,
 ) -> (Sink, Exposition) {
-    let (sink, exposition) = resolve_backend(backend, duration_buckets, size_buckets);
+    let (sink, exposition) = resolve_backend(backend, duration_buckets, size_buckets, native);
     sink.with(describe_all);
     (sink, exposition)
 }
@@ -175,8 +193,9 @@ fn resolve_backend(
     backend: &MetricsBackend,
     duration_buckets: &[f64],
     size_buckets: &[f64],
+    native: Option<NativeHistograms>,
 ) -> (Sink, Exposition) {
-    let build = || Arc::new(Registry::new(duration_buckets, size_buckets));
+    let build = || Arc::new(Registry::new(duration_buckets, size_buckets, native));
     match backend {
         MetricsBackend::IsolatedPrometheus => {
             let registry = build();

@@ -44,6 +44,10 @@ pub const RATE_LIMIT_BACKEND_ERRORS: &str = "tower_observability_rate_limit_back
 /// (failed, timed out, or its circuit breaker was open), by `fallback` (`open`, `closed`,
 /// `local`).
 pub const RATE_LIMIT_FALLBACKS: &str = "tower_observability_rate_limit_fallbacks_total";
+/// OTLP metrics exports the collector took.
+pub const METRIC_EXPORTS: &str = "tower_observability_metric_exports_total";
+/// OTLP metrics exports that failed (collector down, refusing, or too slow).
+pub const METRIC_EXPORTS_FAILED: &str = "tower_observability_metric_exports_failed_total";
 
 /// Process CPU time (counter, seconds), read from `/proc` at scrape time (Linux).
 pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
@@ -233,6 +237,18 @@ pub const CATALOGUE: &[MetricSpec] = &[
         help: "Rate-limit decisions made by the fallback because the shared backend could not.",
     },
     MetricSpec {
+        name: METRIC_EXPORTS,
+        kind: MetricKind::Counter,
+        labels: &[],
+        help: "OTLP metrics exports the collector took.",
+    },
+    MetricSpec {
+        name: METRIC_EXPORTS_FAILED,
+        kind: MetricKind::Counter,
+        labels: &[],
+        help: "OTLP metrics exports that failed; cumulative totals and delta baselines carry over to the next export.",
+    },
+    MetricSpec {
         name: PROCESS_CPU_SECONDS,
         kind: MetricKind::Counter,
         labels: &[],
@@ -274,4 +290,51 @@ pub const CATALOGUE: &[MetricSpec] = &[
         labels: &[],
         help: "Number of OS threads in the process.",
     },
+];
+
+/// The name and unit of a metric in OTLP, by the OpenTelemetry semantic conventions, for
+/// the metrics that have one. The crate's own `tower_observability_*_total` counters become
+/// `tower_observability.*`; other metrics keep their Prometheus names.
+pub const OTLP_NAMES: &[(&str, &str, &str)] = &[
+    (
+        HTTP_SERVER_REQUEST_DURATION,
+        "http.server.request.duration",
+        "s",
+    ),
+    (
+        HTTP_SERVER_ACTIVE_REQUESTS,
+        "http.server.active_requests",
+        "{request}",
+    ),
+    (
+        HTTP_SERVER_REQUEST_BODY_SIZE,
+        "http.server.request.body.size",
+        "By",
+    ),
+    (
+        HTTP_SERVER_RESPONSE_BODY_SIZE,
+        "http.server.response.body.size",
+        "By",
+    ),
+    (RPC_SERVER_CALL_DURATION, "rpc.server.call.duration", "s"),
+    (PROCESS_CPU_SECONDS, "process.cpu.time", "s"),
+    (PROCESS_RESIDENT_MEMORY, "process.memory.usage", "By"),
+    (PROCESS_VIRTUAL_MEMORY, "process.memory.virtual", "By"),
+    (
+        PROCESS_OPEN_FDS,
+        "process.open_file_descriptor.count",
+        "{file_descriptor}",
+    ),
+    (PROCESS_THREADS, "process.thread.count", "{thread}"),
+];
+
+/// Label names as OTLP attribute keys (the semantic conventions' dotted names).
+pub const OTLP_ATTRIBUTES: &[(&str, &str)] = &[
+    (LABEL_METHOD, "http.request.method"),
+    (LABEL_ROUTE, "http.route"),
+    (LABEL_STATUS, "http.response.status_code"),
+    (LABEL_ERROR_TYPE, "error.type"),
+    (LABEL_RPC_SYSTEM, "rpc.system"),
+    (LABEL_RPC_METHOD, "rpc.method"),
+    (LABEL_RPC_GRPC_STATUS, "rpc.grpc.status_code"),
 ];

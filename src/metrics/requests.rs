@@ -4,7 +4,9 @@
 use http::Request;
 use metrics::{Counter, Gauge, Label};
 
+use super::exemplar::Exemplar;
 use super::names::*;
+use super::push::Push;
 use super::series::Sample;
 use super::Sink;
 use crate::classify::{ErrorType, Failure};
@@ -20,11 +22,24 @@ pub(crate) struct RequestMetrics {
     routes_overflowed: Counter,
     panics: Counter,
     _target_info: Gauge,
+    /// The OTLP metrics push, when configured (feature `otlp`).
+    push: Push,
 }
 
 impl RequestMetrics {
     fn active(&self, method: MethodLabel) -> &Gauge {
         &self.active[method.index()]
+    }
+
+    /// Pushes the metrics now; false without a push, or if the collector did not take
+    /// them within `timeout`.
+    pub(crate) fn flush_push(&self, timeout: std::time::Duration) -> bool {
+        self.push.flush(timeout)
+    }
+
+    /// Asks the push for a last export and returns at once; true without a push.
+    pub(crate) fn close_push(&self) -> super::push::Closing {
+        self.push.begin_shutdown()
     }
 }
 
@@ -50,12 +65,14 @@ impl Signal for RequestMetrics {
             ],
         );
         target_info.set(1.0);
+        let push = Push::start(setup)?;
         Ok(RequestMetrics {
             sink: sink.clone(),
             active,
             routes_overflowed: sink.counter_at_zero(ROUTES_OVERFLOWED),
             panics: sink.counter_at_zero(PANICS),
             _target_info: target_info,
+            push,
         })
     }
 
@@ -82,9 +99,26 @@ impl Signal for RequestMetrics {
             request_bytes: ending.request_bytes,
             response_bytes: ending.response_bytes,
         };
+        // Only a span a backend will have makes an exemplar, so every one leads to a trace.
+        let exemplar = ending
+            .span
+            .filter(|span| span.exported)
+            .map(|span| Exemplar {
+                trace_id: span.trace_id,
+                span_id: span.span_id,
+                start: ending.started,
+            });
         let route = ending.route;
         let outcome = &ending.outcome;
-        (route.series).record(&self.sink, route.name(), ending.method, outcome, &sample);
+        let (sink, method) = (&self.sink, ending.method);
+        (route.series).record(
+            sink,
+            route.name(),
+            method,
+            outcome,
+            &sample,
+            exemplar.as_ref(),
+        );
         self.active(ending.method).decrement(1.0);
         if outcome.error == Some(ErrorType::Failure(Failure::Panic)) {
             self.panics.increment(1);

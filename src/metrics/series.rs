@@ -5,6 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use metrics::{Histogram, Label};
 
+use super::exemplar::Exemplar;
 use super::histogram::{self, LabelText, NANOS_PER_SECOND};
 use super::names::*;
 use super::Sink;
@@ -28,9 +29,9 @@ enum Handle {
 
 impl Handle {
     #[inline]
-    fn record(&self, value: u64) {
+    fn record(&self, value: u64, exemplar: Option<&Exemplar>) {
         match self {
-            Handle::Own(series) => series.record(value),
+            Handle::Own(series) => series.record(value, exemplar),
             Handle::Facade(histogram, per_unit) => histogram.record(value as f64 / per_unit),
         }
     }
@@ -50,7 +51,8 @@ pub(crate) struct SeriesCache {
 }
 
 impl SeriesCache {
-    /// Records one exchange, registering its series the first time the label set is seen.
+    /// Records one exchange, registering its series the first time the label set is seen;
+    /// `exemplar`: the server span's ids, when it is sampled and exported.
     pub(crate) fn record(
         &self,
         sink: &Sink,
@@ -58,6 +60,7 @@ impl SeriesCache {
         method: MethodLabel,
         outcome: &Outcome,
         sample: &Sample,
+        exemplar: Option<&Exemplar>,
     ) {
         let key = pack(method, outcome);
         if let Some(series) = self
@@ -66,13 +69,13 @@ impl SeriesCache {
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
         {
-            series.record(sample);
+            series.record(sample, exemplar);
             return;
         }
         let mut map = self.series.write().unwrap_or_else(|e| e.into_inner());
         map.entry(key)
             .or_insert_with(|| Series::register(sink, route, method, outcome))
-            .record(sample);
+            .record(sample, exemplar);
     }
 }
 
@@ -143,12 +146,12 @@ impl Series {
         }
     }
 
-    fn record(&self, sample: &Sample) {
-        self.duration.record(sample.nanos);
-        self.request_size.record(sample.request_bytes);
-        self.response_size.record(sample.response_bytes);
+    fn record(&self, sample: &Sample, exemplar: Option<&Exemplar>) {
+        self.duration.record(sample.nanos, exemplar);
+        self.request_size.record(sample.request_bytes, None);
+        self.response_size.record(sample.response_bytes, None);
         if let Some(rpc) = &self.rpc_duration {
-            rpc.record(sample.nanos);
+            rpc.record(sample.nanos, exemplar);
         }
     }
 }

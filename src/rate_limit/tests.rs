@@ -9,7 +9,7 @@ use super::*;
 use crate::metrics::{open_backend, MetricsBackend};
 
 fn limiter(limits: RateLimit, proxies: &[&str]) -> Arc<Limiter> {
-    let (sink, _) = open_backend(&MetricsBackend::IsolatedPrometheus, &[1.0], &[1.0]);
+    let (sink, _) = open_backend(&MetricsBackend::IsolatedPrometheus, &[1.0], &[1.0], None);
     let trusted = TrustedProxies::parse(proxies, Default::default()).unwrap();
     Arc::new(Limiter::build(&limits, trusted, &["/metrics"], "svc", &sink).unwrap())
 }

@@ -16,14 +16,14 @@
 
 pub(crate) mod client;
 #[cfg(feature = "otlp")]
-mod collector;
+pub(crate) mod collector;
 pub(crate) mod current;
 pub(crate) mod export;
 pub(crate) mod hex;
 #[cfg(feature = "otlp")]
 pub(crate) mod otlp;
 #[cfg(feature = "otlp")]
-mod protobuf;
+pub(crate) mod protobuf;
 #[cfg(feature = "otlp")]
 mod queue;
 pub(crate) mod request_id;

@@ -169,7 +169,7 @@ impl ExportConfig {
 
 /// The resource attributes: what `OTEL_RESOURCE_ATTRIBUTES` said, then the service's
 /// identity over it (a key appears once; the service's value wins).
-fn resource(info: &ServiceInfo, extra: &[(String, String)]) -> Vec<(String, String)> {
+pub(crate) fn resource(info: &ServiceInfo, extra: &[(String, String)]) -> Vec<(String, String)> {
     let own = [
         ("service.name", info.name.as_str()),
         ("service.version", info.version.as_str()),

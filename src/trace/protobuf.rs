@@ -10,54 +10,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::export::{FinishedSpan, Kind};
 use super::semconv::{self, AttributeSink};
-
-/// Protobuf wire types.
-const VARINT: u8 = 0;
-const FIXED64: u8 = 1;
-const LEN: u8 = 2;
-const FIXED32: u8 = 5;
-
-#[inline(always)]
-const fn tag(field: u8, wire: u8) -> u8 {
-    (field << 3) | wire
-}
-
-#[inline(always)]
-fn varint_len(mut n: u64) -> usize {
-    let mut len = 1;
-    while n >= 0x80 {
-        n >>= 7;
-        len += 1;
-    }
-    len
-}
-
-#[inline(always)]
-fn put_varint(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
-/// A length-delimited field's size: tag, length, body.
-#[inline(always)]
-fn field_len(body: usize) -> usize {
-    1 + varint_len(body as u64) + body
-}
-
-#[inline(always)]
-fn put_len(out: &mut Vec<u8>, field: u8, body: usize) {
-    out.push(tag(field, LEN));
-    put_varint(out, body as u64);
-}
-
-#[inline(always)]
-fn put_bytes(out: &mut Vec<u8>, field: u8, bytes: &[u8]) {
-    put_len(out, field, bytes.len());
-    out.extend_from_slice(bytes);
-}
+use crate::wire::{
+    field_len, put_bytes, put_len, put_varint, tag, varint_len, FIXED32, FIXED64, LEN, VARINT,
+};
 
 #[inline(always)]
 fn unix_nanos(t: SystemTime) -> u64 {
@@ -175,21 +130,9 @@ pub(crate) struct SpanBatch {
 impl SpanBatch {
     /// A batch for spans of the service described by `resource` (key, value) attributes.
     pub(crate) fn new(resource: &[(String, String)]) -> Self {
-        let mut body = Vec::new();
-        let mut kvs = KeyValues {
-            out: &mut body,
-            field: 1,
-        };
-        for (key, value) in resource {
-            // Keys are owned here: written through the same path with a borrowed key.
-            kvs.string_parts_owned(key, value);
-        }
-        let mut scope = Vec::new();
-        put_bytes(&mut scope, 1, b"tower-observability");
-        put_bytes(&mut scope, 2, env!("CARGO_PKG_VERSION").as_bytes());
         SpanBatch {
-            resource: body,
-            scope,
+            resource: resource_body(resource),
+            scope: scope_body(),
             spans: Vec::new(),
         }
     }
@@ -290,6 +233,29 @@ impl SpanBatch {
         self.spans.clear();
         out
     }
+}
+
+/// A `Resource` message body: the service's attributes, as strings (spans and metrics
+/// carry the same).
+pub(crate) fn resource_body(resource: &[(String, String)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut kvs = KeyValues {
+        out: &mut body,
+        field: 1,
+    };
+    for (key, value) in resource {
+        // Keys are owned here: written through the same path with a borrowed key.
+        kvs.string_parts_owned(key, value);
+    }
+    body
+}
+
+/// The `InstrumentationScope` message body: the crate, and its version.
+pub(crate) fn scope_body() -> Vec<u8> {
+    let mut scope = Vec::new();
+    put_bytes(&mut scope, 1, b"tower-observability");
+    put_bytes(&mut scope, 2, env!("CARGO_PKG_VERSION").as_bytes());
+    scope
 }
 
 impl KeyValues<'_> {

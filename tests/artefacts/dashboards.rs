@@ -621,6 +621,19 @@ fn required_panels() -> Vec<RequiredPanel> {
             None,
             vec![q(&["by (error_type)", &rpc, server_error])],
         ),
+        // Issue 19: the native-histogram quantile beside the classic one.
+        need(
+            r,
+            "p99 from the native histogram",
+            Some("timeseries"),
+            vec![q(&[
+                &format!(
+                    "^histogram_quantile(0.99, sum(rate({}{{",
+                    n::HTTP_SERVER_REQUEST_DURATION
+                ),
+                one_route,
+            ])],
+        ),
         need(
             g,
             "gRPC error ratio by method",
@@ -741,4 +754,68 @@ fn dashboard_checks_reject_a_broken_dashboard() {
     assert!(!range_problems("rate(x[5m])").is_empty());
     assert!(!range_problems("sum(increase(x[1h]))").is_empty());
     assert!(range_problems("sum(rate(x{a=\"b\"}[$__rate_interval]))").is_empty());
+}
+
+/// Issue 19: every latency time series (a quantile of a duration histogram) shows exemplars
+/// and links each to its trace through the dashboard's `tracing` data-source variable.
+#[test]
+fn latency_panels_show_exemplars_linked_to_the_tracing_data_source() {
+    use tower_observability::metrics::names as n;
+    let mut latency_panels = 0;
+    let mut problems = Vec::new();
+    for (path, d) in dashboards() {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let has_tracing = d["templating"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|v| {
+                v["name"] == "tracing"
+                    && v["type"] == "datasource"
+                    && ["tempo", "jaeger"].contains(&v["query"].as_str().unwrap_or_default())
+            });
+        for panel in panels(&d) {
+            let targets = panel["targets"].as_array().cloned().unwrap_or_default();
+            let latency = panel["type"] == "timeseries"
+                && targets.iter().any(|t| {
+                    let e = t["expr"].as_str().unwrap_or_default();
+                    e.starts_with("histogram_quantile(")
+                        && (e.contains(n::HTTP_SERVER_REQUEST_DURATION)
+                            || e.contains(n::RPC_SERVER_CALL_DURATION))
+                });
+            if !latency {
+                continue;
+            }
+            latency_panels += 1;
+            let title = format!("{name} / {}", panel["title"]);
+            if !targets.iter().all(|t| t["exemplar"] == true) {
+                problems.push(format!("{title}: a query does not fetch exemplars"));
+            }
+            let links = panel["fieldConfig"]["defaults"]["links"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let to_trace = links.iter().any(|l| {
+                let url = l["url"].as_str().unwrap_or_default();
+                url.starts_with("/explore?")
+                    && url.contains("${tracing}")
+                    && url.contains("${__data.fields.trace_id}")
+            });
+            if !to_trace {
+                problems.push(format!("{title}: no link from an exemplar to its trace"));
+            }
+            if !has_tracing {
+                problems.push(format!(
+                    "{title}: the dashboard has no `tracing` data-source variable"
+                ));
+            }
+        }
+        // The tracing backend is optional: never an import input.
+        let inputs = d["__inputs"].as_array().cloned().unwrap_or_default();
+        if inputs.iter().any(|i| i["pluginId"] != "prometheus") {
+            problems.push(format!("{name}: an import input other than Prometheus"));
+        }
+    }
+    assert!(latency_panels >= 4, "only {latency_panels} latency panels");
+    assert!(problems.is_empty(), "{problems:#?}");
 }

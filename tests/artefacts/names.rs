@@ -13,6 +13,10 @@ impl Allowed {
             let labels: BTreeSet<String> = m.labels.iter().map(|l| l.to_string()).collect();
             match m.kind {
                 MetricKind::Histogram => {
+                    // A duration histogram's native series: the family's own name, no `le`.
+                    if m.name.ends_with("_duration_seconds") {
+                        metrics.insert(m.name.to_string(), labels.clone());
+                    }
                     let mut with_le = labels.clone();
                     with_le.insert("le".into());
                     metrics.insert(format!("{}_bucket", m.name), with_le);
@@ -149,8 +153,12 @@ fn names_check_rejects_unknown_metrics_and_labels() {
             "label of another metric",
         ),
         (
-            "http_server_request_duration_seconds",
-            "histogram base name is not a series",
+            "http_server_request_body_size_bytes",
+            "a classic-only histogram's base name is not a series",
+        ),
+        (
+            r#"http_server_request_duration_seconds{le="1"}"#,
+            "no le on a native histogram",
         ),
         (
             "http_server_request_duration_seconds_sum{le=\"1\"}",

@@ -95,6 +95,15 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub async fn start(config: &str, files: &[(&str, &str)]) -> Prometheus {
+        Self::start_with_flags(config, files, &[]).await
+    }
+
+    /// [`start`](Self::start) with extra command-line flags (`--enable-feature=...`).
+    pub async fn start_with_flags(
+        config: &str,
+        files: &[(&str, &str)],
+        flags: &[&str],
+    ) -> Prometheus {
         let binary = tool("prometheus", "prometheus");
         let dir = std::env::temp_dir().join(format!(
             "tower-observability-prom-{}-{}",
@@ -117,6 +126,7 @@ impl Prometheus {
                 dir.join("data").display()
             ))
             .arg(format!("--web.listen-address={addr}"))
+            .args(flags)
             .current_dir(&dir)
             .stdout(Stdio::null())
             .stderr(Stdio::from(
@@ -154,12 +164,29 @@ impl Prometheus {
 
     /// Runs an instant query; returns the `data.result` array, or the error Prometheus gave.
     pub async fn query(&self, promql: &str) -> Result<Vec<serde_json::Value>, String> {
-        let mut url = format!("http://{}/api/v1/query?query=", self.addr);
-        for b in promql.bytes() {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                url.push(b as char);
-            } else {
-                url.push_str(&format!("%{b:02X}"));
+        let data = self.api("query", &[("query", promql)]).await?;
+        Ok(data["result"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// GETs `/api/v1/{path}` with `params`; returns `data`, or the error Prometheus gave.
+    pub async fn api(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> Result<serde_json::Value, String> {
+        let mut url = format!("http://{}/api/v1/{path}?", self.addr);
+        for (i, (key, value)) in params.iter().enumerate() {
+            if i > 0 {
+                url.push('&');
+            }
+            url.push_str(key);
+            url.push('=');
+            for b in value.bytes() {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    url.push(b as char);
+                } else {
+                    url.push_str(&format!("%{b:02X}"));
+                }
             }
         }
         let (_, body) = super::send(&super::client(), "GET", &url, b"").await;
@@ -167,10 +194,12 @@ impl Prometheus {
         if json["status"] != "success" {
             return Err(json.to_string());
         }
-        Ok(json["data"]["result"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default())
+        Ok(json["data"].clone())
+    }
+
+    /// What Prometheus logged so far (for assertion messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
     }
 }
 

@@ -7,6 +7,7 @@
 //! read here names its variable ([`Origins`](super::Origins)). A variable for a cargo
 //! feature this build does not have is said once at `build()`.
 
+mod metrics;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod rate_limit;
@@ -31,6 +32,10 @@ const FEATURE_VARIABLES: &[(&str, bool, &[&str])] = &[
             "OTEL_EXPORTER_OTLP_HEADERS",
             "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
             "OTEL_TRACES_EXPORTER",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+            "OTEL_METRIC_EXPORT_INTERVAL",
         ],
     ),
     ("sentry", cfg!(feature = "sentry"), &["SENTRY_DSN"]),
@@ -171,6 +176,7 @@ pub(crate) fn apply(
     {
         builder = otlp::apply(builder, &var)?;
     }
+    builder = metrics::apply(builder, &var)?;
     #[cfg(feature = "sentry")]
     {
         builder = builder.sentry(sentry(&var)?);

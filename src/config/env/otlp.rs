@@ -128,7 +128,7 @@ fn export(var: &impl Fn(&str) -> Option<String>) -> Result<ExportConfig, BuildEr
     Ok(config)
 }
 
-fn check_url(var: &str, v: String) -> Result<String, BuildError> {
+pub(super) fn check_url(var: &str, v: String) -> Result<String, BuildError> {
     let v = v.trim().to_owned();
     match v.parse::<http::Uri>() {
         Ok(uri) if uri.scheme().is_some() && uri.host().is_some() => Ok(v),
@@ -143,7 +143,7 @@ fn check_url(var: &str, v: String) -> Result<String, BuildError> {
 /// `key=value,key2=value2` (W3C Baggage octets): values percent-decoded, empty members
 /// skipped; every pair must make a valid header. Values are keys and tokens, so an error
 /// names the key, never the value.
-fn headers(var: &str, v: &str) -> Result<Vec<(String, String)>, BuildError> {
+pub(super) fn headers(var: &str, v: &str) -> Result<Vec<(String, String)>, BuildError> {
     const HIDDEN: &str = "(not shown: it may hold a secret)";
     let mut out = Vec::new();
     for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -165,7 +165,7 @@ fn headers(var: &str, v: &str) -> Result<Vec<(String, String)>, BuildError> {
     Ok(out)
 }
 
-fn millis(var: &str, v: &str) -> Result<Duration, BuildError> {
+pub(super) fn millis(var: &str, v: &str) -> Result<Duration, BuildError> {
     v.trim()
         .parse::<u64>()
         .map(Duration::from_millis)

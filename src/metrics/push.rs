@@ -1,0 +1,518 @@
+//! OTLP metrics push (feature `otlp`): every `OTEL_METRIC_EXPORT_INTERVAL`, the whole
+//! exposition goes to `OTEL_EXPORTER_OTLP_(METRICS_)ENDPOINT` over HTTP/protobuf or gRPC,
+//! encoded by [`otlp`](super::otlp), alongside `/metrics` (pull and push together).
+//!
+//! Bounded like the span exporter: the push runs on its own thread and reads the counters
+//! requests write, so a collector that is down, refuses or hangs never slows a request; an
+//! export that fails is counted (`tower_observability_metric_exports_failed_total`) and
+//! logged once per change of state, and loses nothing (cumulative totals, and delta
+//! baselines that only move when the collector took an export). Shutdown pushes a final
+//! export.
+
+use crate::error::BuildError;
+
+#[cfg(feature = "otlp")]
+pub use settings::MetricsPush;
+
+/// What the builder holds: the push asked for, if any (always nothing without `otlp`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Config {
+    #[cfg(feature = "otlp")]
+    pub(crate) push: Option<MetricsPush>,
+}
+
+impl Config {
+    /// Whether the push asked for can run (`build()` checks it before starting anything).
+    pub(crate) fn check(&self) -> Result<(), BuildError> {
+        #[cfg(feature = "otlp")]
+        if let Some(push) = &self.push {
+            push.check()?;
+        }
+        Ok(())
+    }
+}
+
+/// The push of one layer: a thread that exports on a timer, or nothing.
+#[derive(Default)]
+pub(crate) struct Push {
+    #[cfg(feature = "otlp")]
+    worker: Option<worker::Worker>,
+}
+
+impl Push {
+    /// Starts the push `builder` asks for, if any.
+    #[cfg_attr(not(feature = "otlp"), allow(unused_variables))]
+    pub(crate) fn start(setup: &crate::config::Setup<'_>) -> Result<Push, BuildError> {
+        #[cfg(feature = "otlp")]
+        if let Some(settings) = &setup.settings.metrics_push.push {
+            let settings_all = setup.settings;
+            let resource =
+                crate::trace::otlp::resource(setup.info, &settings_all.resource_attributes);
+            let exposition = super::Exposition::of(setup.sink, &settings_all.backend);
+            return Ok(Push {
+                worker: Some(worker::Worker::start(
+                    settings, exposition, resource, setup.sink,
+                )?),
+            });
+        }
+        Ok(Push::default())
+    }
+
+    /// Exports now; false if that failed or did not end within `timeout` (or no push).
+    pub(crate) fn flush(&self, _timeout: std::time::Duration) -> bool {
+        #[cfg(feature = "otlp")]
+        if let Some(worker) = &self.worker {
+            return worker.ask(false, _timeout);
+        }
+        false
+    }
+
+    /// Asks for the last export and returns at once; [`Closing::wait`] for its end.
+    pub(crate) fn begin_shutdown(&self) -> Closing {
+        #[cfg(feature = "otlp")]
+        if let Some(worker) = &self.worker {
+            return Closing(Some(worker.order(true)));
+        }
+        Closing(None)
+    }
+}
+
+/// A last export under way.
+pub(crate) struct Closing(Option<std::sync::mpsc::Receiver<bool>>);
+
+impl Closing {
+    /// Whether the last export was taken by `deadline` (true when there is no push).
+    pub(crate) fn wait(self, deadline: std::time::Instant) -> bool {
+        self.0.is_none_or(|done| {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            done.recv_timeout(left).unwrap_or(false)
+        })
+    }
+}
+
+#[cfg(feature = "otlp")]
+mod settings {
+    use std::time::Duration;
+
+    use crate::error::BuildError;
+    use crate::metrics::otlp::Temporality;
+    use crate::trace::{OtlpProtocol, OtlpSettings};
+
+    /// Where and how often the metrics are pushed with OTLP (feature `otlp`); read from the
+    /// standard variables by `from_env` when `OTEL_METRICS_EXPORTER` includes `otlp`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_observability::metrics::{MetricsPush, Temporality};
+    /// use tower_observability::trace::{OtlpProtocol, OtlpSettings};
+    /// # use tower_observability::{MetricsBackend, Observability};
+    ///
+    /// let obs = Observability::builder("checkout")
+    ///     .otlp_metrics(MetricsPush {
+    ///         otlp: OtlpSettings {
+    ///             protocol: OtlpProtocol::Grpc,
+    ///             endpoint: Some("http://127.0.0.1:4317".into()),
+    ///             ..Default::default()
+    ///         },
+    ///         interval: Duration::from_secs(15),
+    ///         temporality: Temporality::Delta,
+    ///         ..Default::default()
+    ///     })
+    /// #   .metrics_backend(MetricsBackend::IsolatedPrometheus)
+    ///     .build()?;
+    /// # obs.shutdown(Duration::from_millis(100));
+    /// # Ok::<(), tower_observability::BuildError>(())
+    /// ```
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct MetricsPush {
+        /// The collector: protocol, endpoint (the full URL, `.../v1/metrics` for HTTP;
+        /// `None`: `http://localhost:4318/v1/metrics` or `http://localhost:4317`), headers,
+        /// and the timeout of one call (`OTEL_EXPORTER_OTLP_(METRICS_)*`).
+        pub otlp: OtlpSettings,
+        /// Time between exports (`OTEL_METRIC_EXPORT_INTERVAL`, milliseconds; 60 s).
+        pub interval: Duration,
+        /// Longest an export may take, encoding and sending (`OTEL_METRIC_EXPORT_TIMEOUT`,
+        /// milliseconds; 30 s).
+        pub export_timeout: Duration,
+        /// Cumulative (default) or delta
+        /// (`OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`: `cumulative`, `delta`;
+        /// `lowmemory` is taken as `delta`).
+        pub temporality: Temporality,
+    }
+
+    impl Default for MetricsPush {
+        fn default() -> Self {
+            MetricsPush {
+                otlp: OtlpSettings::default(),
+                interval: Duration::from_secs(60),
+                export_timeout: Duration::from_secs(30),
+                temporality: Temporality::Cumulative,
+            }
+        }
+    }
+
+    impl MetricsPush {
+        /// The URL exports go to.
+        pub(crate) fn endpoint(&self) -> String {
+            self.otlp.endpoint.clone().unwrap_or_else(|| {
+                match self.otlp.protocol {
+                    OtlpProtocol::Grpc => "http://localhost:4317",
+                    OtlpProtocol::HttpProtobuf => "http://localhost:4318/v1/metrics",
+                }
+                .to_owned()
+            })
+        }
+
+        pub(crate) fn check(&self) -> Result<(), BuildError> {
+            if self.interval.is_zero() || self.export_timeout.is_zero() {
+                return Err(BuildError::setting(
+                    "otlp_metrics",
+                    "interval and export_timeout must be longer than zero",
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(feature = "otlp")]
+mod worker {
+    use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+    use bytes::Bytes;
+    use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+    use http_body_util::{BodyExt, Full, Limited};
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    use metrics::Counter;
+
+    use super::settings::MetricsPush;
+    use crate::error::BuildError;
+    use crate::metrics::names::{METRIC_EXPORTS, METRIC_EXPORTS_FAILED};
+    use crate::metrics::otlp::MetricsEncoder;
+    use crate::metrics::{Exposition, Sink};
+    use crate::trace::{OtlpProtocol, OtlpSettings};
+
+    enum Order {
+        Flush(SyncSender<bool>),
+        Shutdown(SyncSender<bool>),
+    }
+
+    /// The line to the push thread.
+    pub(super) struct Worker {
+        /// `None` once shut down; dropping it tells the thread to push a last time and stop.
+        orders: Mutex<Option<mpsc::Sender<Order>>>,
+    }
+
+    impl Worker {
+        pub(super) fn start(
+            settings: &MetricsPush,
+            exposition: Exposition,
+            resource: Vec<(String, String)>,
+            sink: &Sink,
+        ) -> Result<Worker, BuildError> {
+            settings.check()?;
+            let exported = sink.counter_at_zero(METRIC_EXPORTS);
+            let failed = sink.counter_at_zero(METRIC_EXPORTS_FAILED);
+            let (orders, received) = mpsc::channel();
+            let (ready, started) = mpsc::sync_channel::<Result<(), String>>(1);
+            let settings = settings.clone();
+            std::thread::Builder::new()
+                .name("tower-observability-metrics-push".into())
+                .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            let _ = ready.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
+                    let sender = {
+                        let _guard = runtime.enter();
+                        Sender::new(&settings)
+                    };
+                    let sender = match sender {
+                        Ok(sender) => sender,
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready.send(Ok(()));
+                    PushLoop {
+                        encoder: MetricsEncoder::new(&resource, settings.temporality, unix_nanos()),
+                        runtime,
+                        sender,
+                        exposition,
+                        timeout: settings.export_timeout,
+                        exported,
+                        failed,
+                        failing: false,
+                    }
+                    .run(received, settings.interval);
+                })
+                .map_err(|e| BuildError::setting("otlp_metrics", format!("cannot start: {e}")))?;
+            match started.recv() {
+                Ok(Ok(())) => Ok(Worker {
+                    orders: Mutex::new(Some(orders)),
+                }),
+                Ok(Err(e)) => Err(BuildError::setting("otlp_metrics", e)),
+                Err(_) => Err(BuildError::setting("otlp_metrics", "the push thread died")),
+            }
+        }
+
+        /// Asks for an export now (and, with `shutdown`, the end of the push); true if it
+        /// succeeded within `timeout`.
+        pub(super) fn ask(&self, shutdown: bool, timeout: Duration) -> bool {
+            self.order(shutdown).recv_timeout(timeout).unwrap_or(false)
+        }
+
+        /// Sends the order; the receiver says whether its export was taken (a closed line,
+        /// a push already shut down, reads as false).
+        pub(super) fn order(&self, shutdown: bool) -> mpsc::Receiver<bool> {
+            let (ack, done) = mpsc::sync_channel(1);
+            let mut orders = self.orders.lock().unwrap_or_else(|e| e.into_inner());
+            let order = if shutdown {
+                Order::Shutdown(ack)
+            } else {
+                Order::Flush(ack)
+            };
+            // Unsent, the order is dropped with its `ack`: `done` then reads as closed.
+            if let Some(line) = orders.as_ref() {
+                let _ = line.send(order);
+            }
+            if shutdown {
+                // Nothing more will be asked of a push that was shut down.
+                orders.take();
+            }
+            done
+        }
+    }
+
+    fn unix_nanos() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    struct PushLoop {
+        encoder: MetricsEncoder,
+        runtime: tokio::runtime::Runtime,
+        sender: Sender,
+        exposition: Exposition,
+        timeout: Duration,
+        exported: Counter,
+        failed: Counter,
+        /// Whether the last export failed (logged on change, not every time).
+        failing: bool,
+    }
+
+    impl PushLoop {
+        fn run(mut self, orders: mpsc::Receiver<Order>, interval: Duration) {
+            let mut due = Instant::now() + interval;
+            loop {
+                match orders.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                    Ok(Order::Flush(ack)) => {
+                        let _ = ack.send(self.export());
+                    }
+                    Ok(Order::Shutdown(ack)) => {
+                        let _ = ack.send(self.export());
+                        return;
+                    }
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.export();
+                        // On the interval's grid, without a burst after a long stall.
+                        due += interval;
+                        if due < Instant::now() {
+                            due = Instant::now() + interval;
+                        }
+                    }
+                    // The layer is gone: a last export, then stop.
+                    Err(RecvTimeoutError::Disconnected) => {
+                        self.export();
+                        return;
+                    }
+                }
+            }
+        }
+
+        fn export(&mut self) -> bool {
+            let message = self
+                .encoder
+                .encode(&self.exposition, unix_nanos(), self.sender.prefix());
+            let bytes = message.len();
+            let call = self.sender.send(message);
+            let result = self
+                .runtime
+                .block_on(async { tokio::time::timeout(self.timeout, call).await })
+                .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.timeout)));
+            match result {
+                Ok(()) => {
+                    self.encoder.taken();
+                    self.exported.increment(1);
+                    if std::mem::take(&mut self.failing) {
+                        tracing::info!(target: "tower_observability::otlp", "metrics export recovered");
+                    }
+                    true
+                }
+                Err(error) => {
+                    self.failed.increment(1);
+                    if !std::mem::replace(&mut self.failing, true) {
+                        tracing::warn!(target: "tower_observability::otlp", %error, bytes, "metrics export failed; the next exports carry what this one did not deliver");
+                    }
+                    false
+                }
+            }
+        }
+    }
+
+    /// The gRPC method of the OTLP metrics service.
+    const GRPC_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+    /// The collector's answer is read up to this size (a partial-success message at most).
+    const MAX_ANSWER: usize = 64 * 1024;
+
+    /// How exports leave: the span exporter's collector client for HTTP/protobuf (any
+    /// URL); a gRPC client of its own for the metrics service's method, which the span
+    /// exporter's client cannot call (it is fixed to the trace service).
+    enum Sender {
+        Http(crate::trace::collector::Collector),
+        Grpc(GrpcCollector),
+    }
+
+    impl Sender {
+        fn new(settings: &MetricsPush) -> Result<Self, String> {
+            let otlp = OtlpSettings {
+                endpoint: Some(settings.endpoint()),
+                ..settings.otlp.clone()
+            };
+            match otlp.protocol {
+                OtlpProtocol::HttpProtobuf => {
+                    crate::trace::collector::Collector::new(&otlp).map(Sender::Http)
+                }
+                OtlpProtocol::Grpc => GrpcCollector::new(&otlp).map(Sender::Grpc),
+            }
+        }
+
+        fn prefix(&self) -> usize {
+            match self {
+                Sender::Http(c) => c.prefix(),
+                Sender::Grpc(_) => 5,
+            }
+        }
+
+        async fn send(&self, message: Vec<u8>) -> Result<(), String> {
+            match self {
+                Sender::Http(c) => c.send(message).await.map_err(|f| f.message),
+                Sender::Grpc(c) => c.send(message).await,
+            }
+        }
+    }
+
+    struct GrpcCollector {
+        client: Client<HttpConnector, Full<Bytes>>,
+        uri: http::Uri,
+        headers: HeaderMap,
+        timeout: Duration,
+    }
+
+    impl GrpcCollector {
+        fn new(settings: &OtlpSettings) -> Result<Self, String> {
+            let endpoint = settings
+                .endpoint
+                .as_deref()
+                .unwrap_or("http://localhost:4317");
+            let parsed: http::Uri = endpoint
+                .parse()
+                .map_err(|e| format!("endpoint {endpoint:?} is not a URL: {e}"))?;
+            if parsed.scheme_str() != Some("http") {
+                return Err(format!(
+                    "endpoint {endpoint:?} must start with http:// (the built-in exporter does not speak TLS)"
+                ));
+            }
+            let authority = parsed
+                .authority()
+                .ok_or_else(|| format!("endpoint {endpoint:?} has no host"))?
+                .clone();
+            let uri = http::Uri::builder()
+                .scheme("http")
+                .authority(authority)
+                .path_and_query(GRPC_PATH)
+                .build()
+                .map_err(|e| format!("endpoint {endpoint:?}: {e}"))?;
+            let mut headers = HeaderMap::new();
+            for (key, value) in &settings.headers {
+                match (
+                    HeaderName::from_bytes(key.as_bytes()),
+                    HeaderValue::from_str(value),
+                ) {
+                    (Ok(name), Ok(mut value)) => {
+                        value.set_sensitive(true);
+                        headers.append(name, value);
+                    }
+                    _ => return Err(format!("header {key:?} cannot be sent")),
+                }
+            }
+            headers.insert("te", HeaderValue::from_static("trailers"));
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            connector.set_connect_timeout(Some(settings.timeout));
+            let client = Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .build(connector);
+            Ok(GrpcCollector {
+                client,
+                uri,
+                headers,
+                timeout: settings.timeout,
+            })
+        }
+
+        async fn send(&self, mut message: Vec<u8>) -> Result<(), String> {
+            let len = u32::try_from(message.len() - 5).map_err(|_| "export too large")?;
+            message[0] = 0;
+            message[1..5].copy_from_slice(&len.to_be_bytes());
+            let mut req = http::Request::new(Full::new(Bytes::from(message)));
+            *req.method_mut() = http::Method::POST;
+            *req.uri_mut() = self.uri.clone();
+            *req.headers_mut() = self.headers.clone();
+            *req.version_mut() = http::Version::HTTP_2;
+            let call = async {
+                let res = self
+                    .client
+                    .request(req)
+                    .await
+                    .map_err(|e| format!("{}: {e}", self.uri))?;
+                let status = res.status();
+                let head = res.headers().clone();
+                let answer = Limited::new(res.into_body(), MAX_ANSWER)
+                    .collect()
+                    .await
+                    .map_err(|e| format!("reading the answer: {e}"))?;
+                let trailers = answer.trailers();
+                let code = trailers
+                    .and_then(|t| t.get("grpc-status"))
+                    .or_else(|| head.get("grpc-status"));
+                match code.map(HeaderValue::as_bytes) {
+                    Some(b"0") if status.is_success() => Ok(()),
+                    Some(code) => Err(format!(
+                        "the collector answered grpc-status {}",
+                        String::from_utf8_lossy(code)
+                    )),
+                    None => Err(format!(
+                        "the collector answered {status} without a grpc-status"
+                    )),
+                }
+            };
+            tokio::time::timeout(self.timeout, call)
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.timeout)))
+        }
+    }
+}
