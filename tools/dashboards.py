@@ -21,6 +21,7 @@ first Prometheus data source (Grafana 11's scenes). No panel names the placehold
 import json
 from urllib.parse import quote
 
+import contract
 from rules import CRATE_MARKER, SERVER_ERROR, NOT_CANCELLED, latency_bucket_alert, le_regex, num, pct, duration_text
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
@@ -28,10 +29,11 @@ DS_INPUT = "DS_PROMETHEUS"
 TAG = "tower-observability"
 RI = "$__rate_interval"
 
-DURATION = "http_server_request_duration_seconds"
-REQ_SIZE = "http_server_request_body_size_bytes"
-RESP_SIZE = "http_server_response_body_size_bytes"
-RPC = "rpc_server_call_duration_seconds"
+# The crate's names, read from src/metrics/names.rs.
+DURATION = contract.NAMES["HTTP_SERVER_REQUEST_DURATION"]
+REQ_SIZE = contract.NAMES["HTTP_SERVER_REQUEST_BODY_SIZE"]
+RESP_SIZE = contract.NAMES["HTTP_SERVER_RESPONSE_BODY_SIZE"]
+RPC = contract.NAMES["RPC_SERVER_CALL_DURATION"]
 
 
 # --------------------------------------------------------------------------- variables

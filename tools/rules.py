@@ -249,8 +249,8 @@ def service_alerts(cfg):
     ]
     telemetry = [
         alert(cfg, "SpansDropped",
-              _dropped_ratio("tower_observability_spans_dropped_total",
-                             "tower_observability_spans_exported_total", "15m",
+              _dropped_ratio(contract.NAMES["SPANS_DROPPED"],
+                             contract.NAMES["SPANS_EXPORTED"], "15m",
                              num(tel["dropped_ratio"]), min_events),
               "warning",
               summary="{{ $labels.job }} drops {{ $value | humanizePercentage }} of its spans",
@@ -262,8 +262,8 @@ def service_alerts(cfg):
               ),
               for_="15m"),
         alert(cfg, "SentryEventsDropped",
-              _dropped_ratio("tower_observability_sentry_events_dropped_total",
-                             "tower_observability_sentry_events_sent_total", "15m",
+              _dropped_ratio(contract.NAMES["SENTRY_EVENTS_DROPPED"],
+                             contract.NAMES["SENTRY_EVENTS_SENT"], "15m",
                              num(tel["dropped_ratio"]), min_events),
               "warning",
               summary="{{ $labels.job }} drops {{ $value | humanizePercentage }} of its Sentry events",
@@ -275,7 +275,7 @@ def service_alerts(cfg):
               ),
               for_="15m"),
         alert(cfg, "RouteCardinalityOverflow",
-              _new_or_increase("tower_observability_routes_overflowed_total", "15m") + "\n> 0",
+              _new_or_increase(contract.NAMES["ROUTES_OVERFLOWED"], "15m") + "\n> 0",
               "warning",
               summary="{{ $labels.job }} records requests under http_route=\"overflow\"",
               description=(
@@ -284,7 +284,7 @@ def service_alerts(cfg):
                   "reached: per-route dashboards and alerts no longer see them."
               )),
         alert(cfg, "HandlerPanics",
-              _new_or_increase("tower_observability_panics_total", "15m") + "\n> 0",
+              _new_or_increase(CRATE_MARKER, "15m") + "\n> 0",
               "warning",
               summary="{{ $labels.job }} handlers panicked",
               description=(
@@ -307,8 +307,8 @@ def service_alerts(cfg):
               for_="15m"),
     ]
     rl = cfg["rate_limit"]
-    limited = "tower_observability_rate_limited_total"
-    fallbacks = "tower_observability_rate_limit_fallbacks_total"
+    limited = contract.NAMES["RATE_LIMITED"]
+    fallbacks = contract.NAMES["RATE_LIMIT_FALLBACKS"]
     rate_limit = [
         alert(cfg, "RateLimitRefusalsHigh",
               (
