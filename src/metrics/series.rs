@@ -13,7 +13,7 @@ use crate::classify::{ErrorType, Outcome};
 use crate::method::MethodLabel;
 
 /// The histograms of one (route, method, status, error type) label set.
-pub(crate) struct Series {
+pub(crate) struct LabelSetHandles {
     duration: Handle,
     request_size: Handle,
     response_size: Handle,
@@ -47,7 +47,7 @@ pub(crate) struct Sample {
 /// The series of one route, keyed by a packed (method, outcome) key.
 #[derive(Default)]
 pub(crate) struct SeriesCache {
-    series: RwLock<HashMap<u64, Series, foldhash::fast::RandomState>>,
+    series: RwLock<HashMap<u64, LabelSetHandles, foldhash::fast::RandomState>>,
 }
 
 impl SeriesCache {
@@ -74,73 +74,36 @@ impl SeriesCache {
         }
         let mut map = self.series.write().unwrap_or_else(|e| e.into_inner());
         map.entry(key)
-            .or_insert_with(|| Series::register(sink, route, method, outcome))
+            .or_insert_with(|| LabelSetHandles::register(sink, route, method, outcome))
             .record(sample, exemplar);
     }
 }
 
-impl Series {
+impl LabelSetHandles {
     fn register(sink: &Sink, route: &str, method: MethodLabel, outcome: &Outcome) -> Self {
-        let error = outcome.error.map(|e| e.to_string());
-        let status = outcome.status.to_string();
-        let rpc_code = outcome.grpc.map(|code| code.as_u8().to_string());
-        let rpc_method = route.trim_start_matches('/');
+        let labels = LabelSet::http(route, method, outcome);
+        let rpc = LabelSet::rpc(route, outcome);
         match sink {
             Sink::Own(registry) => {
                 let h = &registry.histograms;
-                let mut labels = LabelText::default();
-                labels.push(LABEL_METHOD, method.as_str());
-                labels.push(LABEL_ROUTE, route);
-                labels.push(LABEL_STATUS, &status);
-                if let Some(error) = &error {
-                    labels.push(LABEL_ERROR_TYPE, error);
-                }
-                let labels = labels.finish();
-                let rpc_duration = rpc_code.map(|code| {
-                    let mut rpc = LabelText::default();
-                    rpc.push(LABEL_RPC_SYSTEM, "grpc");
-                    rpc.push(LABEL_RPC_METHOD, rpc_method);
-                    rpc.push(LABEL_RPC_GRPC_STATUS, &code);
-                    if let Some(error) = &error {
-                        rpc.push(LABEL_ERROR_TYPE, error);
-                    }
-                    Handle::Own(h.rpc_duration.series(&rpc.finish()))
-                });
-                Series {
+                let labels = labels.text();
+                LabelSetHandles {
                     duration: Handle::Own(h.duration.series(&labels)),
                     request_size: Handle::Own(h.request_size.series(&labels)),
                     response_size: Handle::Own(h.response_size.series(&labels)),
-                    rpc_duration,
+                    rpc_duration: rpc.map(|rpc| Handle::Own(h.rpc_duration.series(&rpc.text()))),
                 }
             }
             Sink::Global => {
-                let mut labels = vec![
-                    Label::new(LABEL_METHOD, method.as_str()),
-                    Label::new(LABEL_ROUTE, route.to_owned()),
-                    Label::new(LABEL_STATUS, status),
-                ];
-                if let Some(error) = &error {
-                    labels.push(Label::new(LABEL_ERROR_TYPE, error.clone()));
-                }
-                let rpc_duration = rpc_code.map(|code| {
-                    let mut rpc = vec![
-                        Label::new(LABEL_RPC_SYSTEM, "grpc"),
-                        Label::new(LABEL_RPC_METHOD, rpc_method.to_owned()),
-                        Label::new(LABEL_RPC_GRPC_STATUS, code),
-                    ];
-                    if let Some(error) = &error {
-                        rpc.push(Label::new(LABEL_ERROR_TYPE, error.clone()));
-                    }
-                    let h = sink.histogram(RPC_SERVER_CALL_DURATION, rpc);
-                    Handle::Facade(h, NANOS_PER_SECOND)
-                });
-                let histogram =
-                    |name, per_unit| Handle::Facade(sink.histogram(name, labels.clone()), per_unit);
-                Series {
-                    duration: histogram(HTTP_SERVER_REQUEST_DURATION, NANOS_PER_SECOND),
-                    request_size: histogram(HTTP_SERVER_REQUEST_BODY_SIZE, 1.0),
-                    response_size: histogram(HTTP_SERVER_RESPONSE_BODY_SIZE, 1.0),
-                    rpc_duration,
+                let histogram = |name, labels: &LabelSet, per_unit| {
+                    Handle::Facade(sink.histogram(name, labels.facade()), per_unit)
+                };
+                LabelSetHandles {
+                    duration: histogram(HTTP_SERVER_REQUEST_DURATION, &labels, NANOS_PER_SECOND),
+                    request_size: histogram(HTTP_SERVER_REQUEST_BODY_SIZE, &labels, 1.0),
+                    response_size: histogram(HTTP_SERVER_RESPONSE_BODY_SIZE, &labels, 1.0),
+                    rpc_duration: rpc
+                        .map(|rpc| histogram(RPC_SERVER_CALL_DURATION, &rpc, NANOS_PER_SECOND)),
                 }
             }
         }
@@ -153,6 +116,49 @@ impl Series {
         if let Some(rpc) = &self.rpc_duration {
             rpc.record(sample.nanos, exemplar);
         }
+    }
+}
+
+/// The labels of one series, built once for either backend: the crate's own histograms
+/// take them as exposition text, the application's recorder as `metrics` labels.
+struct LabelSet(Vec<(&'static str, String)>);
+
+impl LabelSet {
+    /// `http_server_*`: method, route, status, and the error type of errors.
+    fn http(route: &str, method: MethodLabel, outcome: &Outcome) -> Self {
+        let mut labels = vec![
+            (LABEL_METHOD, method.as_str().to_owned()),
+            (LABEL_ROUTE, route.to_owned()),
+            (LABEL_STATUS, outcome.status.to_string()),
+        ];
+        labels.extend(outcome.error.map(|e| (LABEL_ERROR_TYPE, e.to_string())));
+        LabelSet(labels)
+    }
+
+    /// `rpc_server_call_duration`, for gRPC calls: system, method, code, error type.
+    fn rpc(route: &str, outcome: &Outcome) -> Option<Self> {
+        let code = outcome.grpc?;
+        let mut labels = vec![
+            (LABEL_RPC_SYSTEM, "grpc".to_owned()),
+            (LABEL_RPC_METHOD, route.trim_start_matches('/').to_owned()),
+            (LABEL_RPC_GRPC_STATUS, code.as_u8().to_string()),
+        ];
+        labels.extend(outcome.error.map(|e| (LABEL_ERROR_TYPE, e.to_string())));
+        Some(LabelSet(labels))
+    }
+
+    fn text(&self) -> Arc<str> {
+        let mut text = LabelText::default();
+        for (key, value) in &self.0 {
+            text.push(key, value);
+        }
+        text.finish()
+    }
+
+    fn facade(&self) -> Vec<Label> {
+        (self.0.iter())
+            .map(|(key, value)| Label::new(*key, value.clone()))
+            .collect()
     }
 }
 

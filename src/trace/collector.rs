@@ -19,7 +19,7 @@ use hyper_util::rt::TokioExecutor;
 use super::export::FinishedSpan;
 use super::otlp::{OtlpProtocol, OtlpSettings};
 use super::protobuf::SpanBatch;
-use super::queue::{self, Backend, Worker};
+use super::queue::{self, Backend, ExportSetup};
 use crate::delivery::{self, DropReason, Failure};
 
 /// The gRPC method of the OTLP trace service.
@@ -342,10 +342,10 @@ pub(crate) struct OtlpBackend {
 }
 
 impl OtlpBackend {
-    pub(crate) fn new(settings: &OtlpSettings, worker: &Worker) -> Result<Self, String> {
+    pub(crate) fn new(settings: &OtlpSettings, setup: &ExportSetup) -> Result<Self, String> {
         Ok(OtlpBackend {
             collector: Collector::new(settings)?,
-            batch: SpanBatch::new(&worker.resource),
+            batch: SpanBatch::new(&setup.resource),
         })
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::collector::OtlpBackend;
 use super::export::SpanSink;
-use super::queue::{self, Worker};
+use super::queue::{self, ExportSetup};
 use crate::error::BuildError;
 use crate::metrics::names::{SPANS_DROPPED, SPANS_EXPORTED};
 use crate::metrics::{ServiceInfo, Sink};
@@ -78,7 +78,8 @@ impl Default for BatchSettings {
     }
 }
 
-pub(crate) type Spawn = Box<dyn FnOnce(Worker) -> Result<Arc<dyn SpanSink>, BuildError> + Send>;
+pub(crate) type Spawn =
+    Box<dyn FnOnce(ExportSetup) -> Result<Arc<dyn SpanSink>, BuildError> + Send>;
 
 /// A sink to start at `build()`: taken once (a user's exporter is not `Clone`).
 #[derive(Clone)]
@@ -134,7 +135,7 @@ impl ExportConfig {
             return Ok(None);
         }
         let batch = self.batch;
-        let worker = Worker {
+        let setup = ExportSetup {
             resource: resource(info, resource_attributes),
             batch,
             exported: sink.counter_at_zero(SPANS_EXPORTED),
@@ -144,8 +145,8 @@ impl ExportConfig {
             Target::None => Ok(None),
             Target::Otlp(settings) => {
                 let settings = settings.clone();
-                queue::spawn(worker, "otlp", move |worker: &Worker| {
-                    OtlpBackend::new(&settings, worker)
+                queue::spawn(setup, "otlp", move |setup: &ExportSetup| {
+                    OtlpBackend::new(&settings, setup)
                 })
                 .map(Some)
             }
@@ -161,7 +162,7 @@ impl ExportConfig {
                             "an exporter can start one layer only; give each build() its own",
                         )
                     })?;
-                spawn(worker).map(Some)
+                spawn(setup).map(Some)
             }
         }
     }

@@ -32,7 +32,7 @@ use crate::error::BuildError;
 const PROBE_DELAY: Duration = Duration::from_millis(250);
 
 /// What a starting sink needs from the layer.
-pub(crate) struct Worker {
+pub(crate) struct ExportSetup {
     /// The service's resource attributes (`service.name`, ...), in order; later keys win.
     pub(crate) resource: Vec<(String, String)>,
     pub(crate) batch: BatchSettings,
@@ -181,27 +181,27 @@ impl Drop for QueueSink {
 /// Starts the exporter thread; the backend is made on it, inside its runtime (HTTP clients
 /// need one). `setting` names what the user configured, for errors.
 pub(crate) fn spawn<B, F>(
-    worker: Worker,
+    setup: ExportSetup,
     setting: &'static str,
     make: F,
 ) -> Result<Arc<dyn SpanSink>, BuildError>
 where
     B: Backend + 'static,
-    F: FnOnce(&Worker) -> Result<B, String> + Send + 'static,
+    F: FnOnce(&ExportSetup) -> Result<B, String> + Send + 'static,
 {
     let queue = Arc::new(Queue {
-        spans: Mutex::new(Vec::with_capacity(worker.batch.max_queue_size)),
-        capacity: worker.batch.max_queue_size,
-        wake_at: worker
+        spans: Mutex::new(Vec::with_capacity(setup.batch.max_queue_size)),
+        capacity: setup.batch.max_queue_size,
+        wake_at: setup
             .batch
             .max_export_batch_size
-            .min(worker.batch.max_queue_size),
+            .min(setup.batch.max_queue_size),
         gate: Gate::default(),
         in_flight: AtomicUsize::new(0),
     });
     let (control, orders) = mpsc::channel();
     let (ready, started) = mpsc::sync_channel::<Result<(), String>>(1);
-    let dropped = worker.dropped.clone();
+    let dropped = setup.dropped.clone();
     let worker_queue = queue.clone();
     let thread = std::thread::Builder::new()
         .name("tower-observability-otlp".into())
@@ -218,7 +218,7 @@ where
             };
             let backend = {
                 let _guard = runtime.enter();
-                make(&worker)
+                make(&setup)
             };
             match backend {
                 Ok(backend) => {
@@ -228,7 +228,7 @@ where
                     Export {
                         runtime,
                         backend,
-                        worker,
+                        setup,
                         outage,
                         queue: worker_queue,
                         spare,
@@ -256,7 +256,7 @@ where
 struct Export<B> {
     runtime: tokio::runtime::Runtime,
     backend: B,
-    worker: Worker,
+    setup: ExportSetup,
     /// Whether the collector is failing, and until when the exporter waits.
     outage: Outage,
     queue: Arc<Queue>,
@@ -266,7 +266,7 @@ struct Export<B> {
 
 impl<B: Backend> Export<B> {
     fn run(mut self, orders: mpsc::Receiver<Control>) {
-        let delay = self.worker.batch.scheduled_delay;
+        let delay = self.setup.batch.scheduled_delay;
         let mut due = Instant::now() + delay;
         loop {
             loop {
@@ -329,7 +329,7 @@ impl<B: Backend> Export<B> {
         let in_flight = &queue.in_flight;
         in_flight.store(spans.len(), Ordering::Relaxed);
         let mut ok = true;
-        let size = self.worker.batch.max_export_batch_size;
+        let size = self.setup.batch.max_export_batch_size;
         let mut left = spans.len();
         // One pass from the front: draining batch by batch would move the rest each time.
         let mut queued = spans.drain(..);
@@ -337,7 +337,7 @@ impl<B: Backend> Export<B> {
             let now = Instant::now();
             let timeout = match deadline {
                 Some(deadline) => deadline.saturating_duration_since(now),
-                None => self.worker.batch.export_timeout,
+                None => self.setup.batch.export_timeout,
             };
             let skip = if !ok {
                 Some(DropReason::Backoff)
@@ -347,12 +347,12 @@ impl<B: Backend> Export<B> {
                 None
             };
             if let Some(reason) = skip {
-                self.worker.dropped.add(reason, left as u64);
+                self.setup.dropped.add(reason, left as u64);
                 in_flight.store(0, Ordering::Relaxed);
                 break;
             }
             let n = left.min(size);
-            let timeout = timeout.min(self.worker.batch.export_timeout);
+            let timeout = timeout.min(self.setup.batch.export_timeout);
             ok &= self.export(&mut queued.by_ref().take(n), n as u64, timeout);
             left -= n;
             in_flight.fetch_sub(n, Ordering::Relaxed);
@@ -368,10 +368,10 @@ impl<B: Backend> Export<B> {
         n: u64,
         timeout: Duration,
     ) -> bool {
-        let (gate, dropped) = (&self.queue.gate, &self.worker.dropped);
+        let (gate, dropped) = (&self.queue.gate, &self.setup.dropped);
         match self.backend.export(&self.runtime, batch, timeout) {
             Ok(()) => {
-                self.worker.exported.increment(n);
+                self.setup.exported.increment(n);
                 self.outage.succeeded(gate, dropped);
                 true
             }

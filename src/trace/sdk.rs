@@ -16,17 +16,17 @@ use opentelemetry_sdk::Resource;
 
 use super::export::{FinishedSpan, Kind, SpanSink};
 use super::otlp::{ExporterToStart, Spawn, Target};
-use super::queue::{self, Backend, Worker};
+use super::queue::{self, Backend, ExportSetup};
 use super::semconv::{self, AttributeSink};
 use super::{SpanContext, TraceParent};
 use crate::delivery::{DropReason, Failure};
 
 impl Target {
     pub(crate) fn exporter<E: SpanExporter + 'static>(exporter: E) -> Self {
-        let spawn: Spawn = Box::new(move |worker| {
-            queue::spawn(worker, "span_exporter", move |worker: &Worker| {
+        let spawn: Spawn = Box::new(move |setup| {
+            queue::spawn(setup, "span_exporter", move |setup: &ExportSetup| {
                 let mut exporter = exporter;
-                exporter.set_resource(&resource(&worker.resource));
+                exporter.set_resource(&resource(&setup.resource));
                 Ok(SdkBackend {
                     exporter,
                     scope: scope(),
@@ -37,9 +37,9 @@ impl Target {
     }
 
     pub(crate) fn processor<P: SpanProcessor + 'static>(processor: P) -> Self {
-        let spawn: Spawn = Box::new(move |worker: Worker| {
+        let spawn: Spawn = Box::new(move |setup: ExportSetup| {
             let mut processor = processor;
-            processor.set_resource(&resource(&worker.resource));
+            processor.set_resource(&resource(&setup.resource));
             Ok(Arc::new(ProcessorSink {
                 processor: Arc::new(processor),
                 scope: scope(),
