@@ -26,14 +26,18 @@ for component in rustfmt clippy; do
   cargo "$cmd" --version >/dev/null 2>&1 || rustup component add "$component"
 done
 
+# The workspace: the crate (.), its examples (examples/) and the benches with their peer
+# stack (benches/). Feature checks name the crate (-p): other members' dependencies would
+# otherwise lend it features.
+crate=tower-observability
 echo "== fmt";    cargo fmt --all -- --check
-echo "== clippy"; cargo clippy --all-targets --all-features -- -D warnings
-echo "== default features build alone"; cargo check --quiet
-echo "== no default features";           cargo check --quiet --no-default-features
+echo "== clippy"; cargo clippy --workspace --all-targets --all-features -- -D warnings
+echo "== default features build alone"; cargo check --quiet -p "$crate"
+echo "== no default features";           cargo check --quiet -p "$crate" --no-default-features
 echo "== each feature alone"
 for feature in axum admin otlp logging sentry; do
-  cargo check --quiet --no-default-features --features "$feature"
+  cargo check --quiet -p "$crate" --no-default-features --features "$feature"
 done
 echo "== docs (broken intra-doc links are errors)"
-RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links -D warnings" cargo doc --quiet --no-deps --all-features
-echo "== tests";  cargo test --all-features
+RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links -D warnings" cargo doc --quiet --no-deps --all-features -p "$crate"
+echo "== tests (the crate and the examples)";  cargo test --all-features

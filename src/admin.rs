@@ -186,7 +186,10 @@ mod server {
             // The address in the message: "Address already in use" alone does not say which.
             let listener = std::net::TcpListener::bind(&addrs[..]).map_err(|e| {
                 let at = addrs.first().map_or("no address".into(), |a| a.to_string());
-                io::Error::new(e.kind(), format!("admin endpoints: cannot listen on {at}: {e}"))
+                io::Error::new(
+                    e.kind(),
+                    format!("admin endpoints: cannot listen on {at}: {e}"),
+                )
             })?;
             listener.set_nonblocking(true)?;
             let local_addr = listener.local_addr()?;
