@@ -4,7 +4,7 @@
 //! answers a taken port with one line naming the variable, and the monitoring stack's
 //! commands agree with the stack's files.
 //!
-//! `scripts/newcomer-check.sh` goes further (a clean clone, a clean target directory, the
+//! `scripts/newcomer-check.py` goes further (a clean clone, a clean target directory, the
 //! README's commands run as written); it takes minutes, so it is run by hand.
 
 #[path = "monitoring/mod.rs"]
