@@ -41,3 +41,8 @@ done
 echo "== docs (broken intra-doc links are errors)"
 RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links -D warnings" cargo doc --quiet --no-deps --all-features -p "$crate"
 echo "== tests (the crate and the examples)";  cargo test --all-features
+# The README followed literally from a clean clone and an empty target directory (minutes:
+# it compiles the demo twice and a new crate), so on request: NEWCOMER_CHECK=1.
+if [ -n "${NEWCOMER_CHECK:-}" ]; then
+  echo "== the README's steps from a clean clone"; python3 scripts/newcomer-check.py
+fi
