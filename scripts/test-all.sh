@@ -35,7 +35,7 @@ echo "== clippy"; cargo clippy --workspace --all-targets --all-features -- -D wa
 echo "== default features build alone"; cargo check --quiet -p "$crate"
 echo "== no default features";           cargo check --quiet -p "$crate" --no-default-features
 echo "== each feature alone"
-for feature in axum admin otlp logging sentry; do
+for feature in axum admin signal otlp logging sentry; do
   cargo check --quiet -p "$crate" --no-default-features --features "$feature"
 done
 echo "== docs (broken intra-doc links are errors)"

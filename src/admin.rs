@@ -109,7 +109,7 @@ impl Observability {
     pub fn admin_router(&self) -> axum::Router {
         let service = self.admin_service();
         let mut router = axum::Router::new();
-        for path in crate::builder::ADMIN_PATHS {
+        for path in crate::config::builder::ADMIN_PATHS {
             router = router.route_service(path, service.clone());
         }
         router

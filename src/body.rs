@@ -14,6 +14,7 @@ use pin_project_lite::pin_project;
 use crate::classify::Failure;
 use crate::exchange::{End, Exchange};
 use crate::panic::{catch, PanicError};
+use crate::signal::Failed;
 
 /// The error type of [`ResponseBody`]: the inner body's error, boxed, or [`PanicError`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -159,7 +160,7 @@ where
             Ok(Poll::Ready(Some(Err(error)))) => {
                 let error: BoxError = error.into();
                 if let Some(exchange) = this.exchange.as_mut() {
-                    exchange.on_body_error(&*error);
+                    exchange.on_failure(&Failed::Body(&*error));
                 }
                 (
                     End::Failed(Failure::BodyError),
@@ -169,7 +170,7 @@ where
             Err(panic) => {
                 tracing::error!(panic = panic.message(), "response body panicked");
                 if let Some(mut exchange) = this.exchange.take() {
-                    exchange.on_panic(&panic);
+                    exchange.on_failure(&Failed::Panic(&panic));
                     exchange.finish(End::Failed(Failure::Panic));
                 }
                 let panic = panic.resume_unless(*this.catch_panics);

@@ -168,6 +168,33 @@ pub(crate) enum ErrorType {
     Status(u16),
 }
 
+/// The `error_type` label and `error.type` attribute: the failure's name, the gRPC code's
+/// name, or the 5xx status, as the semantic conventions say.
+impl std::fmt::Display for ErrorType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text(&mut itoa::Buffer::new()))
+    }
+}
+
+impl ErrorType {
+    /// The text, a status code written into `digits`: no allocation.
+    pub(crate) fn text<'a>(&self, digits: &'a mut itoa::Buffer) -> &'a str {
+        match *self {
+            ErrorType::Status(status) => digits.format(status),
+            _ => self.static_str().unwrap_or_default(),
+        }
+    }
+
+    /// The text, when it is a fixed name (not a status code).
+    pub(crate) fn static_str(&self) -> Option<&'static str> {
+        match *self {
+            ErrorType::Failure(failure) => Some(failure.as_str()),
+            ErrorType::Grpc(code) => Some(code.name()),
+            ErrorType::Status(_) => None,
+        }
+    }
+}
+
 /// The classified outcome of one exchange: the status code to record and its error type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Outcome {

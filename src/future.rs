@@ -14,7 +14,7 @@ use crate::body::ResponseBody;
 use crate::classify::Failure;
 use crate::exchange::{End, Exchange};
 use crate::panic::{catch, panic_response, Caught};
-use crate::response_policy::PolicyFor;
+use crate::signal::Failed;
 
 pin_project! {
     #[project = StateProj]
@@ -32,46 +32,35 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         state: State<F>,
+        // Taken when the response leaves: by the body, or ended here.
         exchange: Option<Exchange>,
         catch_panics: bool,
-        // Security headers and CORS for whichever response leaves.
-        policy: Option<PolicyFor>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn called(future: F, exchange: Option<Exchange>, catch_panics: bool) -> Self {
+    pub(crate) fn called(future: F, exchange: Exchange, catch_panics: bool) -> Self {
+        Self::new(State::Called { future }, exchange, catch_panics)
+    }
+
+    pub(crate) fn panicked(error: Caught, exchange: Exchange, catch_panics: bool) -> Self {
+        let state = State::Panicked { error: Some(error) };
+        Self::new(state, exchange, catch_panics)
+    }
+
+    pub(crate) fn answered(response: Response<Bytes>, exchange: Exchange) -> Self {
+        let state = State::Answered {
+            response: Some(response),
+        };
+        Self::new(state, exchange, true)
+    }
+
+    fn new(state: State<F>, exchange: Exchange, catch_panics: bool) -> Self {
         ResponseFuture {
-            state: State::Called { future },
-            exchange,
+            state,
+            exchange: Some(exchange),
             catch_panics,
-            policy: None,
         }
-    }
-
-    pub(crate) fn panicked(error: Caught, exchange: Option<Exchange>, catch_panics: bool) -> Self {
-        ResponseFuture {
-            state: State::Panicked { error: Some(error) },
-            exchange,
-            catch_panics,
-            policy: None,
-        }
-    }
-
-    pub(crate) fn answered(response: Response<Bytes>, exchange: Option<Exchange>) -> Self {
-        ResponseFuture {
-            state: State::Answered {
-                response: Some(response),
-            },
-            exchange,
-            catch_panics: true,
-            policy: None,
-        }
-    }
-
-    pub(crate) fn with_policy(mut self, policy: Option<PolicyFor>) -> Self {
-        self.policy = policy;
-        self
     }
 }
 
@@ -94,16 +83,16 @@ where
         let mut this = self.project();
         if let StateProj::Answered { response } = this.state.as_mut().project() {
             if let Some(mut res) = response.take() {
-                // Bodiless: the exchange is over as soon as the head leaves.
+                // Bodiless or made here: the exchange is over as soon as the head leaves.
                 if let Some(mut exchange) = this.exchange.take() {
-                    exchange.on_response(&mut res);
+                    exchange.on_made_response(&mut res);
                     exchange.finish(End::Complete);
                 }
                 return Poll::Ready(Ok(res.map(ResponseBody::made)));
             }
         }
         let polled = {
-            // The handler runs inside the request's span.
+            // The handler runs inside the request's context.
             let _entered = this.exchange.as_ref().map(Exchange::enter);
             match this.state.project() {
                 StateProj::Called { future } => catch(|| future.poll(cx)),
@@ -117,26 +106,18 @@ where
             }
         };
         let mut exchange = this.exchange.take();
-        let finish = |exchange: Option<Exchange>, end| {
-            if let Some(exchange) = exchange {
-                exchange.finish(end);
-            }
-        };
         match polled {
             Ok(Poll::Pending) => {
                 *this.exchange = exchange;
                 Poll::Pending
             }
             Ok(Poll::Ready(Ok(mut res))) => {
-                if let Some(policy) = this.policy.as_ref() {
-                    policy.apply(res.headers_mut());
-                }
-                if let Some(exchange) = exchange.as_mut() {
-                    exchange.on_response(&mut res);
-                }
-                // A body that is already over may never be polled: the exchange ends here.
-                if res.body().is_end_stream() {
-                    finish(exchange.take(), End::Complete);
+                let over = exchange.as_mut().is_some_and(|e| e.on_response(&mut res));
+                if over {
+                    // Servers never poll a body that is over, or has none by HTTP's rules.
+                    if let Some(exchange) = exchange.take() {
+                        exchange.finish(End::Complete);
+                    }
                 }
                 let catch_panics = *this.catch_panics;
                 Poll::Ready(Ok(
@@ -144,10 +125,13 @@ where
                 ))
             }
             Ok(Poll::Ready(Err(error))) => {
-                if let Some(exchange) = exchange.as_mut() {
-                    exchange.on_service_error(&error);
+                if let Some(mut exchange) = exchange {
+                    exchange.on_failure(&Failed::Service {
+                        type_name: std::any::type_name::<E>(),
+                        error: &error,
+                    });
+                    exchange.finish(End::Failed(Failure::ServiceError));
                 }
-                finish(exchange, End::Failed(Failure::ServiceError));
                 Poll::Ready(Err(error))
             }
             Err(panic) => {
@@ -158,14 +142,20 @@ where
                     "request handler panicked"
                 );
                 if let Some(exchange) = exchange.as_mut() {
-                    exchange.on_panic(&panic);
+                    exchange.on_failure(&Failed::Panic(&panic));
                 }
-                finish(exchange, End::Failed(Failure::Panic));
-                // Recorded either way; answered here only when the layer owns panics.
-                panic.resume_unless(*this.catch_panics);
+                if !*this.catch_panics {
+                    // Recorded, then left to an outer layer to answer.
+                    if let Some(exchange) = exchange {
+                        exchange.finish(End::Failed(Failure::Panic));
+                    }
+                    panic.resume();
+                }
+                // The 500 leaves like any response: headers, CORS grant and request id.
                 let mut res = panic_response(grpc);
-                if let Some(policy) = this.policy.as_ref() {
-                    policy.apply(res.headers_mut());
+                if let Some(mut exchange) = exchange {
+                    exchange.on_made_response(&mut res);
+                    exchange.finish(End::Failed(Failure::Panic));
                 }
                 Poll::Ready(Ok(res.map(ResponseBody::made)))
             }

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use crate::observability::Shared;
 use crate::service::ObservabilityService;
+use crate::shared::Shared;
 
 /// The layer returned by [`Observability::layer`](crate::Observability::layer).
 ///

@@ -95,6 +95,25 @@
 //! `tower_observability_spans_dropped_total`. Handlers read the context from the
 //! [`RequestContext`] (an axum extractor, or [`trace::current_request`]).
 //!
+//! # Endpoints that fail, and deploys
+//!
+//! A collector or Sentry that is down, refuses, hangs or rate-limits costs requests nothing
+//! measurable: after a failed delivery the sender waits before trying again (1 s, doubling
+//! up to 30 s, with jitter; `Retry-After`, Sentry's `X-Sentry-Rate-Limits` and gRPC
+//! `RetryInfo` honoured), and meanwhile requests neither capture their span nor build their
+//! event: they increment `tower_observability_{spans,sentry_events}_dropped_total{reason}`
+//! (`backoff`, `rate_limited`, `queue_full`, `refused`, `timeout`, `rejected`, `shutdown`).
+//! The first failure and the recovery are each logged once at warn (target
+//! `tower_observability::delivery`) with the endpoint and the drop count; an endpoint that
+//! is back receives again within one backoff period.
+//!
+//! For deploys, [`Observability::shutdown_signal`] (feature `signal`) is the future to give
+//! `axum::serve(..).with_graceful_shutdown(..)` or tonic's `serve_with_shutdown`: the first
+//! SIGTERM or SIGINT turns `/readyz` to 503 and lets the requests in flight finish; when
+//! the last handle to the layer is dropped, at the end of `main`, what is still queued is
+//! sent, waiting at most the shutdown timeout (default 5 s,
+//! `OBSERVABILITY_SHUTDOWN_TIMEOUT`), so nothing queued is lost to the process exiting.
+//!
 //! # Security headers and CORS
 //!
 //! Every response leaves with hardened headers: [`SecurityHeaders::api`] (the OWASP values
@@ -133,7 +152,8 @@
 //! `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`,
 //! `OBSERVABILITY_TRACING` (`false`: no span, context or request id),
 //! `OBSERVABILITY_TRACERESPONSE`, `OBSERVABILITY_TRUST_INBOUND_CONTEXT`,
-//! `OBSERVABILITY_REQUEST_ID_HEADER` (`none` turns request ids off), and with the feature
+//! `OBSERVABILITY_REQUEST_ID_HEADER` (`none` turns request ids off),
+//! `OBSERVABILITY_SHUTDOWN_TIMEOUT` (seconds, or `500ms`, `5s`), and with the feature
 //! `otlp`: `OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER` (`otlp` or `none`),
 //! `OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT`, `..._PROTOCOL` (`grpc`, `http/protobuf`),
 //! `..._TIMEOUT`, `OTEL_EXPORTER_OTLP_HEADERS` and the `OTEL_BSP_*` queue settings.
@@ -146,6 +166,7 @@
 //! |---|---|---|
 //! | `axum` | read axum's `MatchedPath` for the route; [`Observability::admin_router`] | yes |
 //! | `admin` | [`Observability::serve_admin`]: the admin endpoints on their own port (tokio, hyper) | yes |
+//! | `signal` | [`Observability::shutdown_signal`]: graceful shutdown on SIGTERM or SIGINT, telemetry flushed before exit (tokio's signal handling) | yes |
 //! | `otlp` | export spans with OTLP, gRPC or HTTP/protobuf (the crate's own encoder over hyper; opentelemetry SDK types for a user's exporter) | no |
 //! | `logging` | `logging::init`: JSON or text log lines carrying the trace (tracing-subscriber) | no |
 //! | `sentry` | report server errors and panics to Sentry (`SENTRY_DSN`), PII scrubbed, one hub per request | no |
@@ -154,11 +175,12 @@
 
 mod admin;
 mod body;
-mod builder;
 mod classify;
+mod config;
 mod cors;
-mod env;
+mod delivery;
 mod error;
+mod error_reporting;
 mod exchange;
 mod exclude;
 mod future;
@@ -169,19 +191,25 @@ mod method;
 pub mod metrics;
 mod observability;
 mod panic;
+mod percent;
+mod redact;
 mod response_policy;
 mod route;
 mod security_headers;
 #[cfg(feature = "sentry")]
 mod sentry;
 mod service;
+mod shared;
+mod shutdown;
+mod signal;
 pub mod trace;
 
 #[cfg(feature = "admin")]
 pub use admin::AdminServer;
 pub use admin::AdminService;
 pub use body::{BoxError, RequestBody, ResponseBody};
-pub use builder::{ObservabilityBuilder, DEFAULT_ROUTE_LIMIT};
+pub use config::builder::DEFAULT_ROUTE_LIMIT;
+pub use config::ObservabilityBuilder;
 pub use cors::Cors;
 pub use error::BuildError;
 pub use future::ResponseFuture;
@@ -199,6 +227,8 @@ pub use security_headers::{ArrivedOverTls, SecurityHeaders};
 #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
 pub use sentry_core;
 pub use service::ObservabilityService;
+#[cfg(feature = "signal")]
+pub use shutdown::ShutdownSignal;
 pub use trace::span::RequestContext;
 
 // The Rust blocks of the README and of the docs pages compile (and run, unless marked), as

@@ -144,15 +144,21 @@ where
         if attrs.metadata().target() != REQUEST_TARGET {
             return;
         }
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut extensions = span.extensions_mut();
+        // Another of our layers (a JSON file beside text on stdout) may have read them.
+        if extensions.get_mut::<Ids>().is_some() {
+            return;
+        }
         let mut ids = Ids {
             trace_id: String::new(),
             span_id: String::new(),
             request_id: None,
         };
         attrs.record(&mut IdVisitor(&mut ids));
-        if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(ids);
-        }
+        extensions.insert(ids);
     }
 }
 

@@ -5,39 +5,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crate::builder::ObservabilityBuilder;
+use crate::config::ObservabilityBuilder;
 use crate::error::BuildError;
-use crate::exclude::PathFilter;
 use crate::layer::ObservabilityLayer;
-use crate::metrics::exposition::ScrapeBuffer;
 use crate::metrics::process::ProcessStats;
-use crate::metrics::{Exposition, HttpMetrics, ServiceInfo};
-use crate::response_policy::ResponsePolicy;
-use crate::route::RouteResolver;
-use crate::trace::span::TraceConfig;
+use crate::shared::Shared;
 
 /// How often histogram samples are folded into buckets between scrapes, so memory stays
 /// flat however rarely `/metrics` is scraped.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
-
-/// What every clone of the layer shares.
-pub(crate) struct Shared {
-    pub(crate) info: ServiceInfo,
-    pub(crate) metrics: HttpMetrics,
-    pub(crate) routes: RouteResolver,
-    pub(crate) excluded: PathFilter,
-    pub(crate) catch_panics: bool,
-    pub(crate) exposition: Exposition,
-    /// The buffer `/metrics` renders into, reused between scrapes.
-    pub(crate) scrape_buffer: ScrapeBuffer,
-    pub(crate) readiness: Readiness,
-    /// Security headers and CORS; `None` when both are off.
-    pub(crate) policy: Option<Arc<ResponsePolicy>>,
-    pub(crate) tracing: TraceConfig,
-    /// Error reporting, when a Sentry DSN is configured.
-    #[cfg(feature = "sentry")]
-    pub(crate) sentry: Option<crate::sentry::Reporter>,
-}
 
 /// The observability of one service: build it once at start-up, then add
 /// [`layer`](Self::layer) to the service and serve the [admin endpoints](Self::serve_admin).
@@ -99,7 +75,7 @@ impl Observability {
         service_name: impl Into<String>,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<ObservabilityBuilder, BuildError> {
-        crate::env::apply(ObservabilityBuilder::new(service_name.into()), lookup)
+        crate::config::env::apply(ObservabilityBuilder::new(service_name.into()), lookup)
     }
 
     pub(crate) fn start(shared: Shared) -> Self {
@@ -120,38 +96,22 @@ impl Observability {
     /// The layer for outbound HTTP clients: a client span under the request being served,
     /// and `traceparent`/`tracestate` injected into the call.
     pub fn client_layer(&self) -> crate::trace::TraceClientLayer {
-        crate::trace::TraceClientLayer::new(self.shared.clone())
+        crate::trace::TraceClientLayer::new(self.shared.signals.tracing.config().clone())
     }
 
     /// Exports the finished spans still queued; false if that did not end within `timeout`
     /// (or there is no exporter). Never needed for correctness: the queue drains by itself.
     pub fn flush_traces(&self, timeout: Duration) -> bool {
-        self.shared
-            .tracing
-            .sink
-            .as_ref()
-            .is_some_and(|sink| sink.flush(timeout))
+        self.shared.signals.tracing.flush(timeout)
     }
 
-    /// Flushes the spans (and, with the `sentry` feature, the error events) still queued and
-    /// stops the span exporter: call it once when the service shuts down. False if that did
-    /// not end within `timeout`.
+    /// Sends the spans (and, with the `sentry` feature, the error events) still queued and
+    /// stops the span exporter and the Sentry transport, both at once, within `timeout`;
+    /// false if something could not be delivered. The last handle's drop does the same
+    /// (within the shutdown timeout), so this is only needed for a handle that is never
+    /// dropped (one kept in a `static`), or for a timeout of its own.
     pub fn shutdown(&self, timeout: Duration) -> bool {
-        let started = std::time::Instant::now();
-        let spans = self
-            .shared
-            .tracing
-            .sink
-            .as_ref()
-            .is_none_or(|sink| sink.shutdown(timeout));
-        #[cfg(feature = "sentry")]
-        let events = self.flush_sentry(timeout.saturating_sub(started.elapsed()));
-        #[cfg(not(feature = "sentry"))]
-        let events = {
-            let _ = started;
-            true
-        };
-        spans && events
+        crate::shutdown::flush(&self.shared, timeout)
     }
 
     /// Waits up to `timeout` for the Sentry events still queued to leave; false if some
@@ -159,10 +119,7 @@ impl Observability {
     #[cfg(feature = "sentry")]
     #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
     pub fn flush_sentry(&self, timeout: Duration) -> bool {
-        self.shared
-            .sentry
-            .as_ref()
-            .is_none_or(|reporter| reporter.flush(timeout))
+        self.shared.signals.errors.flush(timeout)
     }
 
     /// The service's name, as recorded on `target_info`.

@@ -46,11 +46,17 @@ impl Caught {
     /// Continues unwinding with the original payload unless `catch`: the layer records a
     /// panic in every case, and leaves it to an outer layer when told not to answer it.
     pub(crate) fn resume_unless(self, catch: bool) -> PanicError {
-        let message = self.message().to_owned();
         if !catch {
-            std::panic::resume_unwind(self.0);
+            self.resume();
         }
-        PanicError { message }
+        PanicError {
+            message: self.message().to_owned(),
+        }
+    }
+
+    /// Continues unwinding with the original payload.
+    pub(crate) fn resume(self) -> ! {
+        std::panic::resume_unwind(self.0)
     }
 }
 

@@ -12,8 +12,11 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response};
 
+use crate::config::Setup;
 use crate::cors::{CompiledCors, CorsDecision, Grant, TemplateGrant};
+use crate::error::BuildError;
 use crate::security_headers::CompiledHeaders;
+use crate::signal::{Arrival, Ending, Head, Signal};
 
 /// Security headers and CORS, compiled by `build()`.
 #[derive(Debug)]
@@ -26,14 +29,6 @@ pub(crate) struct ResponsePolicy {
     templates: Vec<[HeaderMap; 2]>,
     /// Names the application may not set: overrides and the removal list.
     owned: Vec<HeaderName>,
-}
-
-/// What the layer does with one request.
-pub(crate) enum Verdict {
-    /// Answer it without the application (a CORS preflight), with the policy applied.
-    Answer(Response<Bytes>),
-    /// Pass it on; apply the policy to the response.
-    Pass(PolicyFor),
 }
 
 /// The policy decided for one request, to be applied to its response head.
@@ -98,7 +93,9 @@ impl ResponsePolicy {
         }))
     }
 
-    pub(crate) fn decide<B>(policy: &Arc<Self>, req: &Request<B>) -> Verdict {
+    /// The policy for one request's response, and the answer to it when the layer
+    /// answers it itself (a CORS preflight, which carries its own CORS headers).
+    fn decide<B>(policy: &Arc<Self>, req: &Request<B>) -> (PolicyFor, Option<Response<Bytes>>) {
         let hsts = policy.headers.as_ref().is_some_and(|h| h.hsts_for(req));
         let mut this = PolicyFor {
             policy: policy.clone(),
@@ -106,18 +103,55 @@ impl ResponsePolicy {
             grant: Grant::NotCors,
         };
         match policy.cors.as_ref().map(|cors| cors.decide(req)) {
-            Some(CorsDecision::Answer(mut res)) => {
-                // The answer carries its own CORS headers; the security headers join them.
-                this.apply(res.headers_mut());
-                Verdict::Answer(res)
-            }
+            Some(CorsDecision::Answer(res)) => (this, Some(res)),
             Some(CorsDecision::Pass(grant)) => {
                 this.grant = grant;
-                Verdict::Pass(this)
+                (this, None)
             }
-            None => Verdict::Pass(this),
+            None => (this, None),
         }
     }
+}
+
+/// The response policy as a signal of the pass: every response leaves with it, the
+/// application's, the layer's own answers, and the 500 of a panic.
+pub(crate) struct PolicySignal(Option<Arc<ResponsePolicy>>);
+
+impl Signal for PolicySignal {
+    type Exchange = Option<PolicyFor>;
+    type Entered<'a> = ();
+
+    fn build(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        let mut cors = setup.cors.take();
+        if let Some(cors) = &mut cors {
+            cors.register(setup.sink);
+        }
+        Ok(PolicySignal(ResponsePolicy::new(
+            setup.headers.take(),
+            cors,
+        )))
+    }
+
+    #[inline]
+    fn arrive<B>(&self, req: &Request<B>, arrival: &mut Arrival<'_>) -> Self::Exchange {
+        let policy = self.0.as_ref()?;
+        let (policy, answered) = ResponsePolicy::decide(policy, req);
+        if answered.is_some() {
+            arrival.answer = answered;
+        }
+        Some(policy)
+    }
+
+    fn enter<'a>(&'a self, _: &'a Self::Exchange) {}
+
+    #[inline]
+    fn respond(&self, policy: &mut Self::Exchange, head: &mut Head<'_>) {
+        if let Some(policy) = policy {
+            policy.apply(head.headers);
+        }
+    }
+
+    fn end(&self, _: &mut Self::Exchange, _: &mut Ending<'_>) {}
 }
 
 impl PolicyFor {

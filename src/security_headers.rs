@@ -110,6 +110,7 @@ impl SecurityHeaders {
     /// | `X-Frame-Options` | `DENY` |
     /// | `Content-Security-Policy` | `default-src 'none'; frame-ancestors 'none'` |
     /// | `Referrer-Policy` | `no-referrer` |
+    /// | `Cross-Origin-Embedder-Policy` | `require-corp` |
     /// | `Cross-Origin-Opener-Policy` | `same-origin` |
     /// | `Cross-Origin-Resource-Policy` | `same-origin` |
     /// | `Permissions-Policy` | every powerful feature off |
@@ -132,6 +133,7 @@ impl SecurityHeaders {
                 "default-src 'none'; frame-ancestors 'none'",
             ),
             ("referrer-policy", "no-referrer"),
+            ("cross-origin-embedder-policy", "require-corp"),
             ("cross-origin-opener-policy", "same-origin"),
             ("cross-origin-resource-policy", "same-origin"),
             ("permissions-policy", PERMISSIONS_OFF),
@@ -497,11 +499,33 @@ mod tests {
         start.insert("x-powered-by", HeaderValue::from_static("PHP"));
         let out = applied(&h, start, false);
         assert!(out.get("server").is_none() && out.get("x-powered-by").is_none());
-        assert_eq!(out["x-frame-options"], "DENY");
-        assert_eq!(out["cache-control"], "no-store, max-age=0");
+        // Exactly the table of `api()`'s docs.
+        let mut sent: Vec<(&str, &str)> = out
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
+        sent.sort();
         assert_eq!(
-            out["strict-transport-security"],
-            "max-age=31536000; includeSubDomains"
+            sent,
+            [
+                ("cache-control", "no-store, max-age=0"),
+                (
+                    "content-security-policy",
+                    "default-src 'none'; frame-ancestors 'none'"
+                ),
+                ("cross-origin-embedder-policy", "require-corp"),
+                ("cross-origin-opener-policy", "same-origin"),
+                ("cross-origin-resource-policy", "same-origin"),
+                ("permissions-policy", PERMISSIONS_OFF),
+                ("referrer-policy", "no-referrer"),
+                (
+                    "strict-transport-security",
+                    "max-age=31536000; includeSubDomains"
+                ),
+                ("x-content-type-options", "nosniff"),
+                ("x-frame-options", "DENY"),
+                ("x-permitted-cross-domain-policies", "none"),
+            ]
         );
         // Applying twice (e.g. nested layers) never duplicates a header.
         let out = applied(&h, out, false);

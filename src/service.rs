@@ -8,11 +8,10 @@ use http_body::Body;
 use tower_service::Service;
 
 use crate::body::{RequestBody, ResponseBody};
-use crate::exchange::Exchange;
+use crate::exchange::{Begun, Exchange};
 use crate::future::ResponseFuture;
-use crate::observability::Shared;
 use crate::panic::catch;
-use crate::response_policy::{ResponsePolicy, Verdict};
+use crate::shared::Shared;
 
 /// The service made by [`ObservabilityLayer`](crate::ObservabilityLayer).
 ///
@@ -53,27 +52,21 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let exchange = Exchange::begin(&self.shared, &req);
-        let policy = match self.shared.policy.as_ref() {
-            None => None,
-            Some(policy) => match ResponsePolicy::decide(policy, &req) {
-                Verdict::Pass(policy) => Some(policy),
-                // A CORS preflight: answered here, the application never sees it.
-                Verdict::Answer(res) => return ResponseFuture::answered(res, exchange),
-            },
-        };
-        let counter = exchange.as_ref().and_then(Exchange::request_counter);
-        let req = req.map(|body| RequestBody::new(body, counter));
-        let catch_panics = self.shared.catch_panics;
+        let Begun { exchange, answer } = Exchange::begin(&self.shared, &req);
+        if let Some(res) = answer {
+            // A signal answered (a CORS preflight): the application never sees it.
+            return ResponseFuture::answered(res, exchange);
+        }
+        let req = req.map(|body| RequestBody::new(body, exchange.request_counter()));
         let called = {
-            let _entered = exchange.as_ref().map(Exchange::enter);
+            let _entered = exchange.enter();
             catch(|| self.inner.call(req))
         };
+        let catch_panics = self.shared.catch_panics;
         match called {
             Ok(future) => ResponseFuture::called(future, exchange, catch_panics),
             // Recorded and resumed (or answered) on the first poll, like any handler panic.
             Err(panic) => ResponseFuture::panicked(panic, exchange, catch_panics),
         }
-        .with_policy(policy)
     }
 }

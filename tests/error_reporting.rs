@@ -430,7 +430,7 @@ async fn no_credential_address_or_secret_leaves_the_process() {
     ];
     // Absolute form, so the request line itself carries URL credentials.
     let mut head = format!(
-        "GET http://ada:SECRET-urlpass-9@{addr}/account?token=SECRET-token-10&password=SECRET-pw-11&page=3 HTTP/1.1\r\nhost: {addr}\r\nuser-agent: pii-test\r\nconnection: close\r\n"
+        "GET http://ada:SECRET-urlpass-9@{addr}/account?token=SECRET-token-10&password=SECRET-pw-11&page=3;pass=SECRET-pass-14&pw=SECRET-pw-15&sid=SECRET-sid-16&bearer=SECRET-bearer-17;%70assword=SECRET-pw-18 HTTP/1.1\r\nhost: {addr}\r\nuser-agent: pii-test\r\nconnection: close\r\n"
     );
     for (name, value) in secrets {
         head.push_str(&format!("{name}: {value}\r\n"));
@@ -479,7 +479,8 @@ async fn no_credential_address_or_secret_leaves_the_process() {
     let request = &by_agent("pii-test")["request"];
     assert_eq!(
         request["query_string"],
-        "token=[Filtered]&password=[Filtered]&page=3"
+        "token=[Filtered]&password=[Filtered]&page=3;pass=[Filtered]&pw=[Filtered]&\
+         sid=[Filtered]&bearer=[Filtered];%70assword=[Filtered]"
     );
     assert_eq!(request["url"], format!("http://{addr}/account"));
     let request = &by_agent("pii-host")["request"];

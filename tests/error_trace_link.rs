@@ -270,3 +270,81 @@ async fn panics_and_inner_errors_carry_the_exported_spans_trace_and_all_signals_
         "the gauge is back to 0 after the panic and the error"
     );
 }
+
+#[tokio::test]
+async fn a_head_request_that_fails_is_a_5xx_in_metrics_span_and_sentry() {
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let otlp = otlp_receiver(spans.clone()).await;
+    let sentry = SentryEndpoint::start().await;
+    let vars: HashMap<&str, String> = [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50".to_owned()),
+        ("SENTRY_DSN", sentry.dsn()),
+    ]
+    .into_iter()
+    .collect();
+    let obs = Observability::from_env_with("head", |k| vars.get(k).cloned())
+        .unwrap()
+        .metrics_backend(MetricsBackend::IsolatedPrometheus)
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/fail",
+            get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "down for maintenance") }),
+        )
+        .route("/stock", get(|| async { handler_that_panics() }))
+        .layer(obs.layer());
+    let addr = serve(app).await;
+    let client = client();
+    let (status, _) = send(&client, "HEAD", &format!("http://{addr}/fail"), b"").await;
+    assert_eq!(status, 503);
+
+    // The 500 a panic is answered with carries the request id like any response.
+    let req = http::Request::get(format!("http://{addr}/stock"))
+        .header("x-request-id", "order-7")
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    assert_eq!(res.status(), 500);
+    assert_eq!(res.headers()["x-request-id"], "order-7");
+
+    let event = eventually(Duration::from_secs(10), || {
+        let events = sentry.events();
+        events
+            .into_iter()
+            .find(|e| e["transaction"] == "HEAD /fail")
+    })
+    .await
+    .expect("an event for the HEAD request's 503");
+    assert_eq!(event["tags"]["status"], "503");
+    assert_eq!(event["tags"]["error.type"], "503");
+    let span = eventually(Duration::from_secs(10), || {
+        let spans = spans.lock().unwrap();
+        spans.iter().find(|s| s.name == "HEAD /fail").cloned()
+    })
+    .await
+    .expect("the HEAD request's span");
+    assert_eq!(
+        attr(&span, "http.response.status_code").as_deref(),
+        Some("503")
+    );
+    assert_eq!(attr(&span, "error.type").as_deref(), Some("503"));
+    assert_eq!(
+        span.status.as_ref().map(|s| s.code),
+        Some(SpanStatus::Error as i32)
+    );
+    let text = obs.render_metrics();
+    let labels = [
+        ("http_request_method", "HEAD"),
+        ("http_route", "/fail"),
+        ("http_response_status_code", "503"),
+        ("error_type", "503"),
+    ];
+    assert_eq!(
+        exact_sample(&text, "http_server_request_duration_seconds_count", &labels),
+        Some(1.0),
+        "{text}"
+    );
+}

@@ -90,6 +90,8 @@ async fn security_headers_are_on_every_response_once_and_keep_the_handlers() {
         );
         assert_eq!(once(&h, "referrer-policy"), "no-referrer");
         assert_eq!(once(&h, "cross-origin-resource-policy"), "same-origin");
+        assert_eq!(once(&h, "cross-origin-opener-policy"), "same-origin");
+        assert_eq!(once(&h, "cross-origin-embedder-policy"), "require-corp");
         assert!(h.contains_key("strict-transport-security"), "{path}");
         assert!(h.contains_key("permissions-policy"), "{path}");
         // CORS is off unless configured: no grant, no Vary.
@@ -236,6 +238,32 @@ async fn cors_grants_reach_error_and_panic_responses_and_refusals_are_counted() 
     ];
     assert_eq!(sample(&text, DURATION_COUNT, &forbidden), Some(3.0));
     assert_eq!(sample(&text, "http_server_active_requests", &[]), Some(0.0));
+}
+
+#[tokio::test]
+async fn a_public_policy_grants_star_on_every_response_with_or_without_origin() {
+    let obs = isolated("public").cors(Cors::public()).build().unwrap();
+    let addr = serve(app().layer(obs.layer())).await;
+    let client = client();
+    for (path, status) in [
+        ("/ok", 200),
+        ("/missing", 404),
+        ("/fail", 500),
+        ("/panic", 500),
+    ] {
+        let uri = format!("http://{addr}{path}");
+        for headers in [&[][..], &[("origin", "https://anyone.test")][..]] {
+            let (got, h, _) = request(&client, "GET", &uri, headers).await;
+            assert_eq!(got, status, "{path} {headers:?}");
+            assert_eq!(once(&h, "access-control-allow-origin"), "*", "{path}");
+            assert!(!h.contains_key("vary"), "{path} {headers:?}: {h:?}");
+            assert!(!h.contains_key("access-control-allow-credentials"));
+        }
+    }
+    // The application's own Vary stays as it was, without `origin`.
+    let (_, h, _) = request(&client, "GET", &format!("http://{addr}/cached"), &[]).await;
+    assert_eq!(once(&h, "vary"), "accept-encoding");
+    assert_eq!(once(&h, "access-control-allow-origin"), "*");
 }
 
 #[tokio::test]

@@ -104,12 +104,31 @@ async fn the_callers_trace_is_continued() {
     let (_, body) = get_with(&uri, &[("traceparent", &tp), ("traceparent", &tp)]).await;
     assert_ne!(parts(&body).0.trace_id.to_string(), TRACE);
     // Invalid tracestate: dropped, the traceparent still holds.
-    let (_, body) = get_with(&uri, &[("traceparent", &tp), ("tracestate", "A=1")]).await;
-    let (span, _, state) = parts(&body);
-    assert_eq!(
-        (span.trace_id.to_string().as_str(), state.as_str()),
-        (TRACE, "")
-    );
+    for bad in ["A=1", "@foo=1,bar=2", "foo.bar=1"] {
+        let (_, body) = get_with(&uri, &[("traceparent", &tp), ("tracestate", bad)]).await;
+        let (span, _, state) = parts(&body);
+        assert_eq!(
+            (span.trace_id.to_string().as_str(), state.as_str()),
+            (TRACE, ""),
+            "{bad}"
+        );
+    }
+    // The editor's draft: `@` anywhere after the first character, digits first; a
+    // duplicated key keeps its first occurrence, within a line or across lines.
+    for (sent, kept) in [
+        (&["foo@=1,bar=2"][..], "foo@=1,bar=2"),
+        (&["foo@@bar=1,1st=2"][..], "foo@@bar=1,1st=2"),
+        (&["foo@bar@baz=1"][..], "foo@bar@baz=1"),
+        (&["foo=1,foo=2"][..], "foo=1"),
+        (&["foo=1,bar=2", "foo=3,baz=4"][..], "foo=1,bar=2,baz=4"),
+    ] {
+        let mut headers = vec![("traceparent", tp.as_str())];
+        headers.extend(sent.iter().map(|line| ("tracestate", *line)));
+        let (_, body) = get_with(&uri, &headers).await;
+        let (span, _, state) = parts(&body);
+        assert_eq!(span.trace_id.to_string(), TRACE, "{sent:?}");
+        assert_eq!(state, kept, "{sent:?}");
+    }
 
     // The caller's request id is kept when valid, replaced when not.
     let (headers, body) = get_with(&uri, &[("x-request-id", "req-42")]).await;
@@ -184,7 +203,8 @@ async fn the_client_layer_carries_the_trace_downstream() {
     let tp = format!("00-{TRACE}-{CALLER}-01");
     let (_, body) = get_with(
         &format!("http://{addr}/outer"),
-        &[("traceparent", &tp), ("tracestate", "vendor=v")],
+        // A duplicated key does not stop the list: the first occurrence is passed on.
+        &[("traceparent", &tp), ("tracestate", "vendor=v,vendor=dup")],
     )
     .await;
     let server_span = TraceParent::parse(&body).unwrap();
@@ -198,6 +218,7 @@ async fn the_client_layer_carries_the_trace_downstream() {
     );
     assert!(outbound.flags.is_sampled());
     assert_eq!(TraceState::from_headers(&seen[0]).as_str(), "vendor=v");
+    assert_eq!(seen[0]["tracestate"], "vendor=v");
     // The served request's id (generated: the trace id) travels with the call.
     assert_eq!(seen[0]["x-request-id"], TRACE);
 

@@ -439,21 +439,29 @@ def saturation(cfg):
                      [JOB_VAR, INSTANCE_VAR], panels, [RESTARTS])
 
 
+# What the `reason` label of the drop counters says (src/metrics/names.rs has the list; the
+# SpansDropped runbook explains each). A panel description is one line of 200 characters.
+DROPPED_HELP = (
+    "{what} per second, and dropped by reason: backoff = the endpoint failed, nothing is {made} "
+    "until the next try; queue_full, rate_limited, refused, timeout, rejected, shutdown."
+)
+
+
 def telemetry(cfg):
     tel = cfg["telemetry"]
     count = DURATION + "_count"
     p = "tower_observability_"
     panels = [
-        timeseries("Spans exported and dropped", "Spans per second handed to the OTLP exporter, and dropped (queue full, exporter failing).", "cps",
+        timeseries("Spans exported and dropped", DROPPED_HELP.format(what="Spans exported", made="captured"), "cps",
                    [(f"sum by (job) (rate({p}spans_exported_total{sel()}[{RI}]))", "{{job}} exported"),
-                    (f"sum by (job) (rate({p}spans_dropped_total{sel()}[{RI}]))", "{{job}} dropped")]),
+                    (f"sum by (job, reason) (rate({p}spans_dropped_total{sel()}[{RI}]))", "{{job}} dropped: {{reason}}")]),
         timeseries("Span drop ratio", "Share of spans dropped; the SpansDropped alert fires above the line.", "percentunit",
                    [(f"sum by (job) (rate({p}spans_dropped_total{sel()}[{RI}]))\n/\n"
                      f"(sum by (job) (rate({p}spans_dropped_total{sel()}[{RI}])) + sum by (job) (rate({p}spans_exported_total{sel()}[{RI}])))",
                      "{{job}}")], thresholds=[(tel["dropped_ratio"], "red")]),
-        timeseries("Sentry events sent and dropped", "Error events per second handed to Sentry, and those that could not be sent.", "cps",
+        timeseries("Sentry events sent and dropped", DROPPED_HELP.format(what="Error events sent to Sentry", made="built"), "cps",
                    [(f"sum by (job) (rate({p}sentry_events_sent_total{sel()}[{RI}]))", "{{job}} sent"),
-                    (f"sum by (job) (rate({p}sentry_events_dropped_total{sel()}[{RI}]))", "{{job}} dropped")]),
+                    (f"sum by (job, reason) (rate({p}sentry_events_dropped_total{sel()}[{RI}]))", "{{job}} dropped: {{reason}}")]),
         timeseries("Panics", "Panics per second caught in handlers or response bodies (each answered with a 500).", "cps",
                    [(f"sum by (job) (rate({p}panics_total{sel()}[{RI}]))", "{{job}}")]),
         stat("Panics since start", "Panics caught per instance since its process started.", "short",

@@ -256,7 +256,8 @@ def service_alerts(cfg):
               description=(
                   "{{ $labels.job }} dropped {{ $value | humanizePercentage }} of its spans over "
                   f"the last 15m (threshold {pct(tel['dropped_ratio'])}): the OTLP export queue is "
-                  "full or the collector is unreachable, so traces have gaps."
+                  "full or the collector is failing (the reason label of "
+                  "tower_observability_spans_dropped_total says which), so traces have gaps."
               ),
               for_="15m"),
         alert(cfg, "SentryEventsDropped",
@@ -268,7 +269,8 @@ def service_alerts(cfg):
               description=(
                   "{{ $labels.job }} could not send {{ $value | humanizePercentage }} of its error "
                   f"events to Sentry over the last 15m (threshold {pct(tel['dropped_ratio'])}): "
-                  "rate limited, queue full or transport down, so errors go unreported."
+                  "rate limited, queue full or Sentry failing (the reason label says which), so "
+                  "errors go unreported."
               ),
               for_="15m"),
         alert(cfg, "RouteCardinalityOverflow",

@@ -3,8 +3,11 @@
 //! Only real preflights (`OPTIONS` + `Origin` + `Access-Control-Request-Method`) are answered
 //! by the layer; every other request, `OPTIONS` included, reaches the application and its
 //! response gets the grant (or, for a refused origin, none at all). `Vary` is merged with the
-//! application's own. Refusals are counted in `tower_observability_cors_refused_total{reason}`
-//! and logged at debug.
+//! application's own. A public policy ([`Cors::public`]) grants `*` on every response, with
+//! or without `Origin`, and sends no `Vary: Origin`: its answer never depends on the origin,
+//! so a cached response serves every page. Refusals are counted in
+//! `tower_observability_cors_refused_total{reason}` and logged at debug, the origin without
+//! any user info.
 
 mod origin;
 mod preflight;
@@ -35,8 +38,8 @@ static VARY_ORIGIN: HeaderValue = HeaderValue::from_static("origin");
 ///
 /// It is an allowlist: nothing is allowed unless listed. Mistakes are a [`BuildError`]
 /// from [`ObservabilityBuilder::build`](crate::ObservabilityBuilder::build): a malformed
-/// origin, an origin with a path (even `https://app.example.com/`), the `null` origin,
-/// `*` without [`public`](Self::public), or credentials together with any `*`.
+/// origin, an origin with a path (even `https://app.example.com/`), the `null` origin, a `*`
+/// origin (every origin is [`Cors::public`]), or credentials together with any `*`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -85,7 +88,7 @@ impl Cors {
     /// `http://localhost:3000`, compared after the normalisation browsers apply: lowercase,
     /// default port left out) and subdomain patterns (`https://*.example.com` matches
     /// `https://a.example.com` and `https://a.b.example.com`, never `https://example.com`,
-    /// another scheme or port). `*` allows every origin and needs [`public`](Self::public).
+    /// another scheme or port). For every origin, use [`Cors::public`].
     ///
     /// Defaults: methods `GET`, `HEAD`, `POST`; no request headers beyond the CORS-safelisted
     /// ones; nothing exposed; no credentials; no `max-age` (browsers cache for 5 s).
@@ -106,19 +109,27 @@ impl Cors {
         }
     }
 
-    /// Marks the API as public, which is what lets `*` in the origins allow every origin
-    /// (`Access-Control-Allow-Origin: *`). Public data only: no credentials.
+    /// A public API: every origin may call it and read the responses. Every response
+    /// carries `Access-Control-Allow-Origin: *`, also one to a request without `Origin`
+    /// (a cache may hand it to any page later), and needs no `Vary: Origin`. Public data
+    /// only: browsers send no cookies or HTTP authentication to a `*` grant, and `build()`
+    /// refuses [`allow_credentials`](Self::allow_credentials) here.
+    ///
+    /// Defaults as for [`allow_origins`](Self::allow_origins): methods `GET`, `HEAD`, `POST`,
+    /// no request headers beyond the CORS-safelisted ones, nothing exposed.
     ///
     /// ```
     /// # use tower_observability::{Cors, MetricsBackend, Observability};
-    /// let open = Cors::allow_origins(["*"]).public(true);
+    /// let open = Cors::public().allow_headers(["content-type"]);
     /// # Observability::builder("api").cors(open)
     /// #   .metrics_backend(MetricsBackend::IsolatedPrometheus).build()?;
     /// # Ok::<(), tower_observability::BuildError>(())
     /// ```
-    pub fn public(mut self, public: bool) -> Self {
-        self.public = public;
-        self
+    pub fn public() -> Self {
+        Cors {
+            public: true,
+            ..Cors::allow_origins(["*"])
+        }
     }
 
     /// The methods pages may use (default `GET`, `HEAD`, `POST`). Compared case-sensitively,
@@ -187,9 +198,8 @@ impl Cors {
             let rule = origin::parse(raw).map_err(|e| bad(format!("origin {e}")))?;
             if rule == OriginRule::Any && !self.public {
                 return Err(bad(
-                    "origin `*` allows every site to call the service: list \
-                                the origins, or mark the policy `.public(true)` if the API \
-                                really is public"
+                    "origin `*` allows every site to call the service: list the origins, \
+                     or use `Cors::public()` if the API really is public"
                         .into(),
                 ));
             }
@@ -197,11 +207,6 @@ impl Cors {
         }
         if origins.is_empty() {
             return Err(bad("no allowed origins: list at least one".into()));
-        }
-        if origins.any && self.origins.len() > 1 {
-            return Err(bad(
-                "origin `*` together with other origins: choose one".into()
-            ));
         }
         let star = |list: &[String]| list.iter().any(|s| s.trim() == "*");
         if self.credentials {
@@ -315,7 +320,8 @@ pub(crate) struct CompiledCors {
 /// What the response to a request that is not a preflight gets.
 #[derive(Debug, Clone)]
 pub(crate) enum Grant {
-    /// No `Origin`: not a CORS request (only `Vary: Origin`, for caches).
+    /// No `Origin`: not a CORS request (only `Vary: Origin`, for caches). A public policy
+    /// grants [`Any`](Self::Any) instead.
     NotCors,
     /// Origin or method not allowed: no grant headers at all.
     Refused,
@@ -360,7 +366,13 @@ impl CompiledCors {
     pub(crate) fn decide<B>(&self, req: &Request<B>) -> CorsDecision {
         let headers = req.headers();
         let Some(origin) = headers.get(header::ORIGIN) else {
-            return CorsDecision::Pass(Grant::NotCors);
+            // `*` does not depend on the origin: sent always, a cached response serves all.
+            let grant = if self.origins.any {
+                Grant::Any
+            } else {
+                Grant::NotCors
+            };
+            return CorsDecision::Pass(grant);
         };
         if is_preflight(req.method(), headers) {
             return CorsDecision::Answer(preflight::answer(self, origin, headers));
@@ -430,9 +442,10 @@ impl CompiledCors {
 
     fn refuse(&self, refusal: Refusal, origin: &HeaderValue, what: &'static str) {
         self.refused[refusal as usize].increment(1);
+        // The origin as a log may show it: a browser never sends user info, an attacker may.
         tracing::debug!(
             reason = refusal.as_str(),
-            origin = ?origin,
+            origin = %crate::redact::LoggedUrl(origin.as_bytes()),
             "CORS {what} refused"
         );
     }

@@ -148,13 +148,50 @@ fn an_application_grant_is_taken_back_for_refused_origins() {
 }
 
 #[test]
-fn public_policies_answer_star_even_to_null_origins() {
-    let cors = Cors::allow_origins(["*"]).public(true);
-    for origin in ["https://anyone.test", "null"] {
-        let (_, h) = run(&cors, "GET", &[("origin", origin)], &[]);
-        assert_eq!(get(&h, ACAO), Some("*"));
-        assert_eq!(get(&h, "vary"), None, "a `*` answer does not vary");
+fn public_policies_answer_star_to_every_request() {
+    let cors = Cors::public().expose_headers(["x-request-id"]);
+    let with_origin = |origin| vec![("origin", origin)];
+    for req in [
+        with_origin("https://anyone.test"),
+        with_origin("null"),
+        // Without `Origin` too: a cache may hand the response to any page later.
+        vec![],
+    ] {
+        let (answered, h) = run(&cors, "GET", &req, &[]);
+        assert_eq!(answered, None, "{req:?}");
+        assert_eq!(get(&h, ACAO), Some("*"), "{req:?}");
+        assert_eq!(get(&h, ACEH), Some("x-request-id"), "{req:?}");
+        assert_eq!(get(&h, ACAC), None, "{req:?}");
+        assert_eq!(get(&h, "vary"), None, "a `*` answer does not vary: {req:?}");
+        // The application's own grant gives way to the policy's, on every request.
+        let (_, h) = run(&cors, "GET", &req, &[(ACAO, "https://other.test")]);
+        assert_eq!(get(&h, ACAO), Some("*"), "{req:?}");
+        // The application's `Vary` is left as it was.
+        let (_, h) = run(&cors, "GET", &req, &[("vary", "accept-encoding")]);
+        assert_eq!(get(&h, "vary"), Some("accept-encoding"), "{req:?}");
     }
+    // A preflight is answered with `*` too, and methods stay an allowlist.
+    let (status, h) = run(
+        &cors,
+        "OPTIONS",
+        &[
+            ("origin", "https://anyone.test"),
+            ("access-control-request-method", "POST"),
+        ],
+        &[],
+    );
+    assert_eq!((status, get(&h, ACAO)), (Some(204), Some("*")));
+    let (status, h) = run(
+        &cors,
+        "OPTIONS",
+        &[
+            ("origin", "https://anyone.test"),
+            ("access-control-request-method", "DELETE"),
+        ],
+        &[],
+    );
+    assert_eq!(status, Some(403));
+    no_grant(&h);
 }
 
 #[test]
@@ -321,13 +358,12 @@ fn private_network_access_is_granted_only_when_asked_for() {
 fn invalid_policies_are_build_errors() {
     let err = |cors: Cors| cors.compile().unwrap_err().to_string();
     for (cors, says) in [
-        (Cors::allow_origins(["*"]), "public"),
+        (Cors::allow_origins(["*"]), "Cors::public()"),
         (
-            Cors::allow_origins(["*"])
-                .public(true)
-                .allow_credentials(true),
-            "credentials",
+            Cors::allow_origins(["*", "https://a.test"]),
+            "Cors::public()",
         ),
+        (Cors::public().allow_credentials(true), "credentials"),
         (
             app().allow_headers(["*"]).allow_credentials(true),
             "headers",
@@ -339,10 +375,6 @@ fn invalid_policies_are_build_errors() {
         (
             app().expose_headers(["*"]).allow_credentials(true),
             "exposed",
-        ),
-        (
-            Cors::allow_origins(["*", "https://a.test"]).public(true),
-            "other origins",
         ),
         (
             Cors::allow_origins(Vec::<String>::new()),

@@ -5,6 +5,7 @@ pub(crate) mod exposition;
 pub(crate) mod histogram;
 pub mod names;
 pub(crate) mod process;
+mod requests;
 pub(crate) mod series;
 
 use std::sync::{Arc, Mutex};
@@ -16,8 +17,8 @@ use metrics_exporter_prometheus::{
 
 pub(crate) use exposition::Exposition;
 use histogram::HttpHistograms;
+pub(crate) use requests::RequestMetrics;
 
-use crate::method::MethodLabel;
 use names::*;
 
 /// The OpenTelemetry semantic-convention buckets for HTTP durations, extended with 30 s and
@@ -86,6 +87,7 @@ pub fn prometheus_builder(duration_buckets: &[f64], size_buckets: &[f64]) -> Pro
 }
 
 /// The recorder the crate registered its handles with.
+#[derive(Clone)]
 pub(crate) enum Sink {
     /// A Prometheus registry the crate owns: the HTTP histograms are kept by the crate
     /// ([`histogram`]), everything else by the exporter's recorder.
@@ -141,16 +143,35 @@ impl Sink {
         self.with(|| metrics::counter!(name, labels))
     }
 
-    fn gauge(&self, name: &'static str, labels: Vec<Label>) -> Gauge {
+    pub(crate) fn gauge(&self, name: &'static str, labels: Vec<Label>) -> Gauge {
         self.with(|| metrics::gauge!(name, labels))
+    }
+
+    /// A counter without labels, registered at 0 so it reads 0, not absent, before
+    /// anything happens.
+    pub(crate) fn counter_at_zero(&self, name: &'static str) -> Counter {
+        let counter = self.counter(name, vec![]);
+        counter.increment(0);
+        counter
     }
 }
 
 /// The registry this crate installed globally, shared by every layer built later.
 static INSTALLED: Mutex<Option<Arc<Registry>>> = Mutex::new(None);
 
-/// Resolves a backend to where handles are registered and what `/metrics` renders.
+/// Resolves a backend to where handles are registered and what `/metrics` renders, with
+/// every metric of the catalogue described.
 pub(crate) fn open_backend(
+    backend: &MetricsBackend,
+    duration_buckets: &[f64],
+    size_buckets: &[f64],
+) -> (Sink, Exposition) {
+    let (sink, exposition) = resolve_backend(backend, duration_buckets, size_buckets);
+    sink.with(describe_all);
+    (sink, exposition)
+}
+
+fn resolve_backend(
     backend: &MetricsBackend,
     duration_buckets: &[f64],
     size_buckets: &[f64],
@@ -194,79 +215,6 @@ pub(crate) struct ServiceInfo {
     pub(crate) name: String,
     pub(crate) version: String,
     pub(crate) environment: String,
-}
-
-/// The layer's metric handles that do not depend on the route.
-pub(crate) struct HttpMetrics {
-    pub(crate) sink: Sink,
-    active: [Gauge; MethodLabel::ALL.len()],
-    pub(crate) routes_overflowed: Counter,
-    pub(crate) panics: Counter,
-    // Registered in every build so dashboards read 0, not absent; counted with `otlp`.
-    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
-    pub(crate) spans_exported: Counter,
-    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
-    pub(crate) spans_dropped: Counter,
-    #[cfg(feature = "sentry")]
-    pub(crate) sentry_sent: Counter,
-    #[cfg(feature = "sentry")]
-    pub(crate) sentry_dropped: Counter,
-    _target_info: Gauge,
-}
-
-impl HttpMetrics {
-    pub(crate) fn new(sink: Sink, info: &ServiceInfo) -> Self {
-        sink.with(describe_all);
-        let active = MethodLabel::ALL.map(|m| {
-            sink.gauge(
-                HTTP_SERVER_ACTIVE_REQUESTS,
-                vec![Label::new(LABEL_METHOD, m.as_str())],
-            )
-        });
-        let target_info = sink.gauge(
-            TARGET_INFO,
-            vec![
-                Label::new(LABEL_SERVICE_NAME, info.name.clone()),
-                Label::new(LABEL_SERVICE_VERSION, info.version.clone()),
-                Label::new(LABEL_DEPLOYMENT_ENVIRONMENT, info.environment.clone()),
-            ],
-        );
-        target_info.set(1.0);
-        // Registered up front so the counters read 0, not absent, before anything happens.
-        let routes_overflowed = sink.counter(ROUTES_OVERFLOWED, vec![]);
-        routes_overflowed.increment(0);
-        let panics = sink.counter(PANICS, vec![]);
-        panics.increment(0);
-        let spans_exported = sink.counter(SPANS_EXPORTED, vec![]);
-        spans_exported.increment(0);
-        let spans_dropped = sink.counter(SPANS_DROPPED, vec![]);
-        spans_dropped.increment(0);
-        #[cfg(feature = "sentry")]
-        let (sentry_sent, sentry_dropped) = {
-            let sent = sink.counter(SENTRY_EVENTS_SENT, vec![]);
-            sent.increment(0);
-            let dropped = sink.counter(SENTRY_EVENTS_DROPPED, vec![]);
-            dropped.increment(0);
-            (sent, dropped)
-        };
-        HttpMetrics {
-            sink,
-            active,
-            routes_overflowed,
-            panics,
-            spans_exported,
-            spans_dropped,
-            #[cfg(feature = "sentry")]
-            sentry_sent,
-            #[cfg(feature = "sentry")]
-            sentry_dropped,
-            _target_info: target_info,
-        }
-    }
-
-    pub(crate) fn active(&self, method: MethodLabel) -> &Gauge {
-        &self.active[method.index()]
-    }
 }
 
 /// `# HELP` and units for every metric recorded through the facade.

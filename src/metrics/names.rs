@@ -25,11 +25,12 @@ pub const ROUTES_OVERFLOWED: &str = "tower_observability_routes_overflowed_total
 pub const PANICS: &str = "tower_observability_panics_total";
 /// Spans handed to the exporter.
 pub const SPANS_EXPORTED: &str = "tower_observability_spans_exported_total";
-/// Spans dropped because the export queue was full or the exporter failed.
+/// Spans not delivered, by [`LABEL_DROP_REASON`]: the queue was full, the exporter was
+/// backing off or the collector failed.
 pub const SPANS_DROPPED: &str = "tower_observability_spans_dropped_total";
 /// Error events sent to Sentry.
 pub const SENTRY_EVENTS_SENT: &str = "tower_observability_sentry_events_sent_total";
-/// Error events that could not be sent to Sentry (queue full, rate limited, transport down).
+/// Error events not delivered to Sentry, by [`LABEL_DROP_REASON`].
 pub const SENTRY_EVENTS_DROPPED: &str = "tower_observability_sentry_events_dropped_total";
 /// CORS requests refused, by `reason`.
 pub const CORS_REFUSED: &str = "tower_observability_cors_refused_total";
@@ -71,6 +72,23 @@ pub const LABEL_SERVICE_VERSION: &str = "service_version";
 pub const LABEL_DEPLOYMENT_ENVIRONMENT: &str = "deployment_environment";
 /// Why a CORS request was refused (`origin`, `method`, `headers`, `private_network`).
 pub const LABEL_CORS_REASON: &str = "reason";
+/// Why spans or Sentry events were dropped: `queue_full` (the sender's queue had no room),
+/// `backoff` (the endpoint failed and the sender waits before trying again: nothing is
+/// captured or built meanwhile), `rate_limited` (the endpoint asked for a pause), `refused`
+/// (no connection: refused, reset, a host that does not resolve), `timeout` (no answer in
+/// time), `rejected` (the endpoint answered with an error), `shutdown` (still queued when
+/// the shutdown timeout passed).
+pub const LABEL_DROP_REASON: &str = "reason";
+/// The values of [`LABEL_DROP_REASON`].
+pub const DROP_REASONS: &[&str] = &[
+    "queue_full",
+    "backoff",
+    "rate_limited",
+    "refused",
+    "timeout",
+    "rejected",
+    "shutdown",
+];
 
 /// How a metric is exposed to Prometheus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,8 +175,8 @@ pub const CATALOGUE: &[MetricSpec] = &[
     MetricSpec {
         name: SPANS_DROPPED,
         kind: MetricKind::Counter,
-        labels: &[],
-        help: "Spans dropped because the export queue was full or the exporter failed.",
+        labels: &[LABEL_DROP_REASON],
+        help: "Spans not delivered to the collector, by reason (queue_full, backoff, rate_limited, refused, timeout, rejected, shutdown).",
     },
     MetricSpec {
         name: SENTRY_EVENTS_SENT,
@@ -169,8 +187,8 @@ pub const CATALOGUE: &[MetricSpec] = &[
     MetricSpec {
         name: SENTRY_EVENTS_DROPPED,
         kind: MetricKind::Counter,
-        labels: &[],
-        help: "Error events that could not be sent to Sentry.",
+        labels: &[LABEL_DROP_REASON],
+        help: "Error events not delivered to Sentry, by reason (queue_full, backoff, rate_limited, refused, timeout, rejected, shutdown).",
     },
     MetricSpec {
         name: CORS_REFUSED,

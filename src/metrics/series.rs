@@ -78,7 +78,7 @@ impl SeriesCache {
 
 impl Series {
     fn register(sink: &Sink, route: &str, method: MethodLabel, outcome: &Outcome) -> Self {
-        let error = outcome.error.map(error_label);
+        let error = outcome.error.map(|e| e.to_string());
         let status = outcome.status.to_string();
         let rpc_code = outcome.grpc.map(|code| code.as_u8().to_string());
         let rpc_method = route.trim_start_matches('/');
@@ -150,14 +150,6 @@ impl Series {
         if let Some(rpc) = &self.rpc_duration {
             rpc.record(sample.nanos);
         }
-    }
-}
-
-fn error_label(error: ErrorType) -> String {
-    match error {
-        ErrorType::Failure(f) => f.as_str().to_owned(),
-        ErrorType::Grpc(code) => code.name().to_owned(),
-        ErrorType::Status(status) => status.to_string(),
     }
 }
 

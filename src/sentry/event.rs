@@ -6,7 +6,7 @@ use sentry_core::protocol::{
     Context, Event, Exception, Level, Mechanism, Request, SpanStatus, TraceContext, Values,
 };
 
-use super::{panic_capture, privacy, Detail, Reporter, RequestReport, TraceIds};
+use super::{panic_capture, privacy, Detail, Reporter, RequestReport};
 use crate::classify::{ErrorType, Outcome};
 use crate::method::MethodLabel;
 
@@ -18,7 +18,7 @@ pub(crate) fn build(
     outcome: &Outcome,
     method: MethodLabel,
     route: &str,
-    trace: Option<TraceIds>,
+    trace: Option<crate::signal::SpanIds>,
 ) -> Event<'static> {
     let method_name = report.request.method.as_str();
     let transaction = format!("{method_name} {route}");
@@ -65,7 +65,7 @@ pub(crate) fn build(
         tags.insert("release".into(), release.clone());
     }
     if let Some(error) = outcome.error {
-        tags.insert("error.type".into(), error_type(error));
+        tags.insert("error.type".into(), error.to_string());
     }
     if let Some(code) = outcome.grpc {
         tags.insert("rpc.grpc.status_code".into(), code.as_u8().to_string());
@@ -118,7 +118,7 @@ fn message(report: &RequestReport, outcome: &Outcome, transaction: &str) -> Stri
                 .grpc_message
                 .as_ref()
                 .and_then(|m| m.to_str().ok())
-                .map(|m| format!(": {}", privacy::percent_decode(m, false)))
+                .map(|m| format!(": {}", crate::percent::decode_lossy(m)))
                 .unwrap_or_default();
             format!("{transaction} failed with gRPC {}{detail}", code.name())
         }
@@ -132,14 +132,6 @@ fn message(report: &RequestReport, outcome: &Outcome, transaction: &str) -> Stri
                 .trim_end()
                 .to_owned()
         }
-    }
-}
-
-fn error_type(error: ErrorType) -> String {
-    match error {
-        ErrorType::Failure(failure) => failure.as_str().to_owned(),
-        ErrorType::Grpc(code) => code.name().to_owned(),
-        ErrorType::Status(status) => status.to_string(),
     }
 }
 

@@ -66,10 +66,8 @@ impl KeptRequest {
         if let Some(authority) = uri.authority() {
             // Host and port only: `user:password@` never leaves.
             let authority = authority.as_str().as_bytes();
-            let host = match authority.iter().rposition(|b| *b == b'@') {
-                Some(at) => &authority[at + 1..],
-                None => authority,
-            };
+            let host =
+                crate::redact::userinfo(authority).map_or(authority, |at| &authority[at.end..]);
             kept.put(AUTHORITY, host);
         }
         let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -156,25 +154,12 @@ impl KeptRequest {
 /// keeps `example.com`; an `Origin` or `Referer` whose authority holds credentials is left
 /// out.
 fn without_credentials<'a>(name: &HeaderName, value: &'a [u8]) -> Option<&'a [u8]> {
+    let userinfo = || crate::redact::userinfo(value);
     if name == HOST {
-        return Some(match value.iter().rposition(|b| *b == b'@') {
-            Some(at) => &value[at + 1..],
-            None => value,
-        });
+        return Some(userinfo().map_or(value, |at| &value[at.end..]));
     }
-    if name == ORIGIN || name == REFERER {
-        let after_scheme = value
-            .windows(3)
-            .position(|w| w == b"://")
-            .map_or(0, |i| i + 3);
-        let rest = &value[after_scheme..];
-        let authority = rest
-            .iter()
-            .position(|b| matches!(b, b'/' | b'?' | b'#'))
-            .map_or(rest, |end| &rest[..end]);
-        if authority.contains(&b'@') {
-            return None;
-        }
+    if (name == ORIGIN || name == REFERER) && userinfo().is_some() {
+        return None;
     }
     Some(value)
 }

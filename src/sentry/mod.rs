@@ -17,28 +17,23 @@ pub(crate) mod settings;
 pub(crate) mod transport;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use http::{HeaderValue, Request};
+use http::{HeaderMap, HeaderValue, Request};
 use sentry_core::protocol::Event;
 use sentry_core::types::Dsn;
 use sentry_core::{Client, ClientOptions, Hub, HubSwitchGuard, Scope};
 
-use crate::classify::Outcome;
+use crate::classify::{GrpcCode, Outcome};
+use crate::config::Setup;
 use crate::error::BuildError;
 use crate::method::MethodLabel;
-use crate::metrics::HttpMetrics;
-use crate::metrics::ServiceInfo;
+use crate::metrics::names::{SENTRY_EVENTS_DROPPED, SENTRY_EVENTS_SENT};
+use crate::metrics::{ServiceInfo, Sink};
+use crate::signal::{Arrival, Ending, Failed, Head, Signal, SpanIds};
 use kept::KeptRequest;
 pub(crate) use settings::SentrySettings;
 use transport::{Delivery, HttpTransport};
-
-/// The OpenTelemetry ids of the request's server span, as Sentry's `trace` context wants
-/// them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TraceIds {
-    pub(crate) trace_id: [u8; 16],
-    pub(crate) span_id: [u8; 8],
-}
 
 /// The Sentry client of one [`Observability`](crate::Observability): built when a DSN is
 /// configured, shared by every request.
@@ -46,6 +41,8 @@ pub(crate) struct Reporter {
     client: Arc<Client>,
     scope: Arc<Scope>,
     delivery: Arc<Delivery>,
+    /// The built-in transport, closed at shutdown; `None` with the application's own.
+    transport: Option<Arc<HttpTransport>>,
     pub(crate) service: String,
     pub(crate) environment: Option<String>,
     pub(crate) release: Option<String>,
@@ -77,7 +74,7 @@ impl Reporter {
         settings: SentrySettings,
         dsn: Option<Dsn>,
         info: &ServiceInfo,
-        metrics: &HttpMetrics,
+        sink: &Sink,
     ) -> Result<Option<Self>, BuildError> {
         let Some(dsn) = dsn else {
             return Ok(None);
@@ -91,26 +88,34 @@ impl Reporter {
             .clone()
             .or_else(|| (info.version != "unknown").then(|| info.version.clone()));
         let delivery = Arc::new(Delivery::new(
-            metrics.sentry_sent.clone(),
-            metrics.sentry_dropped.clone(),
+            sink.counter_at_zero(SENTRY_EVENTS_SENT),
+            Arc::new(crate::delivery::Dropped::register(
+                sink,
+                SENTRY_EVENTS_DROPPED,
+            )),
             settings.queue_capacity,
         ));
-        let transport: Arc<dyn sentry_core::TransportFactory> = match &settings.transport {
-            Some(factory) => Arc::new(transport::CountingFactory::new(
-                factory.clone(),
-                delivery.clone(),
-            )),
-            None => {
-                let http = HttpTransport::start(&dsn, delivery.clone(), settings.send_timeout)
-                    .map_err(|e| {
-                        BuildError::setting(
-                            "sentry_dsn",
-                            format!("cannot start the Sentry transport: {e}"),
-                        )
-                    })?;
-                Arc::new(Arc::new(http))
-            }
-        };
+        let (transport, built_in): (Arc<dyn sentry_core::TransportFactory>, _) =
+            match &settings.transport {
+                Some(factory) => (
+                    Arc::new(transport::CountingFactory::new(
+                        factory.clone(),
+                        delivery.clone(),
+                    )),
+                    None,
+                ),
+                None => {
+                    let http = HttpTransport::start(&dsn, delivery.clone(), settings.send_timeout)
+                        .map_err(|e| {
+                            BuildError::setting(
+                                "sentry_dsn",
+                                format!("cannot start the Sentry transport: {e}"),
+                            )
+                        })?;
+                    let http = Arc::new(http);
+                    (Arc::new(http.clone()), Some(http))
+                }
+            };
         let mut options = ClientOptions::default();
         options.dsn = Some(dsn);
         options.release = release.clone().map(Into::into);
@@ -126,6 +131,7 @@ impl Reporter {
             client: Arc::new(Client::with_options(options)),
             scope: Arc::new(Scope::default()),
             delivery,
+            transport: built_in,
             service: info.name.clone(),
             environment,
             release,
@@ -147,6 +153,33 @@ impl Reporter {
     /// Waits up to `timeout` for queued events to leave; false if some are still queued.
     pub(crate) fn flush(&self, timeout: std::time::Duration) -> bool {
         self.client.flush(Some(timeout))
+    }
+
+    /// Shutting down: the built-in transport stops taking events and sends what is queued
+    /// until `deadline`, while the caller does other work (see [`close`](Self::close)).
+    pub(crate) fn begin_close(&self, deadline: std::time::Instant) {
+        if let Some(transport) = &self.transport {
+            transport.close(deadline);
+        }
+    }
+
+    /// Waits, at most until `deadline`, for the events queued to leave and the transport to
+    /// stop; false if it did not. The application's own transport is shut down here.
+    pub(crate) fn close(&self, deadline: std::time::Instant) -> bool {
+        match &self.transport {
+            Some(transport) => {
+                transport.close(deadline);
+                transport.wait(deadline)
+            }
+            None => self.client.close(Some(
+                deadline.saturating_duration_since(std::time::Instant::now()),
+            )),
+        }
+    }
+
+    /// Events queued or being sent by the built-in transport.
+    pub(crate) fn pending(&self) -> usize {
+        self.delivery.pending()
     }
 
     fn wants(&self, outcome: &Outcome) -> bool {
@@ -193,6 +226,13 @@ impl RequestReport {
         }
     }
 
+    /// Keeps `grpc-message` for the event when `code` is a server fault.
+    fn keep_grpc_message(&mut self, headers: &HeaderMap, code: Option<GrpcCode>) {
+        if code.is_some_and(GrpcCode::is_server_fault) {
+            self.grpc_message = headers.get("grpc-message").cloned();
+        }
+    }
+
     /// The exchange ended: sends an event if `outcome` is one to report.
     pub(crate) fn finish(
         self: Box<Self>,
@@ -200,18 +240,117 @@ impl RequestReport {
         outcome: &Outcome,
         method: MethodLabel,
         route: &str,
-        trace: Option<TraceIds>,
+        trace: Option<SpanIds>,
     ) {
         if !reporter.wants(outcome) {
             return;
         }
-        // In an outage, do not even build events the queue cannot take.
-        if !reporter.delivery.has_room() {
-            reporter.delivery.dropped();
+        // While the transport backs off, is rate limited or full: counted, never built.
+        if !reporter.delivery.admit() {
             return;
         }
         let event: Event<'static> = event::build(reporter, &self, outcome, method, route, trace);
         self.hub.capture_event(event);
+    }
+}
+
+/// Error reporting as a signal of the pass: an event for every server error and panic.
+pub(crate) struct ErrorReporting(Option<Reporter>);
+
+impl ErrorReporting {
+    /// Waits up to `timeout` for queued events to leave; false if some are still queued.
+    pub(crate) fn flush(&self, timeout: Duration) -> bool {
+        self.0
+            .as_ref()
+            .is_none_or(|reporter| reporter.flush(timeout))
+    }
+
+    /// Shutting down: stop taking events, send what is queued until `deadline`.
+    pub(crate) fn begin_close(&self, deadline: Instant) {
+        if let Some(reporter) = &self.0 {
+            reporter.begin_close(deadline);
+        }
+    }
+
+    /// Waits, at most until `deadline`, for the queue to empty and the transport to stop.
+    pub(crate) fn close(&self, deadline: Instant) -> bool {
+        self.0
+            .as_ref()
+            .is_none_or(|reporter| reporter.close(deadline))
+    }
+
+    /// Events queued or being sent.
+    pub(crate) fn pending(&self) -> usize {
+        self.0.as_ref().map_or(0, Reporter::pending)
+    }
+
+    /// Events dropped so far.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.0
+            .as_ref()
+            .map_or(0, |reporter| reporter.delivery.dropped())
+    }
+}
+
+impl Signal for ErrorReporting {
+    type Exchange = Option<Box<RequestReport>>;
+    type Entered<'a> = Option<Entered>;
+
+    fn build(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        let settings = setup.settings.sentry.clone();
+        let dsn = setup.sentry_dsn.take();
+        Reporter::build(settings, dsn, setup.info, setup.sink).map(ErrorReporting)
+    }
+
+    fn arrive<B>(&self, req: &Request<B>, arrival: &mut Arrival<'_>) -> Self::Exchange {
+        let reporter = self.0.as_ref().filter(|_| arrival.observed)?;
+        Some(reporter.begin(req))
+    }
+
+    fn enter<'a>(&'a self, report: &'a Self::Exchange) -> Self::Entered<'a> {
+        report.as_ref().map(|report| report.enter())
+    }
+
+    fn respond(&self, report: &mut Self::Exchange, head: &mut Head<'_>) {
+        if let Some(report) = report {
+            report.keep_grpc_message(head.headers, head.grpc_status);
+        }
+    }
+
+    fn trailers(
+        &self,
+        report: &mut Self::Exchange,
+        trailers: &HeaderMap,
+        grpc_status: Option<GrpcCode>,
+    ) {
+        if let (Some(report), Some(_)) = (report, grpc_status) {
+            report.keep_grpc_message(trailers, grpc_status);
+        }
+    }
+
+    fn fail(&self, report: &mut Self::Exchange, failed: &Failed<'_>) {
+        if let Some(report) = report {
+            report.detail = Some(match *failed {
+                Failed::Service { type_name, error } => Detail::ServiceError {
+                    type_name,
+                    message: error.to_string(),
+                },
+                Failed::Body(error) => Detail::BodyError {
+                    message: error.to_string(),
+                },
+                Failed::Panic(panic) => Detail::Panic {
+                    message: panic.message().to_owned(),
+                    backtrace: panic_capture::take(),
+                },
+            });
+        }
+    }
+
+    fn end(&self, report: &mut Self::Exchange, ending: &mut Ending<'_>) {
+        if let (Some(report), Some(reporter)) = (report.take(), self.0.as_ref()) {
+            let route = ending.route.name();
+            report.finish(reporter, &ending.outcome, ending.method, route, ending.span);
+        }
     }
 }
 

@@ -5,10 +5,10 @@
 //! (`Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`, API-key and token
 //! headers), client addresses (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`, ...) and
 //! whatever custom header an application invents never leave; the URL loses its user and
-//! password, and the values of secret-looking query keys (`token`, `password`, `key`,
-//! `session`, `signature`, ...) become `[Filtered]`. With PII on, every header is sent and the
-//! query is kept. Either way, a header value marked [`http::HeaderValue::is_sensitive`] is never
-//! sent.
+//! password, and the values of secret-looking query keys (`token`, `password`, `pw`, `sid`,
+//! `key`, `session`, `signature`, ...: the list is [`redact`](crate::redact)'s, shared with
+//! spans) become `[Filtered]`. With PII on, every header is sent and the query is kept.
+//! Either way, a header value marked [`http::HeaderValue::is_sensitive`] is never sent.
 //!
 //! What is kept of each request is in [`kept`](super::kept).
 
@@ -32,75 +32,13 @@ pub(crate) static KEPT_HEADERS: [HeaderName; KEPT] = [
     HeaderName::from_static("x-request-id"),
 ];
 
-/// Name fragments that make a header or query key secret-looking.
-const SECRET_FRAGMENTS: &[&str] = &[
-    "auth",
-    "token",
-    "secret",
-    "passw",
-    "pwd",
-    "key",
-    "session",
-    "sess",
-    "sig",
-    "credential",
-    "cookie",
-    "csrf",
-    "xsrf",
-    "jwt",
-    "otp",
-    "code",
-    "nonce",
-    "email",
-    "phone",
-];
-
-/// Whether a header or query key looks like it names a secret.
-pub(crate) fn is_secret_name(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    SECRET_FRAGMENTS.iter().any(|f| name.contains(f))
-}
-
-/// The query string with the values of secret-looking keys replaced by `[Filtered]`.
+/// The query string with the values of secret-looking keys replaced by `[Filtered]` (the
+/// key list is [`redact`](crate::redact)'s, the one spans use too); as sent with PII on.
 pub(crate) fn query(raw: &str, send_pii: bool) -> String {
     if send_pii {
         return raw.to_owned();
     }
-    raw.split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if is_secret_name(&percent_decode(key, true)) => {
-                format!("{key}={FILTERED}")
-            }
-            None if is_secret_name(&percent_decode(pair, true)) => FILTERED.to_owned(),
-            _ => pair.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// `%`-decodes `s` (and `+` as a space in query keys), so `pass%77ord` is seen as `password`
-/// and a `grpc-message` is readable.
-pub(crate) fn percent_decode(s: &str, plus_as_space: bool) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = || std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok();
-        match bytes[i] {
-            b'%' => match hex().and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                Some(b) => {
-                    out.push(b);
-                    i += 3;
-                    continue;
-                }
-                None => out.push(b'%'),
-            },
-            b'+' if plus_as_space => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::redact::query(raw, FILTERED).into_owned()
 }
 
 #[cfg(test)]
@@ -115,5 +53,11 @@ mod tests {
             "page=2&token=[Filtered]&Password=[Filtered]&api_key=[Filtered]&pass%77ord=[Filtered]&[Filtered]&q=rust"
         );
         assert_eq!(query(q, true), q);
+        // What the issue found sent in clear.
+        let q = "pass=a&pw=b&sid=c&bearer=d&q=1;token=e";
+        assert_eq!(
+            query(q, false),
+            "pass=[Filtered]&pw=[Filtered]&sid=[Filtered]&bearer=[Filtered]&q=1;token=[Filtered]"
+        );
     }
 }

@@ -24,36 +24,54 @@ use hyper_util::rt::TokioExecutor;
 use metrics::Counter;
 use sentry_core::types::Dsn;
 use sentry_core::{Envelope, Transport, TransportFactory, TransportOptions};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+
+use crate::delivery::{self, DropReason, Dropped, Failure, Gate, Outage};
 
 /// How long to stop sending after a 429 that did not say.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 
-/// The queue's fill level and the two counters, shared by the transport and the reporter.
+/// The queue's fill level, the gate requests read before building an event, and the
+/// counters; shared by the transport and the reporter.
 pub(crate) struct Delivery {
     sent: Counter,
-    dropped: Counter,
+    dropped: Arc<Dropped>,
     queued: AtomicUsize,
     capacity: usize,
+    gate: Gate,
 }
 
 impl Delivery {
-    pub(crate) fn new(sent: Counter, dropped: Counter, capacity: usize) -> Self {
+    pub(crate) fn new(sent: Counter, dropped: Arc<Dropped>, capacity: usize) -> Self {
         Delivery {
             sent,
             dropped,
             queued: AtomicUsize::new(0),
             capacity,
+            gate: Gate::default(),
         }
     }
 
-    /// Whether the queue can take another event (checked before building one).
-    pub(crate) fn has_room(&self) -> bool {
-        self.queued.load(Ordering::Relaxed) < self.capacity
+    /// Whether to build an event now (checked before building one): not while the
+    /// transport backs off, is rate limited, is full or has shut down; then the event is
+    /// counted as dropped, by reason, and never made.
+    pub(crate) fn admit(&self) -> bool {
+        let reason = match self.gate.reason() {
+            Some(reason) => reason,
+            None if self.queued.load(Ordering::Relaxed) < self.capacity => return true,
+            None => DropReason::QueueFull,
+        };
+        self.dropped.add(reason, 1);
+        false
     }
 
-    pub(crate) fn dropped(&self) {
-        self.dropped.increment(1);
+    /// Events queued or being sent.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.total()
+    }
+
+    pub(crate) fn pending(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     fn sent(&self) {
@@ -71,6 +89,10 @@ struct Queued {
 pub(crate) struct HttpTransport {
     queue: mpsc::Sender<Queued>,
     delivery: Arc<Delivery>,
+    /// Set when closing: the sender sends what is queued until then, and stops.
+    closing: watch::Sender<Option<Instant>>,
+    /// Disconnected when the sender thread has finished.
+    finished: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
 }
 
 impl HttpTransport {
@@ -81,12 +103,15 @@ impl HttpTransport {
         send_timeout: Duration,
     ) -> std::io::Result<Self> {
         let (queue, inbox) = mpsc::channel(delivery.capacity);
+        let url: http::Uri = dsn
+            .envelope_api_url()
+            .as_str()
+            .parse()
+            .map_err(std::io::Error::other)?;
         let target = Target {
-            url: dsn
-                .envelope_api_url()
-                .as_str()
-                .parse()
-                .map_err(std::io::Error::other)?,
+            // The envelope URL carries no key (that goes in `x-sentry-auth`).
+            shown: delivery::endpoint_for_log(&url),
+            url,
             auth: dsn
                 .to_auth(Some(concat!(
                     "tower-observability/",
@@ -98,11 +123,44 @@ impl HttpTransport {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        let (closing, closed) = watch::channel(None);
+        let (done, finished) = std::sync::mpsc::channel();
         let worker_delivery = delivery.clone();
         std::thread::Builder::new()
             .name("tower-observability-sentry".into())
-            .spawn(move || runtime.block_on(send_all(inbox, target, worker_delivery)))?;
-        Ok(HttpTransport { queue, delivery })
+            .spawn(move || {
+                runtime.block_on(send_all(inbox, target, worker_delivery, closed, done));
+                // A name lookup may still run on a blocking thread: do not wait for it.
+                runtime.shutdown_background();
+            })?;
+        Ok(HttpTransport {
+            queue,
+            delivery,
+            closing,
+            finished: std::sync::Mutex::new(finished),
+        })
+    }
+
+    /// Stops taking events; the sender sends what is queued until `deadline`, then stops.
+    pub(crate) fn close(&self, deadline: Instant) {
+        self.delivery.gate.close(Gate::CLOSED);
+        self.closing.send_if_modified(|closing| {
+            let earlier = closing.is_none_or(|current| deadline < current);
+            if earlier {
+                *closing = Some(deadline);
+            }
+            earlier
+        });
+    }
+
+    /// Waits until the sender has finished, at most until `deadline`; false if it has not.
+    pub(crate) fn wait(&self, deadline: Instant) -> bool {
+        let finished = self.finished.lock().unwrap_or_else(|e| e.into_inner());
+        let left = deadline.saturating_duration_since(Instant::now());
+        matches!(
+            finished.recv_timeout(left),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+        )
     }
 }
 
@@ -111,10 +169,14 @@ impl Transport for HttpTransport {
         let is_event = envelope.event().is_some();
         // Counted before the send so the worker's decrement can never come first.
         self.delivery.queued.fetch_add(1, Ordering::Relaxed);
-        if self.queue.try_send(Queued { envelope, is_event }).is_err() {
+        if let Err(error) = self.queue.try_send(Queued { envelope, is_event }) {
             self.delivery.queued.fetch_sub(1, Ordering::Relaxed);
             if is_event {
-                self.delivery.dropped();
+                let reason = match error {
+                    mpsc::error::TrySendError::Full(_) => DropReason::QueueFull,
+                    mpsc::error::TrySendError::Closed(_) => DropReason::Shutdown,
+                };
+                self.delivery.dropped.add(reason, 1);
             }
         }
     }
@@ -129,104 +191,217 @@ impl Transport for HttpTransport {
         }
         true
     }
+
+    fn shutdown(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        self.close(deadline);
+        self.wait(deadline)
+    }
 }
 
 /// Where and how envelopes are posted.
 struct Target {
     url: http::Uri,
+    /// The URL for the log.
+    shown: String,
     auth: String,
     send_timeout: Duration,
 }
 
-/// The sender thread: posts queued envelopes one at a time until the transport is dropped.
-async fn send_all(mut inbox: mpsc::Receiver<Queued>, target: Target, delivery: Arc<Delivery>) {
+/// The sender thread: posts queued envelopes one at a time, waits after failures (events
+/// are then not even built: the gate is closed), and on closing sends what is queued until
+/// the deadline. `_done` is dropped when it returns: the transport's `wait` sees it.
+async fn send_all(
+    mut inbox: mpsc::Receiver<Queued>,
+    target: Target,
+    delivery: Arc<Delivery>,
+    mut closing: watch::Receiver<Option<Instant>>,
+    _done: std::sync::mpsc::Sender<()>,
+) {
     let client = HyperClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let mut paused_until: Option<Instant> = None;
-    while let Some(Queued { envelope, is_event }) = inbox.recv().await {
-        let delivered = match paused_until {
-            Some(until) if Instant::now() < until => false,
-            _ => match post(&client, &target, &envelope).await {
-                Posted::Accepted => true,
-                Posted::RateLimited(wait) => {
-                    paused_until = Some(Instant::now() + wait);
-                    false
-                }
-                Posted::Failed => false,
+    let mut outage = Outage::new("Sentry", "event", target.shown.clone());
+    let mut deadline: Option<Instant> = None;
+    // Whether an event was tried since closing began: one try even while backing off.
+    let mut tried_at_close = false;
+    let (gate, dropped) = (&delivery.gate, &*delivery.dropped);
+    loop {
+        let reopen = outage.until().filter(|_| deadline.is_none());
+        let Queued { envelope, is_event } = tokio::select! {
+            item = inbox.recv() => match item {
+                Some(item) => item,
+                None => return,
             },
+            // The wait is over: events are built again.
+            _ = sleep_until(reopen), if reopen.is_some() => {
+                outage.reopen_if_due(Instant::now(), gate);
+                continue;
+            }
+            changed = closing.changed(), if deadline.is_none() => {
+                // Dropped without closing: give what is queued one send timeout.
+                let by = match changed {
+                    Ok(()) => *closing.borrow(),
+                    Err(_) => None,
+                };
+                deadline = Some(by.unwrap_or_else(|| Instant::now() + target.send_timeout));
+                inbox.close();
+                continue;
+            }
         };
-        if is_event {
-            if delivered {
-                delivery.sent();
-            } else {
-                delivery.dropped();
+        let now = Instant::now();
+        outage.reopen_if_due(now, gate);
+        let outcome = match (deadline, outage.waiting(now)) {
+            (Some(deadline), _) if now >= deadline => Err(DropReason::Shutdown),
+            // At the end a sender backing off tries once more; a pause asked for holds.
+            (Some(_), Some(DropReason::Backoff)) if !tried_at_close => Ok(()),
+            (_, Some(reason)) => Err(reason),
+            (_, None) => Ok(()),
+        };
+        match outcome {
+            Err(reason) if is_event => dropped.add(reason, 1),
+            Err(_) => {}
+            Ok(()) => {
+                tried_at_close = deadline.is_some();
+                let timeout = deadline.map_or(target.send_timeout, |deadline| {
+                    target
+                        .send_timeout
+                        .min(deadline.saturating_duration_since(now))
+                });
+                // A post under way when closing begins is cut at the deadline.
+                let cut = closing_deadline(closing.clone());
+                let posted = tokio::select! {
+                    posted = post(&client, &target, &envelope, timeout) => posted,
+                    _ = cut => Err(Failure::new(DropReason::Shutdown, "cut at the shutdown deadline")),
+                };
+                match posted {
+                    Ok(pause) => {
+                        if is_event {
+                            delivery.sent();
+                        }
+                        outage.succeeded(gate, dropped);
+                        if let Some(pause) = pause {
+                            outage.pause(pause, gate);
+                        }
+                    }
+                    Err(failure) => {
+                        // Counted first: the warn line of a first failure includes it.
+                        if is_event {
+                            dropped.add(failure.reason, 1);
+                        }
+                        if failure.reason != DropReason::Shutdown {
+                            outage.failed(&failure, u64::from(is_event), gate, dropped);
+                        }
+                    }
+                }
             }
         }
         delivery.queued.fetch_sub(1, Ordering::Release);
     }
 }
 
-enum Posted {
-    Accepted,
-    RateLimited(Duration),
-    Failed,
+/// Resolves when the shutdown deadline passes (never, if closing never begins).
+async fn closing_deadline(mut closing: watch::Receiver<Option<Instant>>) {
+    loop {
+        if let Some(deadline) = *closing.borrow_and_update() {
+            return tokio::time::sleep_until(deadline.into()).await;
+        }
+        if closing.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
+/// Posts one envelope within `timeout`: `Ok` with the pause Sentry asks for from now on,
+/// if any, or why it was not taken.
 async fn post(
     client: &HyperClient<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
     target: &Target,
     envelope: &Envelope,
-) -> Posted {
+    timeout: Duration,
+) -> Result<Option<Duration>, Failure> {
     let mut body = Vec::new();
-    if envelope.to_writer(&mut body).is_err() {
-        return Posted::Failed;
-    }
+    envelope.to_writer(&mut body).map_err(|e| {
+        Failure::new(
+            DropReason::Rejected,
+            format!("cannot write the envelope: {e}"),
+        )
+    })?;
     let request = http::Request::post(target.url.clone())
         .header("x-sentry-auth", &target.auth)
         .header(http::header::CONTENT_TYPE, "application/x-sentry-envelope")
-        .body(Full::new(Bytes::from(body)));
-    let Ok(request) = request else {
-        return Posted::Failed;
-    };
-    let exchange = async {
-        let response = client.request(request).await.ok()?;
-        let status = response.status();
-        let wait = retry_after(response.headers());
-        // Read the answer to its end so the connection can be reused.
-        response.into_body().collect().await.ok()?;
-        Some((status, wait))
-    };
-    match tokio::time::timeout(target.send_timeout, exchange).await {
-        Ok(Some((status, _))) if status.is_success() => Posted::Accepted,
-        Ok(Some((status, wait))) if status == http::StatusCode::TOO_MANY_REQUESTS => {
-            Posted::RateLimited(wait.unwrap_or(DEFAULT_RETRY_AFTER))
-        }
-        _ => Posted::Failed,
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| Failure::new(DropReason::Rejected, e.to_string()))?;
+    let exchange =
+        async {
+            let response = client
+                .request(request)
+                .await
+                .map_err(|e| Failure::new(DropReason::Refused, error_chain(&e)))?;
+            let status = response.status();
+            let limits = sentry_rate_limits(response.headers());
+            let retry_after = delivery::retry_after(response.headers());
+            // Read the answer to its end so the connection can be reused.
+            response.into_body().collect().await.map_err(|e| {
+                Failure::new(DropReason::Refused, format!("reading the answer: {e}"))
+            })?;
+            if status.is_success() {
+                return Ok(limits);
+            }
+            let (reason, retry_after) = if status == http::StatusCode::TOO_MANY_REQUESTS {
+                let wait = limits.or(retry_after).unwrap_or(DEFAULT_RETRY_AFTER);
+                (DropReason::RateLimited, Some(wait))
+            } else {
+                (DropReason::Rejected, retry_after)
+            };
+            Err(Failure {
+                retry_after,
+                ..Failure::new(reason, format!("Sentry answered {status}"))
+            })
+        };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(Failure::new(
+            DropReason::Timeout,
+            format!("no answer within {timeout:?}"),
+        )),
     }
 }
 
-/// The pause a 429 asks for: the longest of `X-Sentry-Rate-Limits`, else `Retry-After`.
-fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
-    let seconds = |s: &str| {
-        s.trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-    };
-    let limits = headers
-        .get("x-sentry-rate-limits")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.split(',')
-                .filter_map(|limit| seconds(limit.split(':').next()?))
-                .reduce(f64::max)
-        });
-    let retry = headers
-        .get(http::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(seconds);
-    limits
-        .or(retry)
+/// The pause `X-Sentry-Rate-Limits` asks for error events: the longest limit whose
+/// categories are empty (all), `error` or `default`. It may come with any status.
+fn sentry_rate_limits(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get("x-sentry-rate-limits")?.to_str().ok()?;
+    value
+        .split(',')
+        .filter_map(|limit| {
+            let mut parts = limit.trim().split(':');
+            let seconds = parts.next()?.trim().parse::<f64>().ok()?;
+            let categories = parts.next().unwrap_or("");
+            let ours = categories.is_empty()
+                || categories
+                    .split(';')
+                    .any(|c| matches!(c.trim(), "error" | "default"));
+            (ours && seconds.is_finite() && seconds >= 0.0).then_some(seconds)
+        })
+        .reduce(f64::max)
         .map(|s| Duration::from_secs_f64(s.min(3600.0)))
+}
+
+/// An error and its sources, one line (`connection refused` is at the bottom of the chain).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Wraps an application's own transport so what it is handed is counted as sent.
@@ -277,15 +452,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rate_limit_headers() {
-        let mut h = http::HeaderMap::new();
-        assert_eq!(retry_after(&h), None);
-        h.insert("retry-after", "7".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        h.insert(
-            "x-sentry-rate-limits",
-            "60:error;transaction:org, 2::project".parse().unwrap(),
+    fn sentry_rate_limits_count_for_error_events_only() {
+        let limits = |v: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert("x-sentry-rate-limits", v.parse().unwrap());
+            sentry_rate_limits(&h)
+        };
+        assert_eq!(sentry_rate_limits(&http::HeaderMap::new()), None);
+        assert_eq!(
+            limits("60:error;transaction:org, 2::project"),
+            Some(Duration::from_secs(60))
         );
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(60)));
+        assert_eq!(
+            limits("30:transaction:key"),
+            None,
+            "transactions are not ours"
+        );
+        assert_eq!(
+            limits("5::organization"),
+            Some(Duration::from_secs(5)),
+            "all categories"
+        );
+        assert_eq!(limits("7:default:key:reason"), Some(Duration::from_secs(7)));
+        assert_eq!(limits("soon:error"), None);
     }
 }

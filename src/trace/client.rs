@@ -14,9 +14,9 @@ use tower_service::Service;
 
 use super::current;
 use super::export::{FinishedSpan, Kind, RequestText};
+use super::span::TraceConfig;
 use super::{RequestId, SpanContext};
 use crate::classify::{is_grpc, ErrorType, Failure, GrpcCode};
-use crate::observability::Shared;
 
 /// Layer for outbound HTTP clients; made by
 /// [`Observability::client_layer`](crate::Observability::client_layer).
@@ -48,12 +48,12 @@ use crate::observability::Shared;
 /// [`outbound`](Self::outbound), inject it, and end it with the response.
 #[derive(Clone)]
 pub struct TraceClientLayer {
-    shared: Arc<Shared>,
+    config: Arc<TraceConfig>,
 }
 
 impl TraceClientLayer {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        TraceClientLayer { shared }
+    pub(crate) fn new(config: Arc<TraceConfig>) -> Self {
+        TraceClientLayer { config }
     }
 
     /// Opens the client span of one outbound call made by a client that is not a tower
@@ -88,9 +88,9 @@ impl TraceClientLayer {
     /// # }
     /// ```
     pub fn outbound(&self, method: &Method, uri: &Uri) -> OutboundSpan {
-        let opened = open(&self.shared, method, uri, Version::HTTP_11, false);
+        let opened = open(&self.config, method, uri, Version::HTTP_11, false);
         OutboundSpan {
-            shared: self.shared.clone(),
+            config: self.config.clone(),
             opened,
         }
     }
@@ -99,7 +99,7 @@ impl TraceClientLayer {
 /// One call's client span and what it injects; see [`TraceClientLayer::outbound`].
 /// Recorded when ended, or (as cancelled) when dropped unended.
 pub struct OutboundSpan {
-    shared: Arc<Shared>,
+    config: Arc<TraceConfig>,
     /// `None` with tracing off.
     opened: Option<Opened>,
 }
@@ -114,7 +114,7 @@ impl OutboundSpan {
     /// headers already hold one; nothing with tracing off.
     pub fn inject(&self, headers: &mut HeaderMap) {
         if let Some(opened) = &self.opened {
-            opened.inject(&self.shared, headers);
+            opened.inject(&self.config, headers);
         }
     }
 
@@ -133,7 +133,7 @@ impl OutboundSpan {
 
     fn end(&mut self, status: u16, error: Option<ErrorType>) {
         if let Some(pending) = self.opened.take().and_then(|o| o.pending) {
-            submit(&self.shared, pending, status, None, error);
+            submit(&self.config, pending, status, None, error);
         }
     }
 }
@@ -162,9 +162,9 @@ struct Opened {
 }
 
 impl Opened {
-    fn inject(&self, shared: &Shared, headers: &mut HeaderMap) {
+    fn inject(&self, config: &TraceConfig, headers: &mut HeaderMap) {
         // The request id travels with the call, so every service's logs share it.
-        if let (Some(name), Some(id)) = (&shared.tracing.request_id, &self.request_id) {
+        if let (Some(name), Some(id)) = (&config.request_id, &self.request_id) {
             if !headers.contains_key(name) {
                 headers.insert(name.clone(), id.header_value());
             }
@@ -176,13 +176,12 @@ impl Opened {
 /// Opens a client span under the request served on this thread, or a new trace; `None`
 /// with tracing off.
 fn open(
-    shared: &Shared,
+    config: &TraceConfig,
     method: &Method,
     uri: &Uri,
     version: Version,
     grpc_call: bool,
 ) -> Option<Opened> {
-    let config = &shared.tracing;
     if !config.enabled {
         return None;
     }
@@ -197,7 +196,9 @@ fn open(
         },
         None => config.child_of(None),
     };
-    let pending = (context.flags.is_sampled() && config.sink.is_some()).then(|| {
+    let pending = (context.flags.is_sampled()
+        && config.sink.as_ref().is_some_and(|sink| sink.admit()))
+    .then(|| {
         Box::new(Pending {
             started: Instant::now(),
             span: FinishedSpan {
@@ -238,7 +239,7 @@ impl<S> Layer<S> for TraceClientLayer {
     fn layer(&self, inner: S) -> Self::Service {
         TraceClient {
             inner,
-            shared: self.shared.clone(),
+            config: self.config.clone(),
         }
     }
 }
@@ -247,7 +248,7 @@ impl<S> Layer<S> for TraceClientLayer {
 #[derive(Clone)]
 pub struct TraceClient<S> {
     inner: S,
-    shared: Arc<Shared>,
+    config: Arc<TraceConfig>,
 }
 
 impl<S> std::fmt::Debug for TraceClient<S> {
@@ -276,20 +277,20 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let opened = open(
-            &self.shared,
+            &self.config,
             req.method(),
             req.uri(),
             req.version(),
             is_grpc(req.headers()),
         );
         let pending = opened.and_then(|opened| {
-            opened.inject(&self.shared, req.headers_mut());
+            opened.inject(&self.config, req.headers_mut());
             opened.pending
         });
         TraceClientFuture {
             inner: self.inner.call(req),
             pending,
-            shared: self.shared.clone(),
+            config: self.config.clone(),
         }
     }
 }
@@ -301,14 +302,14 @@ pin_project! {
         #[pin]
         inner: F,
         pending: Option<Box<Pending>>,
-        shared: Arc<Shared>,
+        config: Arc<TraceConfig>,
     }
 
     impl<F> PinnedDrop for TraceClientFuture<F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(pending) = this.pending.take() {
-                submit(this.shared, pending, 0, None, Some(ErrorType::Failure(Failure::Cancelled)));
+                submit(this.config, pending, 0, None, Some(ErrorType::Failure(Failure::Cancelled)));
             }
         }
     }
@@ -348,20 +349,20 @@ where
                 }
                 Err(_) => (0, None, Some(ErrorType::Failure(Failure::ServiceError))),
             };
-            submit(this.shared, pending, status, grpc, error);
+            submit(this.config, pending, status, grpc, error);
         }
         Poll::Ready(result)
     }
 }
 
 fn submit(
-    shared: &Shared,
+    config: &TraceConfig,
     pending: Box<Pending>,
     status: u16,
     grpc_status: Option<GrpcCode>,
     error: Option<ErrorType>,
 ) {
-    let Some(sink) = &shared.tracing.sink else {
+    let Some(sink) = &config.sink else {
         return;
     };
     let Pending { mut span, started } = *pending;

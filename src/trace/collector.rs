@@ -20,6 +20,7 @@ use super::export::FinishedSpan;
 use super::otlp::{OtlpProtocol, OtlpSettings};
 use super::protobuf::SpanBatch;
 use super::queue::{self, Backend, Worker};
+use crate::delivery::{self, DropReason, Failure};
 
 /// The gRPC method of the OTLP trace service.
 const GRPC_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -30,6 +31,8 @@ const MAX_ANSWER: usize = 64 * 1024;
 pub(crate) struct Collector {
     client: Client<HttpConnector, Full<Bytes>>,
     uri: Uri,
+    /// The URL for the log: no user information.
+    shown: String,
     headers: HeaderMap,
     grpc: bool,
     timeout: Duration,
@@ -103,6 +106,7 @@ impl Collector {
             .build(connector);
         Ok(Collector {
             client,
+            shown: delivery::endpoint_for_log(&uri),
             uri,
             headers,
             grpc,
@@ -120,11 +124,12 @@ impl Collector {
     }
 
     /// Sends one encoded `ExportTraceServiceRequest`, which starts after
-    /// [`prefix`](Self::prefix) bytes; the error says why it was not taken.
-    pub(crate) async fn send(&self, mut message: Vec<u8>) -> Result<(), String> {
+    /// [`prefix`](Self::prefix) bytes; the failure says why it was not taken.
+    pub(crate) async fn send(&self, mut message: Vec<u8>) -> Result<(), Failure> {
         if self.grpc {
             // A gRPC message: uncompressed flag, big-endian length, the message.
-            let len = u32::try_from(message.len() - 5).map_err(|_| "batch too large")?;
+            let len = u32::try_from(message.len() - 5)
+                .map_err(|_| Failure::new(DropReason::Rejected, "batch too large"))?;
             message[0] = 0;
             message[1..5].copy_from_slice(&len.to_be_bytes());
         }
@@ -137,53 +142,185 @@ impl Collector {
             *req.version_mut() = http::Version::HTTP_2;
         }
         let call = async {
-            let res = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| format!("{}: {}", self.uri, error_chain(&e)))?;
+            let res = self.client.request(req).await.map_err(|e| {
+                // Refused, reset, a name that does not resolve: no answer came.
+                Failure::new(DropReason::Refused, error_chain(&e))
+            })?;
             let status = res.status();
             let head = res.headers().clone();
             let answer = Limited::new(res.into_body(), MAX_ANSWER)
                 .collect()
                 .await
-                .map_err(|e| format!("reading the answer: {e}"))?;
+                .map_err(|e| {
+                    Failure::new(DropReason::Refused, format!("reading the answer: {e}"))
+                })?;
             if !self.grpc {
                 return if status.is_success() {
                     Ok(())
                 } else {
-                    Err(format!("the collector answered {status}"))
+                    Err(Failure {
+                        retry_after: delivery::retry_after(&head),
+                        ..Failure::new(
+                            if status == http::StatusCode::TOO_MANY_REQUESTS {
+                                DropReason::RateLimited
+                            } else {
+                                DropReason::Rejected
+                            },
+                            format!("the collector answered {status}"),
+                        )
+                    })
                 };
             }
             // Trailers-only answers carry the status in the head.
             let trailers = answer.trailers();
-            let code = trailers
-                .and_then(|t| t.get("grpc-status"))
-                .or_else(|| head.get("grpc-status"))
-                .map(|v| v.as_bytes().to_vec());
-            match code.as_deref() {
+            let field = |name: &str| {
+                trailers
+                    .and_then(|t| t.get(name))
+                    .or_else(|| head.get(name))
+            };
+            match field("grpc-status").map(|v| v.as_bytes()) {
                 Some(b"0") if status.is_success() => Ok(()),
                 Some(code) => {
-                    let message = trailers
-                        .and_then(|t| t.get("grpc-message"))
-                        .or_else(|| head.get("grpc-message"))
+                    let message = field("grpc-message")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("");
-                    Err(format!(
-                        "the collector answered grpc-status {} {message}",
-                        String::from_utf8_lossy(code)
-                    ))
+                    let retry_after = field("grpc-status-details-bin")
+                        .and_then(|v| grpc_retry_delay(v.as_bytes()));
+                    // RESOURCE_EXHAUSTED: the collector sheds load.
+                    let reason = if code == b"8" {
+                        DropReason::RateLimited
+                    } else {
+                        DropReason::Rejected
+                    };
+                    Err(Failure {
+                        retry_after,
+                        ..Failure::new(
+                            reason,
+                            format!(
+                                "the collector answered grpc-status {} {message}",
+                                String::from_utf8_lossy(code)
+                            ),
+                        )
+                    })
                 }
-                None => Err(format!(
-                    "the collector answered {status} without a grpc-status"
+                None => Err(Failure::new(
+                    DropReason::Rejected,
+                    format!("the collector answered {status} without a grpc-status"),
                 )),
             }
         };
         match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result,
-            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+            Err(_) => Err(Failure::new(
+                DropReason::Timeout,
+                format!("no answer within {:?}", self.timeout),
+            )),
         }
     }
+}
+
+/// The delay a gRPC error's `google.rpc.RetryInfo` asks for, from the base64
+/// `grpc-status-details-bin` (a `google.rpc.Status` whose details are `Any`s).
+fn grpc_retry_delay(details: &[u8]) -> Option<Duration> {
+    const RETRY_INFO: &[u8] = b"type.googleapis.com/google.rpc.RetryInfo";
+    let status = base64(details)?;
+    // Status.details (3) -> Any { type_url (1), value (2) } -> RetryInfo.retry_delay (1)
+    // -> Duration { seconds (1), nanos (2) }.
+    let info = protobuf_fields(&status)
+        .filter(|(field, _)| *field == 3)
+        .filter_map(|(_, any)| any.bytes())
+        .find_map(|any| {
+            let mut fields = protobuf_fields(any);
+            let is_retry = fields
+                .clone()
+                .any(|(f, v)| f == 1 && v.bytes() == Some(RETRY_INFO));
+            is_retry.then(|| fields.find(|(f, _)| *f == 2)?.1.bytes())?
+        })?;
+    let delay = protobuf_fields(info).find(|(f, _)| *f == 1)?.1.bytes()?;
+    let (mut seconds, mut nanos) = (0, 0);
+    for (field, value) in protobuf_fields(delay) {
+        match (field, value) {
+            (1, Wire::Varint(v)) => seconds = v,
+            (2, Wire::Varint(v)) => nanos = v,
+            _ => {}
+        }
+    }
+    Some(Duration::from_secs(seconds.min(3600)) + Duration::from_nanos(nanos.min(999_999_999)))
+}
+
+/// Standard or URL-safe base64, padded or not.
+fn base64(text: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &c in text.iter().filter(|c| **c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        acc = ((acc << 6) | u32::from(v)) & 0xffff;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// One protobuf field's value.
+#[derive(Debug, Clone, Copy)]
+enum Wire<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+    Other,
+}
+
+impl<'a> Wire<'a> {
+    fn bytes(self) -> Option<&'a [u8]> {
+        match self {
+            Wire::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+/// The (field number, value) pairs of a protobuf message, up to the first malformed one.
+fn protobuf_fields(mut buf: &[u8]) -> impl Iterator<Item = (u64, Wire<'_>)> + Clone {
+    fn varint(buf: &mut &[u8]) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = buf.split_first()?;
+            *buf = rest;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    std::iter::from_fn(move || {
+        let key = varint(&mut buf)?;
+        let value = match key & 7 {
+            0 => Wire::Varint(varint(&mut buf)?),
+            1 | 5 => {
+                let len = if key & 7 == 1 { 8 } else { 4 };
+                buf = buf.get(len..)?;
+                Wire::Other
+            }
+            2 => {
+                let len = usize::try_from(varint(&mut buf)?).ok()?;
+                let bytes = buf.get(..len)?;
+                buf = &buf[len..];
+                Wire::Bytes(bytes)
+            }
+            _ => return None,
+        };
+        Some((key >> 3, value))
+    })
 }
 
 /// An error and its sources, one line (`connection refused` is at the bottom of the chain).
@@ -219,7 +356,7 @@ impl Backend for OtlpBackend {
         runtime: &tokio::runtime::Runtime,
         spans: &mut dyn Iterator<Item = FinishedSpan>,
         timeout: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         for span in spans {
             self.batch.push(&span);
         }
@@ -229,6 +366,10 @@ impl Backend for OtlpBackend {
 
     fn shutdown(&mut self, _runtime: &tokio::runtime::Runtime) -> bool {
         true
+    }
+
+    fn endpoint(&self) -> String {
+        self.collector.shown.clone()
     }
 }
 

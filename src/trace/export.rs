@@ -167,12 +167,7 @@ impl RequestText {
         self.bytes(Piece::Path).unwrap_or(b"/")
     }
 
-    /// The query's UTF-8 bytes, when it is recorded.
-    pub(crate) fn query_bytes(&self) -> Option<&[u8]> {
-        self.bytes(Piece::Query)
-    }
-
-    /// The query, when it is recorded.
+    /// The query, when it is recorded (as sent: its secrets are redacted when written).
     pub(crate) fn query(&self) -> Option<&str> {
         self.piece(Piece::Query)
     }
@@ -197,7 +192,21 @@ impl RequestText {
 /// Where finished spans go: a bounded queue in front of an exporter, or a user's
 /// OpenTelemetry tracer provider. `submit` never blocks and never fails the request.
 pub(crate) trait SpanSink: Send + Sync {
+    /// Whether to capture a span for this sink now (one atomic load); when not (the
+    /// exporter backs off, its queue is full, it has shut down), the span is counted as
+    /// dropped, by reason, and the request captures nothing.
+    fn admit(&self) -> bool {
+        true
+    }
     fn submit(&self, span: FinishedSpan);
+    /// Spans queued or being exported.
+    fn pending(&self) -> usize {
+        0
+    }
+    /// Spans dropped so far, whatever the reason (for the shutdown's account).
+    fn dropped(&self) -> u64 {
+        0
+    }
     /// Exports what is queued; false if that did not finish within `timeout`.
     fn flush(&self, timeout: Duration) -> bool;
     /// Flushes, then stops the exporter.

@@ -48,6 +48,7 @@ pub use otlp::{BatchSettings, OtlpProtocol, OtlpSettings};
 pub use request_id::{RequestId, REQUEST_ID};
 pub use sampler::Sampler;
 pub use span::RequestContext;
+pub(crate) use span::Tracing;
 pub use traceparent::{TraceParent, TRACEPARENT};
 pub use tracestate::{TraceState, MAX_MEMBERS, TRACESTATE};
 

@@ -12,7 +12,8 @@ use super::collector::OtlpBackend;
 use super::export::SpanSink;
 use super::queue::{self, Worker};
 use crate::error::BuildError;
-use crate::metrics::{HttpMetrics, ServiceInfo};
+use crate::metrics::names::{SPANS_DROPPED, SPANS_EXPORTED};
+use crate::metrics::{ServiceInfo, Sink};
 
 /// The OTLP wire protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +108,7 @@ impl ExportConfig {
     pub(crate) fn from_env(var: &impl Fn(&str) -> Option<String>) -> Result<Self, BuildError> {
         let mut config = ExportConfig::default();
         if let Some(v) = var("OTEL_SDK_DISABLED") {
-            config.disabled = crate::env::boolean("OTEL_SDK_DISABLED", &v)?;
+            config.disabled = crate::config::env::boolean("OTEL_SDK_DISABLED", &v)?;
         }
         let exporter = var("OTEL_TRACES_EXPORTER").unwrap_or_else(|| "otlp".into());
         match exporter.trim() {
@@ -196,9 +197,10 @@ impl ExportConfig {
         &self,
         info: &ServiceInfo,
         resource_attributes: &[(String, String)],
-        metrics: &HttpMetrics,
+        sink: &Sink,
     ) -> Result<Option<Arc<dyn SpanSink>>, BuildError> {
-        if self.disabled {
+        // Without an exporter there are no export counters: a 0 would suggest one.
+        if self.disabled || matches!(self.target, Target::None) {
             return Ok(None);
         }
         let batch = self.batch;
@@ -211,8 +213,8 @@ impl ExportConfig {
         let worker = Worker {
             resource: resource(info, resource_attributes),
             batch,
-            exported: metrics.spans_exported.clone(),
-            dropped: metrics.spans_dropped.clone(),
+            exported: sink.counter_at_zero(SPANS_EXPORTED),
+            dropped: Arc::new(crate::delivery::Dropped::register(sink, SPANS_DROPPED)),
         };
         match &self.target {
             Target::None => Ok(None),
@@ -269,7 +271,7 @@ fn headers(var: &str, v: &str) -> Result<Vec<(String, String)>, BuildError> {
             return Err(bad("not a header name"));
         }
         let value =
-            crate::env::percent_decode(value.trim()).ok_or_else(|| bad("a bad %-escape"))?;
+            crate::percent::decode_strict(value.trim()).ok_or_else(|| bad("a bad %-escape"))?;
         if http::HeaderValue::from_str(&value).is_err() {
             return Err(bad("a value that cannot be a header"));
         }

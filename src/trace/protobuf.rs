@@ -466,4 +466,50 @@ mod tests {
         assert_eq!(c.name, "GET");
         assert_eq!(attrs(c)["url.full"], "http://api.test:8080/users/42");
     }
+
+    #[test]
+    fn recorded_queries_and_urls_carry_no_secrets() {
+        let mut server = span(Kind::Server);
+        server.text = RequestText::capture(
+            &"/users/42?q=1;token=s3cret&%70assword=hunter2&page=2"
+                .parse()
+                .unwrap(),
+            Some(&http::HeaderValue::from_static("ada:pw1@api.test:8080")),
+            None,
+            None,
+            true,
+        );
+        let mut client = span(Kind::Client);
+        client.text = RequestText::capture(
+            &"http://ada:pw2@svc.test:81/p?sig=abc&page=2"
+                .parse()
+                .unwrap(),
+            None,
+            None,
+            None,
+            true,
+        );
+        let mut batch = SpanBatch::new(&[]);
+        batch.push(&server);
+        batch.push(&client);
+        let req = decode(&mut batch);
+        let spans = &req.resource_spans[0].scope_spans[0].spans;
+        let a = attrs(&spans[0]);
+        assert_eq!(
+            a["url.query"],
+            "q=1;token=REDACTED&%70assword=REDACTED&page=2"
+        );
+        assert_eq!(a["server.address"], "api.test");
+        assert_eq!(a["server.port"], "8080");
+        let c = attrs(&spans[1]);
+        assert_eq!(
+            c["url.full"],
+            "http://REDACTED:REDACTED@svc.test:81/p?sig=REDACTED&page=2"
+        );
+        assert_eq!(c["server.address"], "svc.test");
+        let all = format!("{spans:?}");
+        for secret in ["s3cret", "hunter2", "pw1", "pw2", "abc"] {
+            assert!(!all.contains(secret), "{secret} left in {all}");
+        }
+    }
 }

@@ -4,11 +4,18 @@
 //! never blocking on the exporter); names, attributes and the encoding are made on the
 //! exporter thread. The push that fills a batch wakes that thread (one wake per batch, not
 //! per span), so bursts are exported as they come rather than on the next timer; otherwise
-//! a partial batch leaves after `scheduled_delay`. A full queue drops the span and counts
-//! it; an export that fails or outlasts its timeout counts its batch as dropped. So a
-//! collector that is down or hangs costs requests nothing, and memory stays at the queue's
-//! size.
+//! a partial batch leaves after `scheduled_delay`.
+//!
+//! A collector that is down, refuses, hangs or rate-limits costs requests nothing: a failed
+//! export drops its batch (counted by reason) and the exporter waits before the next try
+//! ([`Outage`]: exponential backoff with jitter, `Retry-After` honoured). Meanwhile, and
+//! while the queue is full, the [`Gate`] is closed: requests see it with one atomic load
+//! ([`SpanSink::admit`]) and neither capture nor queue their span, they count it. When the
+//! wait is over the gate opens and the next spans are tried soon after ([`PROBE_DELAY`]),
+//! so a collector that is back receives again within one backoff period. Memory stays at
+//! the queue's size.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +24,12 @@ use metrics::Counter;
 
 use super::export::{FinishedSpan, SpanSink};
 use super::otlp::BatchSettings;
+use crate::delivery::{DropReason, Dropped, Failure, Gate, Outage};
 use crate::error::BuildError;
+
+/// How soon after a backoff ends the first spans captured again are sent: the try that
+/// tells whether the collector is back.
+const PROBE_DELAY: Duration = Duration::from_millis(250);
 
 /// What a starting sink needs from the layer.
 pub(crate) struct Worker {
@@ -25,27 +37,32 @@ pub(crate) struct Worker {
     pub(crate) resource: Vec<(String, String)>,
     pub(crate) batch: BatchSettings,
     pub(crate) exported: Counter,
-    pub(crate) dropped: Counter,
+    pub(crate) dropped: Arc<Dropped>,
 }
 
 /// Where the exporter thread sends batches: the crate's own OTLP encoder and collector
 /// client, or an OpenTelemetry SDK exporter.
 pub(crate) trait Backend {
-    /// Exports one batch within `timeout`; the error says why it was not taken.
+    /// Exports one batch within `timeout`; the failure says why it was not taken.
     fn export(
         &mut self,
         runtime: &tokio::runtime::Runtime,
         spans: &mut dyn Iterator<Item = FinishedSpan>,
         timeout: Duration,
-    ) -> Result<(), String>;
+    ) -> Result<(), Failure>;
 
     /// The layer is going away: release what the backend holds; false if that failed.
     fn shutdown(&mut self, runtime: &tokio::runtime::Runtime) -> bool;
+
+    /// Where batches go, for the log (never a credential).
+    fn endpoint(&self) -> String;
 }
 
 enum Control {
-    Flush(SyncSender<bool>),
-    Shutdown(SyncSender<bool>),
+    /// Export what is queued, within the deadline.
+    Flush(SyncSender<bool>, Instant),
+    /// Export what is queued within the deadline, then stop.
+    Shutdown(SyncSender<bool>, Instant),
 }
 
 /// The queue. The push that makes it `wake_at` long wakes the exporter (an atomic swap, or
@@ -55,6 +72,10 @@ struct Queue {
     capacity: usize,
     /// A full batch (or a full queue, when batches are larger than the queue).
     wake_at: usize,
+    /// Closed while the queue is full, the exporter backs off, or after the shutdown.
+    gate: Gate,
+    /// Spans the exporter took from the queue and has not finished with.
+    in_flight: AtomicUsize,
 }
 
 impl Queue {
@@ -71,45 +92,86 @@ struct QueueSink {
     control: Mutex<Option<mpsc::Sender<Control>>>,
     /// The exporter thread, woken by a full batch, an order, or the sink's end.
     worker: std::thread::Thread,
-    dropped: Counter,
+    dropped: Arc<Dropped>,
 }
 
 impl SpanSink for QueueSink {
+    #[inline]
+    fn admit(&self) -> bool {
+        let gate = &self.queue.gate;
+        if gate.is_open() {
+            return true;
+        }
+        self.dropped
+            .add(gate.reason().unwrap_or(DropReason::QueueFull), 1);
+        false
+    }
+
     fn submit(&self, span: FinishedSpan) {
+        let gate = &self.queue.gate;
+        if gate.is_shut() {
+            self.dropped.add(DropReason::Shutdown, 1);
+            return;
+        }
         let mut spans = self.queue.lock();
         let len = spans.len();
         if len < self.queue.capacity {
             spans.push(span);
+            if len + 1 == self.queue.capacity {
+                // Under the lock, so the exporter's swap cannot reopen it before this.
+                gate.close(Gate::FULL);
+            }
             drop(spans);
             if len + 1 == self.queue.wake_at {
                 self.worker.unpark();
             }
         } else {
             drop(spans);
-            self.dropped.increment(1);
+            self.dropped.add(DropReason::QueueFull, 1);
         }
     }
 
     fn flush(&self, timeout: Duration) -> bool {
-        self.ask(Control::Flush, timeout)
+        // Once the exporter has stopped there is nothing to flush with: say so.
+        self.ask(Control::Flush, timeout, false)
     }
 
     fn shutdown(&self, timeout: Duration) -> bool {
-        self.ask(Control::Shutdown, timeout)
+        self.queue.gate.close(Gate::CLOSED);
+        self.ask(Control::Shutdown, timeout, true)
+    }
+
+    fn dropped(&self) -> u64 {
+        self.dropped.total()
+    }
+
+    fn pending(&self) -> usize {
+        self.queue.lock().len() + self.queue.in_flight.load(Ordering::Relaxed)
     }
 }
 
 impl QueueSink {
-    fn ask(&self, make: fn(SyncSender<bool>) -> Control, timeout: Duration) -> bool {
+    /// Asks the exporter thread to flush or shut down; `when_stopped` is the answer when it
+    /// has already stopped and nothing is left.
+    fn ask(
+        &self,
+        make: fn(SyncSender<bool>, Instant) -> Control,
+        timeout: Duration,
+        when_stopped: bool,
+    ) -> bool {
         let (ack, done) = mpsc::sync_channel(1);
+        let deadline = Instant::now() + timeout;
         let sent = self
             .control
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .is_some_and(|control| control.send(make(ack)).is_ok());
+            .is_some_and(|control| control.send(make(ack, deadline)).is_ok());
         self.worker.unpark();
-        sent && done.recv_timeout(timeout).unwrap_or(false)
+        if !sent {
+            return when_stopped && self.pending() == 0;
+        }
+        done.recv_timeout(timeout).unwrap_or(false)
     }
 }
 
@@ -144,6 +206,8 @@ where
             .batch
             .max_export_batch_size
             .min(worker.batch.max_queue_size),
+        gate: Gate::default(),
+        in_flight: AtomicUsize::new(0),
     });
     let (control, orders) = mpsc::channel();
     let (ready, started) = mpsc::sync_channel::<Result<(), String>>(1);
@@ -170,11 +234,12 @@ where
                 Ok(backend) => {
                     let _ = ready.send(Ok(()));
                     let spare = Vec::with_capacity(worker_queue.capacity);
+                    let outage = Outage::new("span export", "span", backend.endpoint());
                     Export {
                         runtime,
                         backend,
                         worker,
-                        failing: false,
+                        outage,
                         queue: worker_queue,
                         spare,
                     }
@@ -202,8 +267,8 @@ struct Export<B> {
     runtime: tokio::runtime::Runtime,
     backend: B,
     worker: Worker,
-    /// Whether the last export failed (failures are logged on change, not every time).
-    failing: bool,
+    /// Whether the collector is failing, and until when the exporter waits.
+    outage: Outage,
     queue: Arc<Queue>,
     /// Swapped with the queue's buffer, so draining allocates nothing.
     spare: Vec<FinishedSpan>,
@@ -216,79 +281,113 @@ impl<B: Backend> Export<B> {
         loop {
             loop {
                 match orders.try_recv() {
-                    Ok(Control::Flush(ack)) => {
-                        let ok = self.drain();
+                    // Asked for: tried even while backing off (once: a failure drops the rest).
+                    Ok(Control::Flush(ack, deadline)) => {
+                        let ok = self.drain(Some(deadline));
                         let _ = ack.send(ok);
                     }
-                    Ok(Control::Shutdown(ack)) => {
-                        let ok = self.drain();
+                    Ok(Control::Shutdown(ack, deadline)) => {
+                        let ok = self.drain(Some(deadline));
                         let ok = self.backend.shutdown(&self.runtime) && ok;
                         let _ = ack.send(ok);
                         return;
                     }
                     // The layer is gone: send what is left and stop.
                     Err(TryRecvError::Disconnected) => {
-                        self.drain();
+                        self.drain(None);
                         self.backend.shutdown(&self.runtime);
                         return;
                     }
                     Err(TryRecvError::Empty) => break,
                 }
             }
-            let queued = self.queue.lock().len();
             let now = Instant::now();
-            if queued >= self.queue.wake_at || (queued > 0 && now >= due) {
-                self.drain();
+            if self.outage.reopen_if_due(now, &self.queue.gate) {
+                // Spans are captured again: try the first ones soon.
+                due = due.min(now + PROBE_DELAY);
+            }
+            let queued = self.queue.lock().len();
+            let waiting = self.outage.until().filter(|until| now < *until);
+            if waiting.is_none() && (queued >= self.queue.wake_at || (queued > 0 && now >= due)) {
+                self.drain(None);
                 due = Instant::now() + delay;
                 // Look again at once: the queue filled on while this batch was out.
                 continue;
             }
-            // Until a batch fills, an order comes, or the partial batch is due. An empty
-            // queue sleeps a whole delay: a span arriving meanwhile is then due.
-            let wait = if queued > 0 {
-                due.saturating_duration_since(now)
-            } else {
+            // Until a batch fills, an order comes, the partial batch is due, or the wait
+            // after a failure ends. An empty queue sleeps a whole delay: a span arriving
+            // meanwhile is then due.
+            if queued == 0 && now >= due {
                 due = now + delay;
-                delay
-            };
-            std::thread::park_timeout(wait);
+            }
+            let wake = waiting.unwrap_or(due);
+            std::thread::park_timeout(wake.saturating_duration_since(now));
         }
     }
 
-    /// Exports everything queued now, in batches; true if every export succeeded.
-    fn drain(&mut self) -> bool {
-        std::mem::swap(&mut *self.queue.lock(), &mut self.spare);
+    /// Exports everything queued now, in batches, by `deadline` if given; true if every
+    /// export succeeded. After a failure the rest is dropped (counted as `backoff`), not
+    /// tried batch after batch against a collector that is down.
+    fn drain(&mut self, deadline: Option<Instant>) -> bool {
+        {
+            let mut queued = self.queue.lock();
+            std::mem::swap(&mut *queued, &mut self.spare);
+            self.queue.gate.open(Gate::FULL);
+        }
         let mut spans = std::mem::take(&mut self.spare);
+        let queue = self.queue.clone();
+        let in_flight = &queue.in_flight;
+        in_flight.store(spans.len(), Ordering::Relaxed);
         let mut ok = true;
         let size = self.worker.batch.max_export_batch_size;
         let mut left = spans.len();
         // One pass from the front: draining batch by batch would move the rest each time.
         let mut queued = spans.drain(..);
         while left > 0 {
+            let now = Instant::now();
+            let timeout = match deadline {
+                Some(deadline) => deadline.saturating_duration_since(now),
+                None => self.worker.batch.export_timeout,
+            };
+            let skip = if !ok {
+                Some(DropReason::Backoff)
+            } else if timeout.is_zero() {
+                Some(DropReason::Shutdown)
+            } else {
+                None
+            };
+            if let Some(reason) = skip {
+                self.worker.dropped.add(reason, left as u64);
+                in_flight.store(0, Ordering::Relaxed);
+                break;
+            }
             let n = left.min(size);
-            ok &= self.export(&mut queued.by_ref().take(n), n as u64);
+            let timeout = timeout.min(self.worker.batch.export_timeout);
+            ok &= self.export(&mut queued.by_ref().take(n), n as u64, timeout);
             left -= n;
+            in_flight.fetch_sub(n, Ordering::Relaxed);
         }
         drop(queued);
         self.spare = spans;
         ok
     }
 
-    fn export(&mut self, batch: &mut dyn Iterator<Item = FinishedSpan>, n: u64) -> bool {
-        let timeout = self.worker.batch.export_timeout;
+    fn export(
+        &mut self,
+        batch: &mut dyn Iterator<Item = FinishedSpan>,
+        n: u64,
+        timeout: Duration,
+    ) -> bool {
+        let (gate, dropped) = (&self.queue.gate, &self.worker.dropped);
         match self.backend.export(&self.runtime, batch, timeout) {
             Ok(()) => {
                 self.worker.exported.increment(n);
-                if std::mem::take(&mut self.failing) {
-                    tracing::info!(target: "tower_observability::otlp", "span export recovered");
-                }
+                self.outage.succeeded(gate, dropped);
                 true
             }
-            Err(error) => {
-                self.worker.dropped.increment(n);
-                if !std::mem::replace(&mut self.failing, true) {
-                    tracing::warn!(target: "tower_observability::otlp", %error, spans = n, "span export failed; spans are dropped and counted until it recovers");
-                }
+            Err(failure) => {
+                dropped.add(failure.reason, n);
+                self.outage.failed(&failure, n, gate, dropped);
                 false
             }
         }
@@ -299,9 +398,14 @@ impl<B: Backend> Export<B> {
 pub(crate) fn within<T>(
     runtime: &tokio::runtime::Runtime,
     timeout: Duration,
-    future: impl std::future::Future<Output = Result<T, String>>,
-) -> Result<T, String> {
+    future: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
     runtime
         .block_on(async { tokio::time::timeout(timeout, future).await })
-        .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+        .unwrap_or_else(|_| {
+            Err(Failure::new(
+                DropReason::Timeout,
+                format!("no answer within {timeout:?}"),
+            ))
+        })
 }

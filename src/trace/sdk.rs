@@ -19,6 +19,7 @@ use super::otlp::{Pending, Spawn, Target};
 use super::queue::{self, Backend, Worker};
 use super::semconv::{self, AttributeSink};
 use super::{SpanContext, TraceParent};
+use crate::delivery::{DropReason, Failure};
 
 impl Target {
     pub(crate) fn exporter<E: SpanExporter + 'static>(exporter: E) -> Self {
@@ -76,16 +77,23 @@ impl<E: SpanExporter> Backend for SdkBackend<E> {
         runtime: &tokio::runtime::Runtime,
         spans: &mut dyn Iterator<Item = FinishedSpan>,
         timeout: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         let batch: Vec<SpanData> = spans.map(|s| to_span_data(s, &self.scope)).collect();
         let exporter = &self.exporter;
         queue::within(runtime, timeout, async {
-            exporter.export(batch).await.map_err(|e| e.to_string())
+            exporter
+                .export(batch)
+                .await
+                .map_err(|e| Failure::new(DropReason::Rejected, e.to_string()))
         })
     }
 
     fn shutdown(&mut self, _runtime: &tokio::runtime::Runtime) -> bool {
         self.exporter.shutdown().is_ok()
+    }
+
+    fn endpoint(&self) -> String {
+        format!("the span exporter {}", std::any::type_name::<E>())
     }
 }
 

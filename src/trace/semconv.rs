@@ -7,7 +7,11 @@ use std::sync::Arc;
 
 use super::export::{FinishedSpan, Kind};
 use crate::classify::ErrorType;
+use crate::redact::{self, REDACTED};
 use crate::route::{OVERFLOW, UNMATCHED};
+
+/// What stands for the user info of a URL (the conventions' value for `url.full`).
+const REDACTED_USERINFO: &str = "REDACTED:REDACTED@";
 
 /// Where attributes go. Values are borrowed: a sink copies what it keeps.
 pub(crate) trait AttributeSink {
@@ -127,19 +131,11 @@ pub(crate) struct ErrorText {
 impl ErrorText {
     /// The text, when it is a fixed name (not a status code).
     pub(crate) fn static_str(&self) -> Option<&'static str> {
-        match self.error {
-            ErrorType::Failure(failure) => Some(failure.as_str()),
-            ErrorType::Grpc(code) => Some(code.name()),
-            ErrorType::Status(_) => None,
-        }
+        self.error.static_str()
     }
 
     pub(crate) fn as_str(&mut self) -> &str {
-        match self.error {
-            ErrorType::Failure(failure) => failure.as_str(),
-            ErrorType::Grpc(code) => code.name(),
-            ErrorType::Status(status) => self.digits.format(status),
-        }
+        self.error.text(&mut self.digits)
     }
 }
 
@@ -192,7 +188,15 @@ pub(crate) fn attributes(span: &FinishedSpan, out: &mut impl AttributeSink) {
         out.string("http.request.method_original", span.method.as_str());
     }
     let text = &span.text;
-    let server = text.authority().and_then(host_port);
+    // User info (`user:pw@`) is never recorded, whether the URL or the `Host` header had it.
+    let (userinfo, authority) = match text.authority() {
+        Some(a) => match redact::userinfo(a.as_bytes()) {
+            Some(at) => (REDACTED_USERINFO, &a[at.end..]),
+            None => ("", a),
+        },
+        None => ("", ""),
+    };
+    let server = host_port(authority);
     match span.kind {
         Kind::Server => {
             if let Some(route) = route(span) {
@@ -204,8 +208,8 @@ pub(crate) fn attributes(span: &FinishedSpan, out: &mut impl AttributeSink) {
                 Some("https") => out.static_str("url.scheme", "https"),
                 Some(other) => out.string("url.scheme", other),
             }
-            if let Some(query) = text.query_bytes() {
-                out.utf8("url.query", query);
+            if let Some(query) = text.query() {
+                out.string("url.query", &redact::query(query, REDACTED));
             }
             if let Some(ua) = text.user_agent_bytes() {
                 out.utf8("user_agent.original", ua);
@@ -221,14 +225,14 @@ pub(crate) fn attributes(span: &FinishedSpan, out: &mut impl AttributeSink) {
             }
         }
         Kind::Client => {
-            let scheme = text.scheme().unwrap_or("http");
-            let authority = text.authority().unwrap_or("");
+            let (scheme, path) = (text.scheme().unwrap_or("http"), text.path());
             match text.query() {
-                Some(query) => out.string_parts(
-                    "url.full",
-                    &[scheme, "://", authority, text.path(), "?", query],
-                ),
-                None => out.string_parts("url.full", &[scheme, "://", authority, text.path()]),
+                Some(query) => {
+                    let query = redact::query(query, REDACTED);
+                    let full = [scheme, "://", userinfo, authority, path, "?", &query];
+                    out.string_parts("url.full", &full);
+                }
+                None => out.string_parts("url.full", &[scheme, "://", userinfo, authority, path]),
             }
         }
     }

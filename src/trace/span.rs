@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderMap, HeaderName, Request, Version};
 
@@ -14,8 +14,11 @@ use super::{
 };
 use super::{REQUEST_ID, TRACERESPONSE_NAME};
 use crate::classify::Outcome;
+use crate::config::Setup;
+use crate::error::BuildError;
 use crate::method::MethodLabel;
 use crate::route::Route;
+use crate::signal::{Arrival, Ending, Head, Signal, SpanIds};
 
 /// The tracing settings every request reads.
 pub(crate) struct TraceConfig {
@@ -135,7 +138,10 @@ impl ServerSpan {
             http.response.status_code = tracing::field::Empty,
             error.type = tracing::field::Empty,
         );
-        let capture = (context.flags.is_sampled() && config.sink.is_some()).then(|| {
+        // A sink that backs off or is full counts the span instead: nothing is captured.
+        let capture = (context.flags.is_sampled()
+            && config.sink.as_ref().is_some_and(|sink| sink.admit()))
+        .then(|| {
             let headers = req.headers();
             Capture {
                 method: req.method().clone(),
@@ -163,12 +169,6 @@ impl ServerSpan {
         }
     }
 
-    /// The trace and span ids, for error reports that link to the trace.
-    #[cfg(feature = "sentry")]
-    pub(crate) fn ids(&self) -> ([u8; 16], [u8; 8]) {
-        (self.current.span.trace_id.0, self.current.span.span_id.0)
-    }
-
     /// Enters the span (for `tracing` and for [`current`](super::current)) until dropped.
     pub(crate) fn enter(&self) -> Entered<'_> {
         Entered {
@@ -190,7 +190,8 @@ impl ServerSpan {
         }
     }
 
-    /// The exchange ended with `outcome`: record it and hand the span to the exporter.
+    /// The exchange ended with `outcome`: record it, hand the span to the exporter, and
+    /// return its ids.
     pub(crate) fn finish(
         &mut self,
         config: &TraceConfig,
@@ -198,18 +199,23 @@ impl ServerSpan {
         grpc_call: bool,
         route: &Arc<Route>,
         started: Instant,
-    ) {
+    ) -> SpanIds {
         if !self.span.is_disabled() {
             self.span
                 .record("http.response.status_code", outcome.status);
             if let Some(error) = outcome.error {
-                let error = FinishedSpanError(error);
                 self.span
                     .record("error.type", tracing::field::display(&error));
             }
         }
+        let context = &self.current.span;
+        let mut ids = SpanIds {
+            trace_id: context.trace_id.0,
+            span_id: context.span_id.0,
+            exported: false,
+        };
         let (Some(capture), Some(sink)) = (self.capture.take(), config.sink.as_ref()) else {
-            return;
+            return ids;
         };
         let Capture {
             method,
@@ -220,7 +226,7 @@ impl ServerSpan {
         } = capture;
         sink.submit(FinishedSpan {
             kind: Kind::Server,
-            context: self.current.span.clone(),
+            context: context.clone(),
             parent: self.parent.map(|p| (p, true)),
             link: self.link,
             method,
@@ -235,6 +241,103 @@ impl ServerSpan {
             grpc_status: outcome.grpc,
             error: outcome.error,
         });
+        ids.exported = true;
+        ids
+    }
+}
+
+/// Tracing as a signal of the pass: the server span, W3C Trace Context in and out, the
+/// request id.
+pub(crate) struct Tracing(Arc<TraceConfig>);
+
+impl Tracing {
+    /// The settings, shared with the client layer.
+    pub(crate) fn config(&self) -> &Arc<TraceConfig> {
+        &self.0
+    }
+
+    /// Exports the spans still queued; false if that did not end within `timeout` (or there
+    /// is no exporter).
+    pub(crate) fn flush(&self, timeout: Duration) -> bool {
+        self.0.sink.as_ref().is_some_and(|sink| sink.flush(timeout))
+    }
+
+    /// Flushes and stops the exporter; false if that did not end within `timeout`.
+    pub(crate) fn shutdown(&self, timeout: Duration) -> bool {
+        self.0
+            .sink
+            .as_ref()
+            .is_none_or(|sink| sink.shutdown(timeout))
+    }
+
+    /// Spans queued or being exported.
+    pub(crate) fn pending(&self) -> usize {
+        self.0.sink.as_ref().map_or(0, |sink| sink.pending())
+    }
+
+    /// Spans dropped so far.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.0.sink.as_ref().map_or(0, |sink| sink.dropped())
+    }
+}
+
+impl Signal for Tracing {
+    type Exchange = Option<Box<ServerSpan>>;
+    type Entered<'a> = Option<Entered<'a>>;
+
+    fn build(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
+        let settings = setup.settings;
+        #[cfg(feature = "otlp")]
+        let sink = settings
+            .export
+            .open(setup.info, &settings.resource_attributes, setup.sink)?;
+        #[cfg(not(feature = "otlp"))]
+        let sink = None;
+        Ok(Tracing(Arc::new(TraceConfig {
+            enabled: settings.tracing,
+            sampler: settings.sampler.clone(),
+            trust_inbound: settings.trust_inbound_context,
+            traceresponse: settings.traceresponse,
+            request_id: setup.request_id.clone(),
+            record_query: settings.record_query,
+            sink,
+        })))
+    }
+
+    #[inline]
+    fn arrive<B>(&self, req: &Request<B>, arrival: &mut Arrival<'_>) -> Self::Exchange {
+        // Boxed: a span is 400 bytes, which every request would otherwise move around.
+        (arrival.observed && self.0.enabled).then(|| {
+            Box::new(ServerSpan::begin(
+                &self.0,
+                req,
+                arrival.method,
+                arrival.route,
+            ))
+        })
+    }
+
+    #[inline]
+    fn enter<'a>(&'a self, span: &'a Self::Exchange) -> Self::Entered<'a> {
+        span.as_deref().map(ServerSpan::enter)
+    }
+
+    fn respond(&self, span: &mut Self::Exchange, head: &mut Head<'_>) {
+        if let Some(span) = span {
+            span.on_response(&self.0, head.headers);
+        }
+    }
+
+    fn end(&self, span: &mut Self::Exchange, ending: &mut Ending<'_>) {
+        if let Some(span) = span {
+            ending.span = Some(span.finish(
+                &self.0,
+                &ending.outcome,
+                ending.grpc,
+                ending.route,
+                ending.started,
+            ));
+        }
     }
 }
 
@@ -242,20 +345,6 @@ impl ServerSpan {
 pub(crate) struct Entered<'a> {
     _span: tracing::span::Entered<'a>,
     _current: current::Entered,
-}
-
-/// `error.type` for the `tracing` span, formatted only when a subscriber wants it.
-struct FinishedSpanError(crate::classify::ErrorType);
-
-impl std::fmt::Display for FinishedSpanError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::classify::ErrorType;
-        match self.0 {
-            ErrorType::Failure(failure) => f.write_str(failure.as_str()),
-            ErrorType::Grpc(code) => f.write_str(code.name()),
-            ErrorType::Status(status) => write!(f, "{status}"),
-        }
-    }
 }
 
 /// The client's address, when the server put it in the request (axum's `ConnectInfo`).

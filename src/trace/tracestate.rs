@@ -1,8 +1,13 @@
 //! The `tracestate` header (W3C Trace Context): vendor entries passed along unchanged.
 //!
-//! Several header lines are one list, joined in order. Empty members are skipped. A list
-//! with an invalid key or value, a duplicated key, or more than 32 members is invalid and
-//! dropped as a whole, without touching the `traceparent` it came with.
+//! By the current editor's draft: keys are `[a-z0-9][_0-9a-z-*/@]{0,255}` (an `@`, or
+//! several, anywhere after the first character: the draft no longer splits keys into
+//! tenant and system), values 1 to 256 printable ASCII characters without `,` or `=`,
+//! not ending in a space. Several header lines are one list, joined in order. Empty
+//! members are skipped. A duplicated key keeps its first occurrence (the draft lets either
+//! be passed on; the left-most is the most recent). A list with an invalid key or value,
+//! or more than 32 members, is invalid and dropped as a whole, without touching the
+//! `traceparent` it came with.
 
 use std::sync::Arc;
 
@@ -32,24 +37,20 @@ pub struct TraceState(Option<Arc<str>>);
 impl TraceState {
     /// Reads every `tracestate` line of a request as one list; an invalid list is empty.
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        let mut lines = headers.get_all(&TRACESTATE_NAME).iter();
-        let Some(first) = lines.next() else {
-            return TraceState::default();
-        };
-        let mut total = first.len();
-        if total > MAX_LEN {
-            return TraceState::default();
-        }
-        let mut more = Vec::new();
-        for line in lines {
+        let lines = headers.get_all(&TRACESTATE_NAME);
+        // Joined by commas, the lines must fit in MAX_LEN.
+        let mut total = 0;
+        for line in lines.iter() {
             total += line.len() + 1;
-            if total > MAX_LEN {
+            if total > MAX_LEN + 1 {
                 return TraceState::default();
             }
-            more.push(line.as_bytes());
         }
-        let lines = std::iter::once(first.as_bytes()).chain(more);
-        Self::parse_lines(lines).unwrap_or_default()
+        if total == 0 {
+            // No header: the common case, with nothing to parse.
+            return TraceState::default();
+        }
+        Self::parse_lines(lines.iter().map(HeaderValue::as_bytes)).unwrap_or_default()
     }
 
     /// Parses one header value; `None` when it is invalid.
@@ -60,36 +61,32 @@ impl TraceState {
         Self::parse_lines(std::iter::once(value.as_bytes()))
     }
 
-    fn parse_lines<'a>(lines: impl Iterator<Item = &'a [u8]> + Clone) -> Option<Self> {
-        let members = || {
-            lines
-                .clone()
-                .flat_map(|l| l.split(|b| *b == b','))
-                .map(trim_ows)
-        };
-        let mut count = 0;
-        let mut len = 0;
-        for (i, member) in members().enumerate().filter(|(_, m)| !m.is_empty()) {
+    fn parse_lines<'a>(lines: impl Iterator<Item = &'a [u8]>) -> Option<Self> {
+        let members = lines
+            .flat_map(|l| l.split(|b| *b == b','))
+            .map(trim_ows)
+            .filter(|m| !m.is_empty());
+        // The members passed on and their keys; at most 32 of each, so no allocation.
+        let mut kept: [(&[u8], &[u8]); MAX_MEMBERS] = [(&[], &[]); MAX_MEMBERS];
+        let (mut count, mut n, mut len) = (0, 0, 0);
+        for member in members {
             count += 1;
-            if count > MAX_MEMBERS || len > MAX_LEN {
+            if count > MAX_MEMBERS {
                 return None;
             }
             let key = check_member(member)?;
-            // Duplicated keys make the list invalid; at most 32 members, so this is cheap.
-            let duplicated = members()
-                .take(i)
-                .filter(|m| !m.is_empty())
-                .any(|m| m.split(|b| *b == b'=').next() == Some(key));
-            if duplicated {
-                return None;
+            if kept[..n].iter().any(|(k, _)| *k == key) {
+                continue;
             }
+            kept[n] = (key, member);
+            n += 1;
             len += member.len() + 1;
         }
-        if count == 0 {
+        if n == 0 {
             return Some(TraceState::default());
         }
         let mut out = String::with_capacity(len);
-        for member in members().filter(|m| !m.is_empty()) {
+        for (_, member) in &kept[..n] {
             if !out.is_empty() {
                 out.push(',');
             }
@@ -132,25 +129,16 @@ fn check_member(member: &[u8]) -> Option<&[u8]> {
     (valid_key(key) && valid_value(value)).then_some(key)
 }
 
-/// `lcalpha 0*255(lcalpha / DIGIT / "_" / "-" / "*" / "/")`, or `tenant@system` with a
-/// tenant of `(lcalpha / DIGIT) 0*240(...)` and a system of `lcalpha 0*13(...)`.
+/// `(lcalpha / DIGIT) 0*255(lcalpha / DIGIT / "_" / "-" / "*" / "/" / "@")`.
 fn valid_key(key: &[u8]) -> bool {
-    let rest = |s: &[u8]| {
-        s.iter()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/'))
-    };
-    match key.iter().position(|b| *b == b'@') {
-        None => matches!(key.first(), Some(b'a'..=b'z')) && key.len() <= 256 && rest(&key[1..]),
-        Some(at) => {
-            let (tenant, system) = (&key[..at], &key[at + 1..]);
-            matches!(tenant.first(), Some(b'a'..=b'z' | b'0'..=b'9'))
-                && tenant.len() <= 241
-                && rest(&tenant[1..])
-                && matches!(system.first(), Some(b'a'..=b'z'))
-                && system.len() <= 14
-                && rest(&system[1..])
-        }
-    }
+    matches!(key.first(), Some(b'a'..=b'z' | b'0'..=b'9'))
+        && key.len() <= 256
+        && key[1..].iter().all(|b| {
+            matches!(
+                b,
+                b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/' | b'@'
+            )
+        })
 }
 
 /// `0*255(chr) nblk-chr`: 1 to 256 printable ASCII characters without `,` or `=`, spaces
@@ -178,6 +166,9 @@ mod tests {
     fn valid_lists_are_kept_normalised() {
         let k241 = format!("{}@sys", "t".repeat(241));
         let k256 = format!("a{}", "b".repeat(255));
+        let k242 = format!("{}@v", "t".repeat(242));
+        let sys15 = format!("t@{}", "v".repeat(15));
+        let at256 = format!("a{}", "@".repeat(255));
         let v256 = "v".repeat(256);
         let table: &[(&[&str], String)] = &[
             (&[], String::new()),
@@ -191,12 +182,34 @@ mod tests {
             // Several lines are one list, in order.
             (&["foo=1", "bar=2,baz=3"], "foo=1,bar=2,baz=3".into()),
             (&["foo=1", ""], "foo=1".into()),
-            // Multi-tenant keys, and keys starting with a digit only as tenants.
+            // Keys by the editor's draft: a digit may start any key, and `@` may appear
+            // anywhere after the first character, any number of times.
             (&["tenant@vendor=x"], "tenant@vendor=x".into()),
             (&["1tenant@vendor=x"], "1tenant@vendor=x".into()),
+            (&["1foo=1"], "1foo=1".into()),
+            (&["0=1"], "0=1".into()),
+            (&["foo@=1,bar=2"], "foo@=1,bar=2".into()),
+            (&["foo@@bar=1,bar=2"], "foo@@bar=1,bar=2".into()),
+            (&["foo@bar@baz=1,bar=2"], "foo@bar@baz=1,bar=2".into()),
+            (&["t@1sys=1"], "t@1sys=1".into()),
             (&["a_b-c*d/e=x"], "a_b-c*d/e=x".into()),
+            (
+                &["abcdefghijklmnopqrstuvwxyz0123456789_-*/@a-z0-9_-*/=x"],
+                "abcdefghijklmnopqrstuvwxyz0123456789_-*/@a-z0-9_-*/=x".into(),
+            ),
+            // Lengths: only the whole key's 256 counts, not the old tenant and system parts.
             (&[&format!("{k241}=x")], format!("{k241}=x")),
             (&[&format!("{k256}=x")], format!("{k256}=x")),
+            (&[&format!("{k242}=x")], format!("{k242}=x")),
+            (&[&format!("{sys15}=x")], format!("{sys15}=x")),
+            (&[&format!("{at256}=x")], format!("{at256}=x")),
+            // A duplicated key keeps its first occurrence, the rest of the list passes.
+            (&["foo=1,foo=2"], "foo=1".into()),
+            (&["foo=1,foo=1"], "foo=1".into()),
+            (&["foo=1", "foo=2"], "foo=1".into()),
+            (&["foo=1", "bar=2,foo=3"], "foo=1,bar=2".into()),
+            (&["a=1,b=2,a=3,c=4,b=5"], "a=1,b=2,c=4".into()),
+            (&["t@v=1,t@v=2,t=3"], "t@v=1,t=3".into()),
             // Values: printable, inner spaces, up to 256 characters.
             (&["foo=a b"], "foo=a b".into()),
             (
@@ -216,22 +229,26 @@ mod tests {
         let v257 = "v".repeat(257);
         let table: &[(&str, &[&str])] = &[
             ("uppercase key", &["Foo=1"]),
-            ("key starting with a digit", &["1foo=1"]),
             ("key starting with an underscore", &["_foo=1"]),
+            ("key starting with an @", &["@foo=1,bar=2"]),
+            ("key starting with a slash", &["/foo=1"]),
+            ("key with a dot", &["foo.bar=1"]),
+            ("key with a space", &["foo =1"]),
             ("key too long", &[&format!("{k257}=1")]),
-            ("tenant too long", &[&format!("{}@sys=1", "t".repeat(242))]),
-            ("system too long", &[&format!("t@{}=1", "s".repeat(15))]),
-            ("system starting with a digit", &["t@1sys=1"]),
-            ("empty tenant", &["@sys=1"]),
-            ("empty system", &["t@=1"]),
-            ("two @", &["a@b@c=1"]),
+            (
+                "key with @ too long",
+                &[&format!("{}@v=1", "t".repeat(255))],
+            ),
+            (
+                "key too long on another line",
+                &["foo=1", &format!("{k257}=1")],
+            ),
             ("no equals", &["foo"]),
             ("empty key", &["=1"]),
             ("empty value", &["foo="]),
             ("value with equals", &["foo=a=b"]),
             ("value too long", &[&format!("foo={v257}")]),
-            ("duplicated key", &["foo=1,foo=2"]),
-            ("duplicated key across lines", &["foo=1", "bar=2,foo=3"]),
+            ("invalid duplicate", &["foo=1,foo=a=b"]),
             ("one bad member spoils the list", &["foo=1,Bad=2,bar=3"]),
         ];
         for (why, input) in table {
@@ -253,6 +270,9 @@ mod tests {
         // Empty members do not count.
         let with_empties = format!("{ok},,,");
         assert_eq!(lines(&[&with_empties]).as_str(), ok);
+        // Members count as sent, duplicates included.
+        let duplicated = format!("{ok},k0=again");
+        assert!(lines(&[&duplicated]).is_empty());
         // Across lines, the limit holds for the combined list.
         let (a, b) = (members(20), members(33));
         assert!(lines(&[&a.join(","), &b[20..].join(",")]).is_empty());

@@ -276,3 +276,55 @@ async fn the_resource_names_the_service_and_spans_carry_the_client_address() {
     let (_, span) = received.named("GET /users/{id}").unwrap();
     assert_eq!(attr(&span, "client.address"), None);
 }
+
+/// With `record_query(true)`, the query reaches both outputs (the built-in OTLP exporter and
+/// an exporter of the application's own) with the values of secret-looking keys redacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_query_reaches_the_collector_without_its_secrets() {
+    let _shared = not_measuring().await;
+    const QUERY: &str = "q=rust;token=SECRET-1&%70assword=SECRET-2&pw=SECRET-3&keyboard=qwerty";
+    const REDACTED: &str = "q=rust;token=REDACTED&%70assword=REDACTED&pw=REDACTED&keyboard=qwerty";
+    let received = Received::default();
+    let endpoint = http_receiver(received.clone()).await;
+    let vars: HashMap<String, String> = [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let otlp = Observability::from_env_with("queries", move |k| vars.get(k).cloned())
+        .unwrap()
+        .metrics_backend(MetricsBackend::IsolatedPrometheus)
+        .record_query(true)
+        .build()
+        .unwrap();
+    let kept = Keep::default();
+    let sdk = isolated("queries-sdk")
+        .span_exporter(kept.clone())
+        .record_query(true)
+        .build()
+        .unwrap();
+    for obs in [&otlp, &sdk] {
+        let addr = serve(users().layer(obs.layer())).await;
+        assert_eq!(
+            call(&format!("http://{addr}/users/7?{QUERY}"), &[]).await,
+            200
+        );
+        assert!(obs.flush_traces(Duration::from_secs(5)));
+    }
+
+    let spans = wait_for(&received, 1).await;
+    let (_, span) = &spans[0];
+    assert_eq!(attr(span, "url.query").as_deref(), Some(REDACTED));
+    assert!(!format!("{span:?}").contains("SECRET"), "{span:?}");
+    let spans = kept.0.lock().unwrap().clone();
+    let query = spans[0]
+        .attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == "url.query")
+        .map(|kv| kv.value.to_string());
+    assert_eq!(query.as_deref(), Some(REDACTED));
+    assert!(!format!("{spans:?}").contains("SECRET"));
+}

@@ -53,25 +53,64 @@ pub async fn send(
     (status, body)
 }
 
-/// The value of the sample `name{labels...}` whose labels include every pair given.
-/// Returns the sum over all matching samples, or `None` when none match.
-pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let mut total = None;
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let (series, value) = line.rsplit_once(' ').unwrap();
-        let (metric, label_text) = match series.split_once('{') {
-            Some((m, rest)) => (m, rest.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        if metric != name {
-            continue;
+/// A sample's labels, unescaped, in their order.
+pub type Labels = Vec<(String, String)>;
+
+/// One sample line of the text exposition: its name, its labels, its value.
+pub fn parse_sample(line: &str) -> Option<(&str, Labels, f64)> {
+    if line.starts_with('#') || line.trim().is_empty() {
+        return None;
+    }
+    let (series, value) = line.rsplit_once(' ')?;
+    let value = value.parse().ok()?;
+    let Some((name, mut rest)) = series.split_once('{') else {
+        return Some((series, Vec::new(), value));
+    };
+    let mut labels = Vec::new();
+    loop {
+        rest = rest.trim_start_matches(',');
+        if rest.starts_with('}') || rest.is_empty() {
+            break;
         }
-        let has = |k: &str, v: &str| label_text.contains(&format!("{k}=\"{v}\""));
-        if labels.iter().all(|(k, v)| has(k, v)) {
-            *total.get_or_insert(0.0) += value.parse::<f64>().unwrap();
+        let (key, after) = rest.split_once("=\"")?;
+        let mut text = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => text.push('\n'),
+                    c => text.push(c),
+                },
+                (_, c) => text.push(c),
+            }
+        };
+        labels.push((key.to_owned(), text));
+        rest = &after[end + 1..];
+    }
+    Some((name, labels, value))
+}
+
+/// The sum of the samples `name{...}` whose labels include every pair given (each matched
+/// exactly), or `None` when none match.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    matching(text, name, labels, false)
+}
+
+/// The sample `name{...}` whose labels are exactly the pairs given, no more.
+pub fn exact_sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    matching(text, name, labels, true)
+}
+
+fn matching(text: &str, name: &str, wanted: &[(&str, &str)], exact: bool) -> Option<f64> {
+    let mut total = None;
+    for (metric, labels, value) in text.lines().filter_map(parse_sample) {
+        let has = |(k, v): &(&str, &str)| labels.iter().any(|(lk, lv)| lk == k && lv == v);
+        if metric == name
+            && wanted.iter().all(has)
+            && (!exact || labels.iter().filter(|(k, _)| k != "le").count() == wanted.len())
+        {
+            *total.get_or_insert(0.0) += value;
         }
     }
     total

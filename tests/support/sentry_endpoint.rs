@@ -1,8 +1,10 @@
 //! A Sentry envelope endpoint on 127.0.0.1: `POST /api/{project}/envelope/` stores the raw
-//! bytes and answers 200, as Sentry does; plus endpoints that are down or hang.
+//! bytes and answers 200, as Sentry does, or slowly, or with the status and headers a test
+//! sets ([`SentryEndpoint::answer`]).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -18,19 +20,47 @@ pub struct Received {
     pub raw: Bytes,
 }
 
+/// How the endpoint answers: after `delay`, with `status` and `headers`. Envelopes are
+/// stored only when the status is a success.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub delay: Duration,
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Default for Answer {
+    fn default() -> Self {
+        Answer {
+            delay: Duration::ZERO,
+            status: 200,
+            headers: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct SentryEndpoint {
     pub addr: Option<SocketAddr>,
     received: Arc<Mutex<Vec<Received>>>,
+    answer: Arc<Mutex<Answer>>,
+    /// Every post, stored or not.
+    posts: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl SentryEndpoint {
     /// Starts the endpoint on an ephemeral port of 127.0.0.1.
     pub async fn start() -> Self {
+        Self::start_answering(Answer::default()).await
+    }
+
+    /// Starts the endpoint, answering as `answer` says until told otherwise.
+    pub async fn start_answering(answer: Answer) -> Self {
         let endpoint = SentryEndpoint::default();
+        *endpoint.answer.lock().unwrap() = answer;
         let app = Router::new()
             .route("/api/{project}/envelope/", post(store))
-            .with_state(endpoint.received.clone());
+            .with_state(endpoint.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -43,6 +73,16 @@ impl SentryEndpoint {
     /// The DSN pointing at this endpoint (project 42).
     pub fn dsn(&self) -> String {
         format!("http://public-key@{}/42", self.addr.unwrap())
+    }
+
+    /// From now on, answer as `answer` says.
+    pub fn answer(&self, answer: Answer) {
+        *self.answer.lock().unwrap() = answer;
+    }
+
+    /// How many envelopes were posted, stored or not.
+    pub fn posts(&self) -> usize {
+        self.posts.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -61,21 +101,37 @@ impl SentryEndpoint {
 }
 
 async fn store(
-    State(received): State<Arc<Mutex<Vec<Received>>>>,
+    State(endpoint): State<SentryEndpoint>,
     Path(project): Path<String>,
     headers: http::HeaderMap,
     body: Bytes,
-) -> &'static str {
-    let auth = headers
-        .get("x-sentry-auth")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    received.lock().unwrap().push(Received {
-        project,
-        auth,
-        raw: body,
-    });
-    "{}"
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    endpoint
+        .posts
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let answer = endpoint.answer.lock().unwrap().clone();
+    if !answer.delay.is_zero() {
+        tokio::time::sleep(answer.delay).await;
+    }
+    let status = http::StatusCode::from_u16(answer.status).unwrap();
+    if status.is_success() {
+        let auth = headers
+            .get("x-sentry-auth")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        endpoint.received.lock().unwrap().push(Received {
+            project,
+            auth,
+            raw: body,
+        });
+    }
+    let mut res = (status, "{}").into_response();
+    for (name, value) in answer.headers {
+        res.headers_mut()
+            .insert(name, http::HeaderValue::from_str(&value).unwrap());
+    }
+    res
 }
 
 /// Splits an envelope into its items: (item header, payload). The envelope header (the

@@ -2,7 +2,7 @@
 //! and its own `OBSERVABILITY_*` settings. An empty variable counts as unset, as the
 //! OpenTelemetry specification says.
 
-use crate::builder::ObservabilityBuilder;
+use super::builder::ObservabilityBuilder;
 use crate::cors::Cors;
 use crate::error::BuildError;
 use crate::security_headers::SecurityHeaders;
@@ -110,6 +110,10 @@ pub(crate) fn apply(
             "none" | "off" => None,
             name => Some(name.to_owned()),
         };
+    }
+    if let Some(v) = var("OBSERVABILITY_SHUTDOWN_TIMEOUT") {
+        builder.shutdown_timeout = crate::shutdown::parse_timeout(&v)
+            .map_err(|reason| BuildError::env("OBSERVABILITY_SHUTDOWN_TIMEOUT", &v, reason))?;
     }
     #[cfg(feature = "otlp")]
     {
@@ -239,30 +243,11 @@ fn resource_attributes(raw: &str) -> Result<Vec<(String, String)>, BuildError> {
                 format!("{item:?} has an empty key"),
             ));
         }
-        let value = percent_decode(value.trim())
+        let value = crate::percent::decode_strict(value.trim())
             .ok_or_else(|| BuildError::env(VAR, raw, format!("{item:?} has a bad %-escape")))?;
         out.push((key.to_owned(), value));
     }
     Ok(out)
-}
-
-/// `%XX` escapes decoded (W3C Baggage octets, as `OTEL_*` lists use them); `None` when an
-/// escape is malformed or the result is not UTF-8.
-pub(crate) fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 fn buckets(var: &str, raw: &str) -> Result<Vec<f64>, BuildError> {
@@ -330,6 +315,8 @@ mod tests {
         assert_eq!(b.excluded_prefixes, ["/internal/"]);
         assert_eq!(b.duration_buckets, [0.1, 0.5, 1.0]);
         assert!(!b.catch_panics);
+        let b = from(&[("OBSERVABILITY_SHUTDOWN_TIMEOUT", "1500ms")]).unwrap();
+        assert_eq!(b.shutdown_timeout, std::time::Duration::from_millis(1500));
     }
 
     #[test]
@@ -479,6 +466,7 @@ mod tests {
             ("OBSERVABILITY_EXCLUDE_PATHS", "metrics"),
             ("OBSERVABILITY_DURATION_BUCKETS", "0.1,fast"),
             ("OBSERVABILITY_CATCH_PANICS", "maybe"),
+            ("OBSERVABILITY_SHUTDOWN_TIMEOUT", "soon"),
             ("OBSERVABILITY_SECURITY_HEADERS", "strict"),
             (
                 "OBSERVABILITY_CORS_ALLOWED_ORIGINS",
