@@ -54,7 +54,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("Ctrl-C stops it.");
 
     axum::serve(listener, app)
-        .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap_or(()) })
+        .with_graceful_shutdown(obs.shutdown_signal())
         .await?;
     Ok(())
 }

@@ -18,8 +18,6 @@
 #[path = "common/listen.rs"]
 mod listen;
 
-use std::time::Duration;
-
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -92,13 +90,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("try:");
     println!("  curl -i 'http://{front_addr}/checkout/42'  # one trace, frontend and backend");
     println!("Ctrl-C stops it.");
-    let ctrl_c = || async { tokio::signal::ctrl_c().await.unwrap_or(()) };
+    // Both stop on the same first SIGTERM or SIGINT.
     tokio::try_join!(
-        axum::serve(back, backend).with_graceful_shutdown(ctrl_c()),
-        axum::serve(front, frontend).with_graceful_shutdown(ctrl_c()),
+        axum::serve(back, backend).with_graceful_shutdown(backend_obs.shutdown_signal()),
+        axum::serve(front, frontend).with_graceful_shutdown(frontend_obs.shutdown_signal()),
     )?;
-    // Send what is still queued before exiting.
-    frontend_obs.shutdown(Duration::from_secs(5));
-    backend_obs.shutdown(Duration::from_secs(5));
-    Ok(())
+    Ok(()) // both dropped here: what each still has queued is sent first
 }

@@ -29,9 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = tonic::transport::Server::builder()
         .layer(obs.layer())
         .add_service(Greeter)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-            tokio::signal::ctrl_c().await.unwrap_or(())
-        });
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), obs.shutdown_signal());
     let server = tokio::spawn(server);
     println!("gRPC server with the layer on http://{addr}");
     println!("  (listen elsewhere: GRPC_ADDR=host:port GRPC_ADMIN_ADDR=host:port)");

@@ -29,9 +29,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         admin.local_addr()
     );
     axum::serve(listener, app)
-        .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap_or(()) })
+        .with_graceful_shutdown(obs.shutdown_signal()) // SIGTERM, SIGINT: drain, flush
         .await?;
-    Ok(())
+    Ok(()) // `obs` dropped here: what is still queued is sent first
 }
 
 /// The value of the environment variable `var`, else `default`.

@@ -147,12 +147,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("then:");
     println!("  curl 'http://{admin_addr}/metrics'");
     println!("  curl 'http://{admin_addr}/healthz' 'http://{admin_addr}/readyz'");
-    println!("Ctrl-C stops it.");
+    println!("Ctrl-C (or SIGTERM) stops it: /readyz turns 503, requests in flight finish.");
 
     axum::serve(listener, app(&obs))
-        .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap_or(()) })
+        .with_graceful_shutdown(obs.shutdown_signal())
         .await?;
-    // Spans and error reports still queued leave before the process exits.
-    obs.shutdown(Duration::from_secs(5));
-    Ok(())
+    Ok(()) // `obs` dropped here: the spans and error reports still queued leave first
 }

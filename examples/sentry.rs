@@ -16,8 +16,6 @@
 #[path = "common/listen.rs"]
 mod listen;
 
-use std::time::Duration;
-
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -73,9 +71,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("Ctrl-C stops it.");
 
     axum::serve(listener, app)
-        .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap_or(()) })
+        .with_graceful_shutdown(obs.shutdown_signal())
         .await?;
-    // The events still queued leave before the process exits.
-    obs.flush_sentry(Duration::from_secs(5));
-    Ok(())
+    Ok(()) // `obs` dropped here: the events still queued leave first
 }

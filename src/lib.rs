@@ -44,8 +44,10 @@
 //!     // /metrics, /healthz and /readyz, served until the program ends (or `shutdown()`)
 //!     obs.serve_admin("0.0.0.0:9464")?;
 //!     let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
-//!     axum::serve(listener, app).await?;
-//!     Ok(())
+//!     axum::serve(listener, app)
+//!         .with_graceful_shutdown(obs.shutdown_signal()) // SIGTERM, SIGINT: drain, flush
+//!         .await?;
+//!     Ok(()) // `obs` dropped here: what is still queued is sent first
 //! }
 //! ```
 //!

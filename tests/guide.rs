@@ -402,9 +402,10 @@ fn every_example_file_is_declared_and_listed() {
 }
 
 /// Runs every example with its addresses on ephemeral ports: it prints them with the
-/// variables that move them, and its `curl` lines quote their URLs (zsh expands `?`).
+/// variables that move them, its `curl` lines quote their URLs (zsh expands `?`), and a
+/// SIGTERM ends it cleanly (`obs.shutdown_signal()`), in bounded time.
 #[test]
-fn every_example_prints_its_addresses_and_quoted_curl_lines() {
+fn every_example_prints_its_addresses_and_quoted_curl_lines_and_stops_on_sigterm() {
     for (name, vars) in EXAMPLES {
         let env: Vec<(&str, String)> = vars
             .iter()
@@ -415,7 +416,7 @@ fn every_example_prints_its_addresses_and_quoted_curl_lines() {
         } else {
             "Ctrl-C"
         };
-        let (_running, lines) = start(name, &env, until);
+        let (mut running, lines) = start(name, &env, until);
         let output = lines.join("\n");
         if *name != "minimal" {
             for var in *vars {
@@ -434,6 +435,21 @@ fn every_example_prints_its_addresses_and_quoted_curl_lines() {
             !output.contains(":0/") && !output.contains(":0,"),
             "{name} prints port 0: {output}"
         );
+        let pid = running.0.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Some(status) = running.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} still runs 15 s after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "{name} ended with {status} on SIGTERM");
     }
 }
 
