@@ -109,7 +109,7 @@ fn catalogue() -> Vec<Entry> {
         layered(ours(
             untraced()
                 .security_headers(SecurityHeaders::none())
-                .sentry_dsn(DSN_DOWN),
+                .sentry(tower_observability::Sentry::dsn(DSN_DOWN)),
         ))
     }));
     #[cfg(feature = "otlp")]
@@ -138,7 +138,7 @@ fn catalogue() -> Vec<Entry> {
 fn every_feature() -> ObservabilityBuilder {
     Observability::builder("bench")
         .cors(policy())
-        .sentry_dsn(DSN_DOWN)
+        .sentry(tower_observability::Sentry::dsn(DSN_DOWN))
 }
 
 /// The collector that is up, when the scripts started one.

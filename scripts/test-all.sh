@@ -32,6 +32,8 @@ done
 crate=tower-observability
 echo "== fmt";    cargo fmt --all -- --check
 echo "== clippy"; cargo clippy --workspace --all-targets --all-features -- -D warnings
+echo "== clippy, default features (the paths of features that are off)"
+cargo clippy -p "$crate" --all-targets -- -D warnings
 echo "== default features build alone"; cargo check --quiet -p "$crate"
 echo "== no default features";           cargo check --quiet -p "$crate" --no-default-features
 echo "== each feature alone"
@@ -41,6 +43,9 @@ done
 echo "== docs (broken intra-doc links are errors)"
 RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links -D warnings" cargo doc --quiet --no-deps --all-features -p "$crate"
 echo "== tests (the crate and the examples)";  cargo test --all-features
+# What a feature that is off does (no-op signals, warnings for its variables) runs too.
+echo "== tests, default features"; cargo test -p "$crate" --lib --tests
+echo "== tests, no default features"; cargo test -p "$crate" --no-default-features --lib --tests
 # The README followed literally from a clean clone and an empty target directory (minutes:
 # it compiles the demo twice and a new crate), so on request: NEWCOMER_CHECK=1.
 if [ -n "${NEWCOMER_CHECK:-}" ]; then

@@ -20,7 +20,7 @@ use crate::classify::{is_grpc, Failure, GrpcCode, Outcome};
 use crate::method::MethodLabel;
 use crate::route::Route;
 use crate::shared::Shared;
-use crate::signal::{Arrival, Ending, Entered, Failed, Head, SignalStates};
+use crate::signal::{Arrival, Ending, EnteredContext, Failed, Head, SignalStates};
 
 /// How an exchange ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +108,7 @@ impl Exchange {
 
     /// Makes the request's context current on this thread until the guard is dropped:
     /// wrap every call into the inner service and every poll of its future and body.
-    pub(crate) fn enter(&self) -> Entered<'_> {
+    pub(crate) fn enter(&self) -> EnteredContext<'_> {
         self.shared.signals.enter(&self.signals)
     }
 

@@ -223,6 +223,8 @@ pub use observability::{Observability, Readiness};
 pub use panic::PanicError;
 pub use route::{RequestHead, RouteFn, OVERFLOW, UNMATCHED};
 pub use security_headers::{ArrivedOverTls, SecurityHeaders};
+#[cfg(feature = "sentry")]
+pub use sentry::Sentry;
 /// The Sentry SDK core the layer reports through: add breadcrumbs, tags or context to the
 /// request being served (`sentry_core::add_breadcrumb`), or build a `before_send` filter.
 #[cfg(feature = "sentry")]

@@ -23,12 +23,23 @@ use crate::signal::{Arrival, Ending, Head, Signal};
 pub(crate) struct ResponsePolicy {
     headers: Option<CompiledHeaders>,
     cors: Option<CompiledCors>,
-    /// The headers the layer adds, by `[grant][hsts]`: grant 0 none, 1 a `*` slot (public
-    /// policies, and echoes that replace it), 2.. each exact origin's complete grant, so
-    /// the common case copies its answer and inserts nothing.
-    templates: Vec<[HeaderMap; 2]>,
+    /// The headers the layer adds, made once per grant: the common case copies its answer
+    /// and inserts nothing.
+    templates: Templates,
     /// Names the application may not set: overrides and the removal list.
     owned: Vec<HeaderName>,
+}
+
+/// The complete headers of each grant, each without and with HSTS (`[hsts]`).
+#[derive(Debug)]
+struct Templates {
+    /// No CORS grant (not a CORS request, or refused).
+    none: [HeaderMap; 2],
+    /// `Access-Control-Allow-Origin: *`: public policies, and the slot an echoed origin
+    /// (or an exact origin beyond [`EXACT_TEMPLATES`]) replaces.
+    star: [HeaderMap; 2],
+    /// Each of the first [`EXACT_TEMPLATES`] exact origins' grant.
+    exact: Vec<[HeaderMap; 2]>,
 }
 
 /// The policy decided for one request, to be applied to its response head.
@@ -72,15 +83,15 @@ impl ResponsePolicy {
             sized.extend(map);
             sized
         };
+        let both = |grant: TemplateGrant| [template(grant, false), template(grant, true)];
         let exact = cors
             .as_ref()
             .map_or(0, |c| c.exact_origins().min(EXACT_TEMPLATES));
-        let grants = [TemplateGrant::None, TemplateGrant::Star]
-            .into_iter()
-            .chain((0..exact).map(TemplateGrant::Exact));
-        let templates = grants
-            .map(|grant| [template(grant, false), template(grant, true)])
-            .collect();
+        let templates = Templates {
+            none: both(TemplateGrant::None),
+            star: both(TemplateGrant::Star),
+            exact: (0..exact).map(|i| both(TemplateGrant::Exact(i))).collect(),
+        };
         let owned = headers
             .as_ref()
             .map(CompiledHeaders::owned)
@@ -159,14 +170,18 @@ impl PolicyFor {
     /// then the response's own over them, except those the layer owns.
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
         let policy = &*self.policy;
-        let (slot, echo) = match &self.grant {
-            Grant::NotCors | Grant::Refused => (0, None),
-            Grant::Any => (1, None),
-            Grant::Exact(i) if *i < EXACT_TEMPLATES => (2 + i, None),
-            Grant::Exact(i) => (1, policy.cors.as_ref().map(|c| c.exact_origin(*i))),
-            Grant::Echo(origin) => (1, Some(origin)),
+        let templates = &policy.templates;
+        let (template, echo) = match &self.grant {
+            Grant::NotCors | Grant::Refused => (&templates.none, None),
+            Grant::Any => (&templates.star, None),
+            Grant::Exact(i) if *i < EXACT_TEMPLATES => (&templates.exact[*i], None),
+            Grant::Exact(i) => (
+                &templates.star,
+                policy.cors.as_ref().map(|c| c.exact_origin(*i)),
+            ),
+            Grant::Echo(origin) => (&templates.star, Some(origin)),
         };
-        let template = &policy.templates[slot][usize::from(self.hsts)];
+        let template = &template[usize::from(self.hsts)];
         let own = std::mem::replace(headers, template.clone());
         if let Some(origin) = echo {
             // Replaces the template's `*` slot: no new entry.

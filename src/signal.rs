@@ -144,7 +144,7 @@ macro_rules! signals {
         /// Every signal's context, current while the application runs (held for its
         /// `Drop`).
         #[allow(dead_code)]
-        pub(crate) struct Entered<'a> {
+        pub(crate) struct EnteredContext<'a> {
             $($field: <$signal as Signal>::Entered<'a>,)+
         }
 
@@ -163,8 +163,8 @@ macro_rules! signals {
             }
 
             #[inline]
-            pub(crate) fn enter<'a>(&'a self, states: &'a SignalStates) -> Entered<'a> {
-                Entered { $($field: self.$field.enter(&states.$field),)+ }
+            pub(crate) fn enter<'a>(&'a self, states: &'a SignalStates) -> EnteredContext<'a> {
+                EnteredContext { $($field: self.$field.enter(&states.$field),)+ }
             }
 
             #[inline]

@@ -18,14 +18,23 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 use tower_observability::sentry_core::{add_breadcrumb, Breadcrumb};
-use tower_observability::{Observability, ObservabilityBuilder};
+use tower_observability::{Observability, ObservabilityBuilder, Sentry};
 
 const SENT: &str = "tower_observability_sentry_events_sent_total";
 const DROPPED: &str = "tower_observability_sentry_events_dropped_total";
 
 fn reporting(name: &str, endpoint: &SentryEndpoint) -> ObservabilityBuilder {
+    reporting_with(name, endpoint, |sentry| sentry)
+}
+
+/// [`reporting`], with Sentry settings of the test's own.
+fn reporting_with(
+    name: &str,
+    endpoint: &SentryEndpoint,
+    sentry: impl FnOnce(Sentry) -> Sentry,
+) -> ObservabilityBuilder {
     isolated(name)
-        .sentry_dsn(endpoint.dsn())
+        .sentry(sentry(Sentry::dsn(endpoint.dsn())))
         .service_version("1.4.2")
         .environment("staging")
 }
@@ -326,8 +335,7 @@ async fn a_client_that_goes_away_is_not_a_server_error() {
 async fn client_errors_are_reported_as_warnings_when_asked() {
     let _shared = MEASURING.read().await;
     let endpoint = SentryEndpoint::start().await;
-    let obs = reporting("strict", &endpoint)
-        .sentry_report_client_errors(true)
+    let obs = reporting_with("strict", &endpoint, |s| s.report_client_errors(true))
         .build()
         .unwrap();
     let app = Router::new()
@@ -344,16 +352,17 @@ async fn client_errors_are_reported_as_warnings_when_asked() {
 async fn before_send_and_the_sample_rate_decide_what_is_sent() {
     let _shared = MEASURING.read().await;
     let endpoint = SentryEndpoint::start().await;
-    let obs = reporting("filtered", &endpoint)
-        .sentry_before_send(|mut event| {
+    let obs = reporting_with("filtered", &endpoint, |s| {
+        s.before_send(|mut event| {
             if event.transaction.as_deref() == Some("GET /noisy") {
                 return None;
             }
             event.tags.insert("team".into(), "payments".into());
             Some(event)
         })
-        .build()
-        .unwrap();
+    })
+    .build()
+    .unwrap();
     let failing = || {
         Router::new()
             .route("/noisy", get(|| async { StatusCode::BAD_GATEWAY }))
@@ -376,8 +385,7 @@ async fn before_send_and_the_sample_rate_decide_what_is_sent() {
     );
 
     let never = SentryEndpoint::start().await;
-    let sampled_out = reporting("sampled", &never)
-        .sentry_sample_rate(0.0)
+    let sampled_out = reporting_with("sampled", &never, |s| s.sample_rate(0.0))
         .build()
         .unwrap();
     let addr = serve(failing().layer(sampled_out.layer())).await;
@@ -492,8 +500,7 @@ async fn no_credential_address_or_secret_leaves_the_process() {
 async fn breadcrumbs_never_leak_between_200_concurrent_requests() {
     let _shared = MEASURING.read().await;
     let endpoint = SentryEndpoint::start().await;
-    let obs = reporting("isolated", &endpoint)
-        .sentry_queue_capacity(512)
+    let obs = reporting_with("isolated", &endpoint, |s| s.queue_capacity(512))
         .build()
         .unwrap();
     let app = Router::new()
@@ -628,9 +635,11 @@ async fn an_endpoint_that_is_down_or_hangs_never_slows_requests_and_drops_are_co
     let hanging = hanging_endpoint().await;
     let reporting_to = |name: &str, dsn: String| {
         isolated(name)
-            .sentry_dsn(dsn)
-            .sentry_queue_capacity(CAPACITY)
-            .sentry_send_timeout(Duration::from_millis(500))
+            .sentry(
+                Sentry::dsn(dsn)
+                    .queue_capacity(CAPACITY)
+                    .send_timeout(Duration::from_millis(500)),
+            )
             .build()
             .unwrap()
     };

@@ -61,7 +61,7 @@ fn message(event: &Value) -> &str {
 async fn grpc_server_faults_from_a_real_tonic_server_are_reported_and_client_faults_are_not() {
     let endpoint = SentryEndpoint::start().await;
     let obs = isolated("greeter")
-        .sentry_dsn(endpoint.dsn())
+        .sentry(tower_observability::Sentry::dsn(endpoint.dsn()))
         .build()
         .unwrap();
     let (mut client, heads) = connect_noting_heads(start(&obs).await).await;

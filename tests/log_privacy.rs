@@ -58,7 +58,7 @@ async fn no_log_line_carries_user_info() {
     let sentry = SentryEndpoint::start().await;
     let obs = isolated("privacy")
         .cors(Cors::allow_origins(["https://app.example.com"]))
-        .sentry_dsn(sentry.dsn())
+        .sentry(tower_observability::Sentry::dsn(sentry.dsn()))
         .build()
         .unwrap();
     let app = Router::new()

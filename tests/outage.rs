@@ -22,7 +22,7 @@ use prost::Message;
 use support::sentry_endpoint::{Answer, SentryEndpoint};
 use support::*;
 use tower_observability::trace::{BatchSettings, OtlpProtocol, OtlpSettings};
-use tower_observability::Observability;
+use tower_observability::{Observability, Sentry};
 use tracing_subscriber::layer::SubscriberExt;
 
 const SPANS_DROPPED: &str = "tower_observability_spans_dropped_total";
@@ -214,11 +214,10 @@ async fn a_failing_or_rate_limiting_sentry_builds_no_events_and_receives_again_w
     let built = Arc::new(AtomicUsize::new(0));
     let counted = built.clone();
     let obs = isolated("sentry-failing")
-        .sentry_dsn(sentry.dsn())
-        .sentry_before_send(move |event| {
+        .sentry(Sentry::dsn(sentry.dsn()).before_send(move |event| {
             counted.fetch_add(1, Ordering::SeqCst);
             Some(event)
-        })
+        }))
         .build()
         .unwrap();
     let uri = format!("http://{}/fail", serve(app(&obs)).await);
@@ -324,9 +323,11 @@ async fn full_queues_and_silent_endpoints_are_counted_by_their_reason() {
             scheduled_delay: Duration::from_millis(50),
             export_timeout: Duration::from_secs(1),
         })
-        .sentry_dsn(format!("http://public@{hanging}/1"))
-        .sentry_queue_capacity(2)
-        .sentry_send_timeout(Duration::from_secs(1))
+        .sentry(
+            Sentry::dsn(format!("http://public@{hanging}/1"))
+                .queue_capacity(2)
+                .send_timeout(Duration::from_secs(1)),
+        )
         .build()
         .unwrap();
     let base = format!("http://{}", serve(app(&obs)).await);

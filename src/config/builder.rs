@@ -1,7 +1,7 @@
 //! [`ObservabilityBuilder`]: every setting, validated once by `build()`.
 
-use super::Setup;
-use crate::cors::Cors;
+use super::{Origins, Setup};
+use crate::cors::{CompiledCors, Cors};
 use crate::error::BuildError;
 use crate::exclude::PathFilter;
 use crate::metrics::{
@@ -9,7 +9,7 @@ use crate::metrics::{
 };
 use crate::observability::{Observability, Readiness};
 use crate::route::{RequestHead, RouteFn, RouteResolver};
-use crate::security_headers::SecurityHeaders;
+use crate::security_headers::{CompiledHeaders, SecurityHeaders};
 use crate::shared::Shared;
 use crate::signal::Signals;
 use crate::trace::{Sampler, REQUEST_ID};
@@ -20,6 +20,9 @@ pub(crate) const ADMIN_PATHS: [&str; 3] = ["/metrics", "/healthz", "/readyz"];
 
 /// The default cap on distinct routes.
 pub const DEFAULT_ROUTE_LIMIT: usize = 1000;
+
+/// The largest cap on distinct routes.
+pub(crate) const MAX_ROUTE_LIMIT: usize = 100_000;
 
 /// Configuration of an [`Observability`]; made by [`Observability::builder`] or
 /// [`Observability::from_env`], finished by [`build`](Self::build).
@@ -65,7 +68,10 @@ pub struct ObservabilityBuilder {
     #[cfg(feature = "otlp")]
     pub(crate) export: crate::trace::otlp::ExportConfig,
     #[cfg(feature = "sentry")]
-    pub(crate) sentry: crate::sentry::SentrySettings,
+    pub(crate) sentry: crate::Sentry,
+    pub(crate) strict_env: bool,
+    /// Which settings the environment set, so errors about them name the variable.
+    pub(crate) origins: Origins,
 }
 
 impl ObservabilityBuilder {
@@ -96,8 +102,17 @@ impl ObservabilityBuilder {
             #[cfg(feature = "otlp")]
             export: Default::default(),
             #[cfg(feature = "sentry")]
-            sentry: crate::sentry::SentrySettings::default(),
+            sentry: crate::Sentry::default(),
+            strict_env: false,
+            origins: Origins::default(),
         }
+    }
+
+    /// The service's name (`service_name` on `target_info`, `service.name` of spans):
+    /// replaces the one given to [`Observability::builder`] (`OTEL_SERVICE_NAME`).
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = name.into();
+        self
     }
 
     /// The service's version (`service_version` on `target_info`); default `unknown`.
@@ -292,137 +307,67 @@ impl ObservabilityBuilder {
         self
     }
 
-    /// The Sentry DSN events are sent to (also `SENTRY_DSN`); empty or never set: error
-    /// reporting is off and costs nothing per request.
-    ///
-    /// The built-in transport speaks plain HTTP (a Sentry Relay beside the service, a
-    /// self-hosted Sentry); for an `https` DSN plug a TLS transport with
-    /// [`sentry_transport`](Self::sentry_transport).
+    /// Reports server errors and panics to Sentry (feature `sentry`): see [`Sentry`](crate::Sentry).
+    /// Replaces what `SENTRY_*` variables set ([`Sentry::from_env`](crate::Sentry::from_env)
+    /// reads them, to refine in code).
     #[cfg(feature = "sentry")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
-    pub fn sentry_dsn(mut self, dsn: impl Into<String>) -> Self {
-        self.sentry.dsn = Some(dsn.into());
+    pub fn sentry(mut self, sentry: crate::Sentry) -> Self {
+        self.sentry = sentry;
         self
     }
 
-    /// The environment events are tagged with (also `SENTRY_ENVIRONMENT`); default: the
-    /// builder's [`environment`](Self::environment), when set.
-    #[cfg(feature = "sentry")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
-    pub fn sentry_environment(mut self, environment: impl Into<String>) -> Self {
-        self.sentry.environment = Some(environment.into());
+    /// Makes a telemetry variable set for a cargo feature that is not compiled in (such as
+    /// `SENTRY_DSN` without the `sentry` feature) a [`BuildError`] instead of one warning
+    /// at [`build`](Self::build) (default: a warning; also `OBSERVABILITY_STRICT_ENV`).
+    pub fn strict_env(mut self, strict: bool) -> Self {
+        self.strict_env = strict;
         self
     }
 
-    /// The release events are tagged with (also `SENTRY_RELEASE`); default: the
-    /// builder's [`service_version`](Self::service_version), when set.
-    #[cfg(feature = "sentry")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
-    pub fn sentry_release(mut self, release: impl Into<String>) -> Self {
-        self.sentry.release = Some(release.into());
-        self
-    }
-
-    /// The share of error events sent, from 0.0 to 1.0 (default 1.0; also
-    /// `SENTRY_SAMPLE_RATE`).
-    #[cfg(feature = "sentry")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
-    pub fn sentry_sample_rate(mut self, rate: f32) -> Self {
-        self.sentry.sample_rate = rate;
-        self
-    }
-
-    /// The application's last look at every event: return it (changed or not) to send it,
-    /// `None` to drop it. Runs after the layer has scrubbed PII.
-    ///
-    /// ```
-    /// # use tower_observability::{MetricsBackend, Observability};
-    /// let obs = Observability::builder("api")
-    ///     .sentry_dsn("http://public@127.0.0.1:9/1")
-    ///     .sentry_before_send(|event| {
-    ///         // Timeouts of the search route are known: keep them out of Sentry.
-    ///         let search = event.transaction.as_deref() == Some("GET /search");
-    ///         (!search).then_some(event)
-    ///     })
-    /// #   .metrics_backend(MetricsBackend::IsolatedPrometheus)
-    ///     .build()?;
-    /// # Ok::<(), tower_observability::BuildError>(())
-    /// ```
-    #[cfg(feature = "sentry")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
-    pub fn sentry_before_send<F>(mut self, f: F) -> Self
-    where
-        F: Fn(
-                sentry_core::protocol::Event<'static>,
-            ) -> Option<sentry_core::protocol::Event<'static>>
-            + Send
-            + Sync
-            + 'static,
-    {
-        self.sentry.before_send = Some(std::sync::Arc::new(f));
-        self
-    }
-
-    /// Sends personal data too (default: off): every request header (not only host, user
-    /// agent, content type and length, accept, origin and request id) and the query as it
-    /// came. Header values marked sensitive (`HeaderValue::set_sensitive`) are never sent.
-    #[cfg(feature = "sentry")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
-    pub fn sentry_send_pii(mut self, send: bool) -> Self {
-        self.sentry.send_pii = send;
-        self
-    }
-
-    /// Reports 4xx responses too, at level `warning` (default: only server errors).
-    #[cfg(feature = "sentry")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
-    pub fn sentry_report_client_errors(mut self, report: bool) -> Self {
-        self.sentry.report_client_errors = report;
-        self
-    }
-
-    /// How many events may wait for the transport (default 64). Beyond it, and while
-    /// Sentry is unreachable or rate-limits, events are dropped and counted in
-    /// `tower_observability_sentry_events_dropped_total`; requests never wait.
-    #[cfg(feature = "sentry")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
-    pub fn sentry_queue_capacity(mut self, capacity: usize) -> Self {
-        self.sentry.queue_capacity = capacity;
-        self
-    }
-
-    /// How long the built-in transport gives one event, connecting included (default 5 s).
-    #[cfg(feature = "sentry")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
-    pub fn sentry_send_timeout(mut self, timeout: std::time::Duration) -> Self {
-        self.sentry.send_timeout = timeout;
-        self
-    }
-
-    /// Sends events through the application's own transport instead of the built-in
-    /// plain-HTTP one: the way to an `https` DSN such as sentry.io. Events handed to it are
-    /// counted in `tower_observability_sentry_events_sent_total`; its own queue decides
-    /// what is dropped.
-    ///
-    /// With the `sentry` crate (features `reqwest` and `rustls` or `native-tls`):
-    ///
-    /// ```ignore
-    /// let obs = Observability::from_env("checkout")?
-    ///     .sentry_transport(std::sync::Arc::new(sentry::transports::DefaultTransportFactory))
-    ///     .build()?;
-    /// ```
-    #[cfg(feature = "sentry")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
-    pub fn sentry_transport(
-        mut self,
-        factory: std::sync::Arc<dyn sentry_core::TransportFactory>,
-    ) -> Self {
-        self.sentry.transport = Some(factory);
-        self
-    }
-
-    /// Checks every setting and starts the layer's shared state.
+    /// Checks every setting and starts the layer's shared state. An error about a value
+    /// read from the environment names the variable.
     pub fn build(self) -> Result<Observability, BuildError> {
+        let checked = self.check().map_err(|e| self.origins.name(e))?;
+        self.origins.warn_inert(self.strict_env)?;
+        let Checked {
+            info,
+            excluded,
+            headers,
+            cors,
+            request_id,
+            #[cfg(feature = "sentry")]
+            sentry_dsn,
+        } = checked;
+        let (sink, exposition) =
+            open_backend(&self.backend, &self.duration_buckets, &self.size_buckets);
+        let signals = Signals::build(&mut Setup {
+            settings: &self,
+            info: &info,
+            sink: &sink,
+            headers,
+            cors,
+            request_id,
+            #[cfg(feature = "sentry")]
+            sentry_dsn,
+        })
+        .map_err(|e| self.origins.name(e))?;
+        Ok(Observability::start(Shared {
+            info,
+            routes: RouteResolver::new(self.route_limit, self.route_fn),
+            excluded,
+            catch_panics: self.catch_panics,
+            signals,
+            exposition,
+            scrape_buffer: Default::default(),
+            readiness: Readiness::new(true),
+            shutdown: crate::shutdown::Shutdown::new(self.shutdown_timeout),
+        }))
+    }
+
+    /// Every setting checked, the one place they are: before anything starts, so a bad
+    /// setting installs no recorder and starts no thread. Also run by
+    /// [`Observability::from_env`] on what the environment set, so its errors come early.
+    pub(crate) fn check(&self) -> Result<Checked, BuildError> {
         let name = self.service_name.trim();
         if name.is_empty() || name.len() > 255 {
             return Err(BuildError::setting(
@@ -432,10 +377,10 @@ impl ObservabilityBuilder {
         }
         check_buckets("duration_buckets", &self.duration_buckets)?;
         check_buckets("size_buckets", &self.size_buckets)?;
-        if self.route_limit == 0 || self.route_limit > 100_000 {
+        if self.route_limit == 0 || self.route_limit > MAX_ROUTE_LIMIT {
             return Err(BuildError::setting(
                 "route_limit",
-                format!("{} is outside 1..=100000", self.route_limit),
+                format!("{} is outside 1..={MAX_ROUTE_LIMIT}", self.route_limit),
             ));
         }
         let mut excluded = PathFilter::default();
@@ -450,17 +395,6 @@ impl ObservabilityBuilder {
         if !self.observe_admin_paths {
             ADMIN_PATHS.iter().for_each(|p| excluded.exact(p));
         }
-        let info = ServiceInfo {
-            name: name.to_owned(),
-            version: self
-                .service_version
-                .clone()
-                .unwrap_or_else(|| "unknown".into()),
-            environment: self.environment.clone().unwrap_or_else(|| "unknown".into()),
-        };
-        // Checked before the backend opens, so a bad policy installs no recorder.
-        let headers = self.security_headers.compile()?;
-        let cors = self.cors.as_ref().map(Cors::compile).transpose()?;
         let request_id = match &self.request_id_header {
             Some(name) => Some(HeaderName::try_from(name.as_str()).map_err(|_| {
                 BuildError::setting(
@@ -470,32 +404,36 @@ impl ObservabilityBuilder {
             })?),
             None => None,
         };
-        #[cfg(feature = "sentry")]
-        let sentry_dsn = crate::sentry::Reporter::check(&self.sentry)?;
-        let (sink, exposition) =
-            open_backend(&self.backend, &self.duration_buckets, &self.size_buckets);
-        let signals = Signals::build(&mut Setup {
-            settings: &self,
-            info: &info,
-            sink: &sink,
-            headers,
-            cors,
+        #[cfg(feature = "otlp")]
+        self.export.check()?;
+        Ok(Checked {
+            info: ServiceInfo {
+                name: name.to_owned(),
+                version: self
+                    .service_version
+                    .clone()
+                    .unwrap_or_else(|| "unknown".into()),
+                environment: self.environment.clone().unwrap_or_else(|| "unknown".into()),
+            },
+            excluded,
+            headers: self.security_headers.compile()?,
+            cors: self.cors.as_ref().map(Cors::compile).transpose()?,
             request_id,
             #[cfg(feature = "sentry")]
-            sentry_dsn,
-        })?;
-        Ok(Observability::start(Shared {
-            info,
-            routes: RouteResolver::new(self.route_limit, self.route_fn),
-            excluded,
-            catch_panics: self.catch_panics,
-            signals,
-            exposition,
-            scrape_buffer: Default::default(),
-            readiness: Readiness::new(true),
-            shutdown: crate::shutdown::Shutdown::new(self.shutdown_timeout),
-        }))
+            sentry_dsn: self.sentry.check()?,
+        })
     }
+}
+
+/// What checking the settings made of them.
+pub(crate) struct Checked {
+    info: ServiceInfo,
+    excluded: PathFilter,
+    headers: Option<CompiledHeaders>,
+    cors: Option<CompiledCors>,
+    request_id: Option<HeaderName>,
+    #[cfg(feature = "sentry")]
+    sentry_dsn: Option<sentry_core::types::Dsn>,
 }
 
 fn check_buckets(setting: &'static str, buckets: &[f64]) -> Result<(), BuildError> {

@@ -143,7 +143,7 @@ fn request(reporter: &Reporter, report: &RequestReport) -> Request {
             .request
             .query()
             .map(|q| privacy::query(q, reporter.send_pii)),
-        headers: report.request.headers(),
+        headers: report.request.headers(&reporter.kept_headers),
         ..Request::default()
     }
 }

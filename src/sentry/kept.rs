@@ -1,7 +1,7 @@
 //! What of a request is kept for the event it may become.
 //!
 //! Most requests never fail, so keeping must cost next to nothing: the URL's authority and
-//! path and the allowlisted headers ([`KEPT_HEADERS`]) are copied into one fixed buffer
+//! path and the allowlisted headers ([`KeptHeaders`]) are copied into one fixed buffer
 //! inside the request's report: no allocation, no reference count touched (cloning a
 //! `HeaderValue` or `Uri` may allocate when its bytes are not shared yet). Values longer
 //! than the room left are cut. With PII on, every header is kept as well (a map clone: the
@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use http::header::{HOST, ORIGIN, REFERER};
 use http::{HeaderMap, HeaderName, Method, Request};
 
-use super::privacy::{KEPT, KEPT_HEADERS};
+use super::privacy::{KeptHeaders, KEPT};
 
 /// Bytes kept per request: room for a long URL and the usual header values.
 const ROOM: usize = 640;
@@ -22,6 +22,8 @@ const AUTHORITY: usize = 0;
 const PATH_AND_QUERY: usize = 1;
 const FIRST_HEADER: usize = 2;
 const ABSENT: (u16, u16) = (u16::MAX, 0);
+/// Where `Host` is among the kept headers.
+const HOST_SLOT: usize = 0;
 
 pub(crate) struct KeptRequest {
     pub(crate) method: Method,
@@ -35,7 +37,7 @@ pub(crate) struct KeptRequest {
 }
 
 impl KeptRequest {
-    pub(crate) fn capture<B>(req: &Request<B>, send_pii: bool) -> Self {
+    pub(crate) fn capture<B>(req: &Request<B>, send_pii: bool, kept_headers: &KeptHeaders) -> Self {
         let uri = req.uri();
         let mut kept = KeptRequest {
             method: req.method().clone(),
@@ -46,7 +48,7 @@ impl KeptRequest {
             all_headers: send_pii.then(|| Box::new(req.headers().clone())),
         };
         for (name, value) in req.headers() {
-            if let Some(i) = KEPT_HEADERS.iter().position(|k| k == name) {
+            if let Some(i) = kept_headers.position(name) {
                 if kept.slots[FIRST_HEADER + i] == ABSENT && !value.is_sensitive() {
                     let value = value.as_bytes();
                     // Credentials are taken out when an event is built (most requests never
@@ -98,7 +100,9 @@ impl KeptRequest {
     /// (what servers mostly see) take their host from the `Host` header.
     pub(crate) fn url(&self) -> Option<String> {
         let scheme = if self.https { "https" } else { "http" };
-        let host = self.get(AUTHORITY).or_else(|| self.header(0))?;
+        let host = self
+            .get(AUTHORITY)
+            .or_else(|| self.header(HOST_SLOT, &HOST))?;
         let path = self.get(PATH_AND_QUERY)?;
         let path = path.split_once('?').map_or(path, |(path, _)| path);
         Some(format!("{scheme}://{host}{path}"))
@@ -111,7 +115,7 @@ impl KeptRequest {
 
     /// The headers the event carries: the allowlist, or every header with PII on; never
     /// a value marked sensitive.
-    pub(crate) fn headers(&self) -> BTreeMap<String, String> {
+    pub(crate) fn headers(&self, kept_headers: &KeptHeaders) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         if let Some(all) = &self.all_headers {
             for (name, value) in all.iter() {
@@ -133,18 +137,18 @@ impl KeptRequest {
             }
             return out;
         }
-        for (i, name) in KEPT_HEADERS.iter().enumerate() {
-            if let Some(value) = self.header(i) {
+        for (i, name) in kept_headers.iter() {
+            if let Some(value) = self.header(i, name) {
                 out.insert(name.as_str().to_owned(), value.to_owned());
             }
         }
         out
     }
 
-    /// The kept value of `KEPT_HEADERS[i]`, without URL credentials.
-    fn header(&self, i: usize) -> Option<&str> {
+    /// The kept value of the `i`th kept header, `name`, without URL credentials.
+    fn header(&self, i: usize, name: &HeaderName) -> Option<&str> {
         let value = self.get(FIRST_HEADER + i)?;
-        let clean = without_credentials(&KEPT_HEADERS[i], value.as_bytes())?;
+        let clean = without_credentials(name, value.as_bytes())?;
         // A suffix of valid UTF-8 cut at an ASCII `@` is valid UTF-8.
         std::str::from_utf8(clean).ok()
     }
@@ -167,6 +171,14 @@ fn without_credentials<'a>(name: &HeaderName, value: &'a [u8]) -> Option<&'a [u8
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn kept_headers() -> KeptHeaders {
+        KeptHeaders::new(Some(HeaderName::from_static("x-request-id")))
+    }
+
+    fn capture<B>(req: &Request<B>, pii: bool) -> KeptRequest {
+        KeptRequest::capture(req, pii, &kept_headers())
+    }
     use http::HeaderValue;
 
     fn request(uri: &str, headers: &[(&str, &str)]) -> Request<()> {
@@ -207,28 +219,40 @@ mod tests {
         req.headers_mut().insert("content-type", marked.clone());
         req.headers_mut().insert("x-custom", marked);
 
-        let kept = KeptRequest::capture(&req, false).headers();
+        let kept = capture(&req, false).headers(&kept_headers());
         assert_eq!(
             kept.keys().collect::<Vec<_>>(),
             ["user-agent", "x-request-id"]
         );
-        let with_pii = KeptRequest::capture(&req, true).headers();
+        let with_pii = capture(&req, true).headers(&kept_headers());
         assert!(with_pii.contains_key("authorization"));
         assert!(
             !with_pii.contains_key("x-custom"),
             "is_sensitive is always honoured"
         );
         assert!(!with_pii.contains_key("content-type"));
+        // The request id header is the one the layer is configured with.
+        let correlation = KeptHeaders::new(Some(HeaderName::from_static("x-correlation-id")));
+        let req = request(
+            "/a",
+            &[("x-request-id", "r-1"), ("x-correlation-id", "c-2")],
+        );
+        let kept = KeptRequest::capture(&req, false, &correlation).headers(&correlation);
+        assert_eq!(kept.keys().collect::<Vec<_>>(), ["x-correlation-id"]);
+        let none = KeptHeaders::new(None);
+        assert!(KeptRequest::capture(&req, false, &none)
+            .headers(&none)
+            .is_empty());
     }
 
     #[test]
     fn urls_lose_credentials_and_query() {
         let req = request("http://ada:hunter2@example.com:8080/a/b?token=x", &[]);
-        let kept = KeptRequest::capture(&req, false);
+        let kept = capture(&req, false);
         assert_eq!(kept.url().as_deref(), Some("http://example.com:8080/a/b"));
         assert_eq!(kept.query(), Some("token=x"));
         let req = request("/users/7?x=1", &[("host", "api.example.com")]);
-        let kept = KeptRequest::capture(&req, false);
+        let kept = capture(&req, false);
         assert_eq!(
             kept.url().as_deref(),
             Some("http://api.example.com/users/7")
@@ -243,12 +267,12 @@ mod tests {
             ],
         );
         for pii in [false, true] {
-            let kept = KeptRequest::capture(&req, pii);
+            let kept = capture(&req, pii);
             assert_eq!(
                 kept.url().as_deref(),
                 Some("http://api.example.com:8443/users/7")
             );
-            let headers = kept.headers();
+            let headers = kept.headers(&kept_headers());
             assert_eq!(headers["host"], "api.example.com:8443", "pii {pii}");
             assert!(!headers.contains_key("origin"), "pii {pii}");
             assert!(!headers.contains_key("referer"), "pii {pii}");
@@ -265,7 +289,7 @@ mod tests {
                 ("referer", "https://app.example.com/u?mail=a@b"),
             ],
         );
-        let headers = KeptRequest::capture(&req, true).headers();
+        let headers = capture(&req, true).headers(&kept_headers());
         assert_eq!(headers["origin"], "https://app.example.com");
         assert_eq!(headers["referer"], "https://app.example.com/u?mail=a@b");
     }
@@ -277,8 +301,11 @@ mod tests {
             &format!("/search?q={long}"),
             &[("user-agent", &long), ("host", "h")],
         );
-        let kept = KeptRequest::capture(&req, false);
-        assert_eq!(kept.headers()["user-agent"].len(), MAX_HEADER);
+        let kept = capture(&req, false);
+        assert_eq!(
+            kept.headers(&kept_headers())["user-agent"].len(),
+            MAX_HEADER
+        );
         assert!(kept.url().unwrap().starts_with("http://h/search"));
         assert!(kept.query().unwrap().len() < ROOM);
     }
@@ -290,7 +317,7 @@ mod tests {
         let origin = format!("https://{user}:pw@app.example.com");
         let host = format!("{user}:pw@api.example.com");
         let req = request("/", &[("origin", &origin), ("host", &host)]);
-        let headers = KeptRequest::capture(&req, false).headers();
+        let headers = capture(&req, false).headers(&kept_headers());
         assert!(!headers.contains_key("origin"), "{headers:?}");
         assert_eq!(headers["host"], "api.example.com");
     }

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderValue, Request};
 use sentry_core::protocol::Event;
-use sentry_core::types::Dsn;
 use sentry_core::{Client, ClientOptions, Hub, HubSwitchGuard, Scope};
 
 use crate::classify::{GrpcCode, Outcome};
@@ -29,10 +28,10 @@ use crate::config::Setup;
 use crate::error::BuildError;
 use crate::method::MethodLabel;
 use crate::metrics::names::{SENTRY_EVENTS_DROPPED, SENTRY_EVENTS_SENT};
-use crate::metrics::{ServiceInfo, Sink};
+
 use crate::signal::{Arrival, Ending, Failed, Head, Signal, SpanIds};
 use kept::KeptRequest;
-pub(crate) use settings::SentrySettings;
+pub use settings::Sentry;
 use transport::{Delivery, HttpTransport};
 
 /// The Sentry client of one [`Observability`](crate::Observability): built when a DSN is
@@ -48,37 +47,27 @@ pub(crate) struct Reporter {
     pub(crate) release: Option<String>,
     pub(crate) send_pii: bool,
     report_client_errors: bool,
+    /// The headers an event keeps with PII off, the layer's request id header among them.
+    pub(crate) kept_headers: privacy::KeptHeaders,
 }
 
 impl Reporter {
-    /// Checks the settings before anything starts: the DSN, or `None` when reporting is
-    /// off.
-    pub(crate) fn check(settings: &SentrySettings) -> Result<Option<Dsn>, BuildError> {
-        let dsn = settings.parsed_dsn()?;
-        if let Some(dsn) = &dsn {
-            if settings.transport.is_none() && dsn.scheme() != sentry_core::types::Scheme::Http {
-                return Err(BuildError::setting(
-                    "sentry_dsn",
-                    "the built-in transport speaks plain HTTP (a Sentry Relay or \
-                     self-hosted Sentry on the network); for an https DSN plug a TLS \
-                     transport with `sentry_transport` (see its documentation)",
-                ));
-            }
-        }
-        Ok(dsn)
-    }
-
-    /// The reporter for `settings` and the DSN [`check`](Self::check) returned, or `None`
+    /// The reporter for the settings and the DSN [`Sentry::check`] returned, or `None`
     /// when there is no DSN (reporting off).
-    pub(crate) fn build(
-        settings: SentrySettings,
-        dsn: Option<Dsn>,
-        info: &ServiceInfo,
-        sink: &Sink,
-    ) -> Result<Option<Self>, BuildError> {
-        let Some(dsn) = dsn else {
+    pub(crate) fn build(setup: &mut Setup<'_>) -> Result<Option<Self>, BuildError> {
+        let settings = setup.settings.sentry.clone();
+        let (info, sink) = (setup.info, setup.sink);
+        let Some(dsn) = setup.sentry_dsn.take() else {
             return Ok(None);
         };
+        if settings.transport.is_none() && dsn.scheme() != sentry_core::types::Scheme::Http {
+            return Err(BuildError::setting(
+                "sentry.dsn",
+                "the built-in transport speaks plain HTTP (a Sentry Relay or self-hosted \
+                 Sentry on the network); for an https DSN plug a TLS transport with \
+                 `Sentry::transport` (see its documentation)",
+            ));
+        }
         let environment = settings
             .environment
             .clone()
@@ -108,7 +97,7 @@ impl Reporter {
                     let http = HttpTransport::start(&dsn, delivery.clone(), settings.send_timeout)
                         .map_err(|e| {
                             BuildError::setting(
-                                "sentry_dsn",
+                                "sentry.dsn",
                                 format!("cannot start the Sentry transport: {e}"),
                             )
                         })?;
@@ -137,6 +126,7 @@ impl Reporter {
             release,
             send_pii: settings.send_pii,
             report_client_errors: settings.report_client_errors,
+            kept_headers: privacy::KeptHeaders::new(setup.request_id.clone()),
         }))
     }
 
@@ -144,7 +134,7 @@ impl Reporter {
     pub(crate) fn begin<B>(&self, req: &Request<B>) -> Box<RequestReport> {
         Box::new(RequestReport {
             hub: Arc::new(Hub::new(Some(self.client.clone()), self.scope.clone())),
-            request: KeptRequest::capture(req, self.send_pii),
+            request: KeptRequest::capture(req, self.send_pii, &self.kept_headers),
             detail: None,
             grpc_message: None,
         })
@@ -219,8 +209,8 @@ pub(crate) struct RequestReport {
 
 impl RequestReport {
     /// Binds the request's hub to this thread (and arms backtrace capture) until dropped.
-    pub(crate) fn enter(&self) -> Entered {
-        Entered {
+    pub(crate) fn enter(&self) -> HubEntered {
+        HubEntered {
             _hub: HubSwitchGuard::new(self.hub.clone()),
             _armed: panic_capture::Armed::new(),
         }
@@ -294,12 +284,10 @@ impl ErrorReporting {
 
 impl Signal for ErrorReporting {
     type Exchange = Option<Box<RequestReport>>;
-    type Entered<'a> = Option<Entered>;
+    type Entered<'a> = Option<HubEntered>;
 
     fn build(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
-        let settings = setup.settings.sentry.clone();
-        let dsn = setup.sentry_dsn.take();
-        Reporter::build(settings, dsn, setup.info, setup.sink).map(ErrorReporting)
+        Reporter::build(setup).map(ErrorReporting)
     }
 
     fn arrive<B>(&self, req: &Request<B>, arrival: &mut Arrival<'_>) -> Self::Exchange {
@@ -355,7 +343,7 @@ impl Signal for ErrorReporting {
 }
 
 /// The request's hub bound to the current thread; see [`RequestReport::enter`].
-pub(crate) struct Entered {
+pub(crate) struct HubEntered {
     _hub: HubSwitchGuard,
     _armed: panic_capture::Armed,
 }

@@ -21,16 +21,35 @@ pub(crate) const FILTERED: &str = "[Filtered]";
 /// How many headers are kept when PII is off.
 pub(crate) const KEPT: usize = 7;
 
-/// The headers an event carries when PII is off: useful to debug, never personal.
-pub(crate) static KEPT_HEADERS: [HeaderName; KEPT] = [
-    HOST,
-    USER_AGENT,
-    CONTENT_TYPE,
-    CONTENT_LENGTH,
-    ACCEPT,
-    ORIGIN,
-    HeaderName::from_static("x-request-id"),
-];
+/// The headers an event carries when PII is off, useful to debug and never personal: six
+/// fixed ones, and the request id header the layer is configured with (when it has one).
+#[derive(Debug, Clone)]
+pub(crate) struct KeptHeaders([Option<HeaderName>; KEPT]);
+
+impl KeptHeaders {
+    pub(crate) fn new(request_id: Option<HeaderName>) -> Self {
+        let fixed = [
+            HOST,
+            USER_AGENT,
+            CONTENT_TYPE,
+            CONTENT_LENGTH,
+            ACCEPT,
+            ORIGIN,
+        ];
+        let [a, b, c, d, e, f] = fixed.map(Some);
+        KeptHeaders([a, b, c, d, e, f, request_id])
+    }
+
+    /// Where `name` is kept, if it is.
+    pub(crate) fn position(&self, name: &HeaderName) -> Option<usize> {
+        self.0.iter().position(|kept| kept.as_ref() == Some(name))
+    }
+
+    /// The kept headers, by position.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &HeaderName)> {
+        (self.0.iter().enumerate()).filter_map(|(i, name)| Some((i, name.as_ref()?)))
+    }
+}
 
 /// The query string with the values of secret-looking keys replaced by `[Filtered]` (the
 /// key list is [`redact`](crate::redact)'s, the one spans use too); as sent with PII on.

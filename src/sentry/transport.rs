@@ -10,7 +10,7 @@
 //! It speaks plain HTTP: a Sentry Relay beside the service, or a self-hosted Sentry on the
 //! network. For `https` DSNs the application plugs a TLS transport of its choice (sentry's
 //! own reqwest transport, with the TLS stack the application already uses) through
-//! `ObservabilityBuilder::sentry_transport`; it is wrapped by [`CountingFactory`] so its
+//! `Sentry::transport`; it is wrapped by [`CountingFactory`] so its
 //! hand-offs are still counted.
 
 use std::sync::atomic::{AtomicUsize, Ordering};

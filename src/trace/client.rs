@@ -158,7 +158,7 @@ struct Opened {
     /// The served request's id, to travel with the call.
     request_id: Option<RequestId>,
     /// The record to export, when sampled and there is an exporter.
-    pending: Option<Box<Pending>>,
+    pending: Option<Box<UnfinishedSpan>>,
 }
 
 impl Opened {
@@ -199,7 +199,7 @@ fn open(
     let pending = (context.flags.is_sampled()
         && config.sink.as_ref().is_some_and(|sink| sink.admit()))
     .then(|| {
-        Box::new(Pending {
+        Box::new(UnfinishedSpan {
             started: Instant::now(),
             span: FinishedSpan {
                 kind: Kind::Client,
@@ -258,7 +258,7 @@ impl<S> std::fmt::Debug for TraceClient<S> {
 }
 
 /// A client span waiting for its response.
-struct Pending {
+struct UnfinishedSpan {
     span: FinishedSpan,
     started: Instant,
 }
@@ -301,7 +301,7 @@ pin_project! {
     pub struct TraceClientFuture<F> {
         #[pin]
         inner: F,
-        pending: Option<Box<Pending>>,
+        pending: Option<Box<UnfinishedSpan>>,
         config: Arc<TraceConfig>,
     }
 
@@ -357,7 +357,7 @@ where
 
 fn submit(
     config: &TraceConfig,
-    pending: Box<Pending>,
+    pending: Box<UnfinishedSpan>,
     status: u16,
     grpc_status: Option<GrpcCode>,
     error: Option<ErrorType>,
@@ -365,7 +365,7 @@ fn submit(
     let Some(sink) = &config.sink else {
         return;
     };
-    let Pending { mut span, started } = *pending;
+    let UnfinishedSpan { mut span, started } = *pending;
     span.end = span.start + started.elapsed();
     span.status = status;
     span.grpc_status = grpc_status;

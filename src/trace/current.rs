@@ -25,16 +25,16 @@ pub fn current_request() -> Option<RequestContext> {
 }
 
 /// Restores the previous context when dropped.
-pub(crate) struct Entered {
+pub(crate) struct CurrentGuard {
     previous: Option<RequestContext>,
 }
 
-pub(crate) fn enter(ctx: &RequestContext) -> Entered {
+pub(crate) fn enter(ctx: &RequestContext) -> CurrentGuard {
     let previous = CURRENT.with(|c| c.borrow_mut().replace(ctx.clone()));
-    Entered { previous }
+    CurrentGuard { previous }
 }
 
-impl Drop for Entered {
+impl Drop for CurrentGuard {
     fn drop(&mut self) {
         let previous = self.previous.take();
         CURRENT.with(|c| *c.borrow_mut() = previous);

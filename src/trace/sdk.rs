@@ -15,7 +15,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter, SpanLinks, Sp
 use opentelemetry_sdk::Resource;
 
 use super::export::{FinishedSpan, Kind, SpanSink};
-use super::otlp::{Pending, Spawn, Target};
+use super::otlp::{ExporterToStart, Spawn, Target};
 use super::queue::{self, Backend, Worker};
 use super::semconv::{self, AttributeSink};
 use super::{SpanContext, TraceParent};
@@ -33,7 +33,7 @@ impl Target {
                 })
             })
         });
-        Target::Custom(Pending(Arc::new(Mutex::new(Some(spawn)))))
+        Target::Custom(ExporterToStart(Arc::new(Mutex::new(Some(spawn)))))
     }
 
     pub(crate) fn processor<P: SpanProcessor + 'static>(processor: P) -> Self {
@@ -45,7 +45,7 @@ impl Target {
                 scope: scope(),
             }) as Arc<dyn SpanSink>)
         });
-        Target::Custom(Pending(Arc::new(Mutex::new(Some(spawn)))))
+        Target::Custom(ExporterToStart(Arc::new(Mutex::new(Some(spawn)))))
     }
 }
 

@@ -170,8 +170,8 @@ impl ServerSpan {
     }
 
     /// Enters the span (for `tracing` and for [`current`](super::current)) until dropped.
-    pub(crate) fn enter(&self) -> Entered<'_> {
-        Entered {
+    pub(crate) fn enter(&self) -> SpanEntered<'_> {
+        SpanEntered {
             _span: self.span.enter(),
             _current: current::enter(&self.current),
         }
@@ -283,7 +283,7 @@ impl Tracing {
 
 impl Signal for Tracing {
     type Exchange = Option<Box<ServerSpan>>;
-    type Entered<'a> = Option<Entered<'a>>;
+    type Entered<'a> = Option<SpanEntered<'a>>;
 
     fn build(setup: &mut Setup<'_>) -> Result<Self, BuildError> {
         let settings = setup.settings;
@@ -342,9 +342,9 @@ impl Signal for Tracing {
 }
 
 /// The request's span entered, for `tracing` and for [`current`](super::current).
-pub(crate) struct Entered<'a> {
+pub(crate) struct SpanEntered<'a> {
     _span: tracing::span::Entered<'a>,
-    _current: current::Entered,
+    _current: current::CurrentGuard,
 }
 
 /// The client's address, when the server put it in the request (axum's `ConnectInfo`).

@@ -1,6 +1,14 @@
 //! Configuration from the environment: the OpenTelemetry variables the crate understands,
 //! and its own `OBSERVABILITY_*` settings. An empty variable counts as unset, as the
 //! OpenTelemetry specification says.
+//!
+//! Each variable is parsed into a value and handed to the same builder method a user
+//! calls; what a value may be is checked once, by the builder, and an error about a value
+//! read here names its variable ([`Origins`](super::Origins)). A variable for a cargo
+//! feature this build does not have is said once at `build()`.
+
+#[cfg(feature = "otlp")]
+mod otlp;
 
 use super::builder::ObservabilityBuilder;
 use crate::cors::Cors;
@@ -8,74 +16,86 @@ use crate::error::BuildError;
 use crate::security_headers::SecurityHeaders;
 use crate::trace::Sampler;
 
-/// Applies the environment, read through `lookup`, over `builder`.
+/// Variables that only a cargo feature reads, by feature and whether this build has it:
+/// set in a build without it, they are said once at `build()`.
+const FEATURE_VARIABLES: &[(&str, bool, &[&str])] = &[
+    (
+        "otlp",
+        cfg!(feature = "otlp"),
+        &[
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            "OTEL_TRACES_EXPORTER",
+        ],
+    ),
+    ("sentry", cfg!(feature = "sentry"), &["SENTRY_DSN"]),
+];
+
+/// Applies the environment, read through `lookup`, over `builder`, and checks what it set.
 pub(crate) fn apply(
     mut builder: ObservabilityBuilder,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<ObservabilityBuilder, BuildError> {
     let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
 
-    if let Some(attrs) = var("OTEL_RESOURCE_ATTRIBUTES") {
-        for (key, value) in resource_attributes(&attrs)? {
-            match key.as_str() {
-                "service.name" => builder.service_name = value,
-                "service.version" => builder.service_version = Some(value),
-                "deployment.environment.name" => builder.environment = Some(value),
-                // The older name; the newer one wins when both are given.
-                "deployment.environment" if builder.environment.is_none() => {
-                    builder.environment = Some(value)
-                }
-                _ => {}
-            }
+    if let Some(raw) = var("OTEL_RESOURCE_ATTRIBUTES") {
+        let attributes = resource_attributes(&raw)?;
+        let get = |key: &str| attributes.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+        if let Some(name) = get("service.name") {
+            builder = builder.service_name(name);
         }
-        builder.resource_attributes = resource_attributes(&attrs)?;
+        if let Some(version) = get("service.version") {
+            builder = builder.service_version(version);
+        }
+        // The older name of the environment; the newer one wins when both are given.
+        if let Some(env) = get("deployment.environment.name").or(get("deployment.environment")) {
+            builder = builder.environment(env);
+        }
+        builder.resource_attributes = attributes;
     }
     if let Some(name) = var("OTEL_SERVICE_NAME") {
-        builder.service_name = name;
+        builder = builder.service_name(name);
     }
-    if let Some(v) = var("OBSERVABILITY_ROUTE_LIMIT") {
-        builder.route_limit = v
-            .trim()
-            .parse()
-            .ok()
-            .filter(|n| (1..=100_000).contains(n))
-            .ok_or_else(|| {
-                BuildError::env(
-                    "OBSERVABILITY_ROUTE_LIMIT",
-                    &v,
-                    "expected a whole number from 1 to 100000",
-                )
-            })?;
+    if let Some(v) = var(ROUTE_LIMIT) {
+        let limit = v.trim().parse().map_err(|_| {
+            BuildError::env(ROUTE_LIMIT, &v, "expected a whole number from 1 to 100000")
+        })?;
+        builder = builder.route_limit(limit);
+        builder.origins.note("route_limit", ROUTE_LIMIT, &v);
     }
-    if let Some(v) = var("OBSERVABILITY_EXCLUDE_PATHS") {
+    if let Some(v) = var(EXCLUDE_PATHS) {
         for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            if !item.starts_with('/') {
-                return Err(BuildError::env(
-                    "OBSERVABILITY_EXCLUDE_PATHS",
-                    &v,
-                    format!("{item:?} does not start with '/'"),
-                ));
-            }
-            match item.strip_suffix('*') {
-                Some(prefix) => builder.excluded_prefixes.push(prefix.to_owned()),
-                None => builder.excluded.push(item.to_owned()),
-            }
+            builder = match item.strip_suffix('*') {
+                Some(prefix) => builder.exclude_prefix(prefix),
+                None => builder.exclude_path(item),
+            };
         }
+        builder.origins.note("exclude_path", EXCLUDE_PATHS, &v);
+        builder.origins.note("exclude_prefix", EXCLUDE_PATHS, &v);
     }
-    if let Some(v) = var("OBSERVABILITY_DURATION_BUCKETS") {
-        builder.duration_buckets = buckets("OBSERVABILITY_DURATION_BUCKETS", &v)?;
+    if let Some(v) = var(DURATION_BUCKETS) {
+        builder = builder.duration_buckets(buckets(DURATION_BUCKETS, &v)?);
+        builder
+            .origins
+            .note("duration_buckets", DURATION_BUCKETS, &v);
     }
-    if let Some(v) = var("OBSERVABILITY_SIZE_BUCKETS") {
-        builder.size_buckets = buckets("OBSERVABILITY_SIZE_BUCKETS", &v)?;
+    if let Some(v) = var(SIZE_BUCKETS) {
+        builder = builder.size_buckets(buckets(SIZE_BUCKETS, &v)?);
+        builder.origins.note("size_buckets", SIZE_BUCKETS, &v);
     }
     if let Some(v) = var("OBSERVABILITY_CATCH_PANICS") {
-        builder.catch_panics = boolean("OBSERVABILITY_CATCH_PANICS", &v)?;
+        builder = builder.catch_panics(boolean("OBSERVABILITY_CATCH_PANICS", &v)?);
     }
     if let Some(v) = var("OBSERVABILITY_OBSERVE_ADMIN_PATHS") {
-        builder.observe_admin_paths = boolean("OBSERVABILITY_OBSERVE_ADMIN_PATHS", &v)?;
+        let observe = boolean("OBSERVABILITY_OBSERVE_ADMIN_PATHS", &v)?;
+        builder = builder.observe_admin_paths(observe);
     }
     if let Some(v) = var("OBSERVABILITY_SECURITY_HEADERS") {
-        builder.security_headers = match v.trim().to_ascii_lowercase().as_str() {
+        builder = builder.security_headers(match v.trim().to_ascii_lowercase().as_str() {
             "api" => SecurityHeaders::api(),
             "web" => SecurityHeaders::web(),
             "off" | "none" => SecurityHeaders::none(),
@@ -86,42 +106,77 @@ pub(crate) fn apply(
                     "expected api, web or off",
                 ))
             }
-        };
+        });
     }
     if let Some(cors) = cors(&var)? {
-        builder.cors = Some(cors);
+        builder = builder.cors(cors);
     }
     if let Some(name) = var("OTEL_TRACES_SAMPLER") {
         let arg = var("OTEL_TRACES_SAMPLER_ARG");
-        builder.sampler = Sampler::from_env(&name, arg.as_deref())
+        let sampler = Sampler::from_env(&name, arg.as_deref())
             .map_err(|reason| BuildError::env("OTEL_TRACES_SAMPLER", &name, reason))?;
+        builder = builder.sampler(sampler);
     }
     if let Some(v) = var("OBSERVABILITY_TRACING") {
-        builder.tracing = boolean("OBSERVABILITY_TRACING", &v)?;
+        builder = builder.tracing(boolean("OBSERVABILITY_TRACING", &v)?);
     }
     if let Some(v) = var("OBSERVABILITY_TRACERESPONSE") {
-        builder.traceresponse = boolean("OBSERVABILITY_TRACERESPONSE", &v)?;
+        builder = builder.traceresponse(boolean("OBSERVABILITY_TRACERESPONSE", &v)?);
     }
     if let Some(v) = var("OBSERVABILITY_TRUST_INBOUND_CONTEXT") {
-        builder.trust_inbound_context = boolean("OBSERVABILITY_TRUST_INBOUND_CONTEXT", &v)?;
+        let trust = boolean("OBSERVABILITY_TRUST_INBOUND_CONTEXT", &v)?;
+        builder = builder.trust_inbound_context(trust);
     }
-    if let Some(v) = var("OBSERVABILITY_REQUEST_ID_HEADER") {
-        builder.request_id_header = match v.trim() {
+    if let Some(v) = var(REQUEST_ID_HEADER) {
+        builder = builder.request_id_header(match v.trim() {
             "none" | "off" => None,
-            name => Some(name.to_owned()),
-        };
+            name => Some(name),
+        });
+        builder
+            .origins
+            .note("request_id_header", REQUEST_ID_HEADER, &v);
     }
     if let Some(v) = var("OBSERVABILITY_SHUTDOWN_TIMEOUT") {
-        builder.shutdown_timeout = crate::shutdown::parse_timeout(&v)
+        let timeout = crate::shutdown::parse_timeout(&v)
             .map_err(|reason| BuildError::env("OBSERVABILITY_SHUTDOWN_TIMEOUT", &v, reason))?;
+        builder = builder.shutdown_timeout(timeout);
+    }
+    if let Some(v) = var("OBSERVABILITY_STRICT_ENV") {
+        builder = builder.strict_env(boolean("OBSERVABILITY_STRICT_ENV", &v)?);
     }
     #[cfg(feature = "otlp")]
     {
-        builder.export = crate::trace::otlp::ExportConfig::from_env(&var)?;
+        builder = otlp::apply(builder, &var)?;
     }
-    sentry(&mut builder, &var)?;
+    #[cfg(feature = "sentry")]
+    {
+        builder = builder.sentry(sentry(&var)?);
+        if var("SENTRY_DSN").is_some() {
+            builder.origins.note_secret("sentry.dsn", "SENTRY_DSN");
+        }
+        if let Some(v) = var("SENTRY_SAMPLE_RATE") {
+            builder
+                .origins
+                .note("sentry.sample_rate", "SENTRY_SAMPLE_RATE", &v);
+        }
+    }
+    for &(feature, compiled, names) in FEATURE_VARIABLES {
+        if !compiled {
+            for name in names.iter().filter(|name| var(name).is_some()) {
+                builder.origins.inert(name, feature);
+            }
+        }
+    }
+    // What the environment set is checked now, so a bad value fails `from_env` itself.
+    builder.check().map_err(|e| builder.origins.name(e))?;
     Ok(builder)
 }
+
+const ROUTE_LIMIT: &str = "OBSERVABILITY_ROUTE_LIMIT";
+const EXCLUDE_PATHS: &str = "OBSERVABILITY_EXCLUDE_PATHS";
+const DURATION_BUCKETS: &str = "OBSERVABILITY_DURATION_BUCKETS";
+const SIZE_BUCKETS: &str = "OBSERVABILITY_SIZE_BUCKETS";
+const REQUEST_ID_HEADER: &str = "OBSERVABILITY_REQUEST_ID_HEADER";
 
 /// The CORS policy from `OBSERVABILITY_CORS_*`, when `OBSERVABILITY_CORS_ALLOWED_ORIGINS`
 /// is set; the other variables refine it and are an error without it.
@@ -187,44 +242,31 @@ fn cors(var: &impl Fn(&str) -> Option<String>) -> Result<Option<Cors>, BuildErro
     Ok(Some(cors))
 }
 
-/// `SENTRY_DSN`, `SENTRY_ENVIRONMENT`, `SENTRY_RELEASE` and `SENTRY_SAMPLE_RATE`.
+/// The [`Sentry`](crate::Sentry) settings `SENTRY_DSN`, `SENTRY_ENVIRONMENT`,
+/// `SENTRY_RELEASE` and `SENTRY_SAMPLE_RATE` make (reporting off without a DSN).
 #[cfg(feature = "sentry")]
-fn sentry(
-    builder: &mut ObservabilityBuilder,
-    var: &impl Fn(&str) -> Option<String>,
-) -> Result<(), BuildError> {
-    use crate::sentry::settings::{parse_dsn, parse_sample_rate};
-    if let Some(dsn) = var("SENTRY_DSN") {
-        // Checked here so the error names the variable; the key is not repeated.
-        parse_dsn(&dsn).map_err(|reason| BuildError::env("SENTRY_DSN", "<hidden>", reason))?;
-        builder.sentry.dsn = Some(dsn);
-    }
+pub(crate) fn sentry(var: &impl Fn(&str) -> Option<String>) -> Result<crate::Sentry, BuildError> {
+    let mut sentry = match var("SENTRY_DSN") {
+        Some(dsn) => crate::Sentry::dsn(dsn),
+        None => crate::Sentry::default(),
+    };
     if let Some(environment) = var("SENTRY_ENVIRONMENT") {
-        builder.sentry.environment = Some(environment);
+        sentry = sentry.environment(environment);
     }
     if let Some(release) = var("SENTRY_RELEASE") {
-        builder.sentry.release = Some(release);
+        sentry = sentry.release(release);
     }
     if let Some(rate) = var("SENTRY_SAMPLE_RATE") {
-        builder.sentry.sample_rate = parse_sample_rate(&rate)
-            .map_err(|reason| BuildError::env("SENTRY_SAMPLE_RATE", &rate, reason))?;
+        let parsed = rate.trim().parse().map_err(|_| {
+            BuildError::env(
+                "SENTRY_SAMPLE_RATE",
+                &rate,
+                "expected a number from 0.0 to 1.0",
+            )
+        })?;
+        sentry = sentry.sample_rate(parsed);
     }
-    Ok(())
-}
-
-/// Without the `sentry` feature a DSN cannot be used: say so once rather than stay silent.
-#[cfg(not(feature = "sentry"))]
-fn sentry(
-    _builder: &mut ObservabilityBuilder,
-    var: &impl Fn(&str) -> Option<String>,
-) -> Result<(), BuildError> {
-    if var("SENTRY_DSN").is_some() {
-        tracing::warn!(
-            "SENTRY_DSN is set but tower-observability was built without its `sentry` \
-             feature: errors are not reported"
-        );
-    }
-    Ok(())
+    Ok(sentry)
 }
 
 /// `key1=value1,key2=value2`, values percent-encoded (W3C Baggage octets).
@@ -250,6 +292,7 @@ fn resource_attributes(raw: &str) -> Result<Vec<(String, String)>, BuildError> {
     Ok(out)
 }
 
+/// A comma-separated list of numbers; whether they make buckets is the builder's check.
 fn buckets(var: &str, raw: &str) -> Result<Vec<f64>, BuildError> {
     raw.split(',')
         .map(|b| {
@@ -260,6 +303,7 @@ fn buckets(var: &str, raw: &str) -> Result<Vec<f64>, BuildError> {
         .collect()
 }
 
+/// `true`/`false` and their usual spellings.
 pub(crate) fn boolean(var: &str, raw: &str) -> Result<bool, BuildError> {
     match raw.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
@@ -482,12 +526,24 @@ mod tests {
             let err = from(&[(var, value)]).unwrap_err().to_string();
             assert!(err.contains(var), "{var}={value}: {err}");
         }
-        // Values that parse but make no sense are caught by build().
-        let err = from(&[("OBSERVABILITY_DURATION_BUCKETS", "1,0.5")])
-            .unwrap()
-            .build()
-            .unwrap_err();
-        assert!(err.to_string().contains("increasing"));
+        // Values that parse but make no sense: the builder's one check, naming the
+        // variable, whether they come out of the range or out of order.
+        for (var, value, reason) in [
+            ("OBSERVABILITY_DURATION_BUCKETS", "1,0.5", "increasing"),
+            ("OBSERVABILITY_ROUTE_LIMIT", "0", "outside"),
+            ("OBSERVABILITY_ROUTE_LIMIT", "100001", "outside"),
+            (
+                "OBSERVABILITY_REQUEST_ID_HEADER",
+                "x request",
+                "header name",
+            ),
+        ] {
+            let err = from(&[(var, value)]).unwrap_err();
+            assert!(
+                matches!(&err, BuildError::InvalidEnv { var: v, reason: r, .. } if v == var && r.contains(reason)),
+                "{var}={value}: {err:?}"
+            );
+        }
     }
 
     #[cfg(feature = "sentry")]
@@ -522,8 +578,104 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("sentry_dsn") && err.contains("sentry_transport"),
+            err.contains("SENTRY_DSN")
+                && err.contains("Sentry::transport")
+                && !err.contains("key@"),
             "{err}"
         );
+    }
+
+    /// The messages of the warnings logged while `f` runs.
+    #[cfg(not(all(feature = "otlp", feature = "sentry")))]
+    fn warnings_of<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
+        use std::sync::{Arc, Mutex};
+        use tracing_subscriber::layer::{Context, SubscriberExt};
+
+        #[derive(Clone, Default)]
+        struct Warnings(Arc<Mutex<Vec<String>>>);
+        struct Message<'a>(&'a mut String);
+        impl tracing::field::Visit for Message<'_> {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    *self.0 = format!("{value:?}");
+                }
+            }
+        }
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+            fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+                if *event.metadata().level() == tracing::Level::WARN {
+                    let mut message = String::new();
+                    event.record(&mut Message(&mut message));
+                    self.0.lock().unwrap().push(message);
+                }
+            }
+        }
+        let warnings = Warnings::default();
+        let subscriber = tracing_subscriber::registry().with(warnings.clone());
+        let out = tracing::subscriber::with_default(subscriber, f);
+        let seen = warnings.0.lock().unwrap().clone();
+        (out, seen)
+    }
+
+    #[cfg(not(feature = "sentry"))]
+    #[test]
+    fn a_variable_for_a_feature_not_built_in_is_said_once_at_build() {
+        let vars = [("SENTRY_DSN", "http://key@127.0.0.1:9/1")];
+        let build = || {
+            from(&vars)
+                .unwrap()
+                .metrics_backend(crate::MetricsBackend::IsolatedPrometheus)
+                .build()
+        };
+        let (built, warnings) = warnings_of(build);
+        assert!(built.is_ok());
+        let named: Vec<_> = warnings
+            .iter()
+            .filter(|w| w.contains("SENTRY_DSN") && w.contains("`sentry` cargo feature"))
+            .collect();
+        assert_eq!(named.len(), 1, "{warnings:?}");
+        assert!(
+            !named[0].contains("key@"),
+            "the DSN is not repeated: {named:?}"
+        );
+        // Strict: the same variable is an error naming it and the feature.
+        let strict = [vars[0], ("OBSERVABILITY_STRICT_ENV", "true")];
+        let err = from(&strict)
+            .unwrap()
+            .metrics_backend(crate::MetricsBackend::IsolatedPrometheus)
+            .build()
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("SENTRY_DSN") && text.contains("`sentry`"),
+            "{text}"
+        );
+        assert!(!text.contains("key@"), "{text}");
+    }
+
+    #[cfg(not(feature = "otlp"))]
+    #[test]
+    fn otlp_variables_without_the_feature_are_said_once_each() {
+        let vars = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            ("OTEL_TRACES_EXPORTER", "otlp"),
+        ];
+        let build = || {
+            from(&vars)
+                .unwrap()
+                .metrics_backend(crate::MetricsBackend::IsolatedPrometheus)
+                .build()
+        };
+        let (built, warnings) = warnings_of(build);
+        assert!(built.is_ok());
+        for (var, _) in vars {
+            let said = warnings
+                .iter()
+                .filter(|w| w.contains(var) && w.contains("`otlp`"));
+            assert_eq!(said.count(), 1, "{var}: {warnings:?}");
+        }
+        // Nothing suggests spans are exported: no export counters at all.
+        let obs = built.unwrap();
+        assert!(!obs.render_metrics().contains("spans_exported"));
     }
 }
