@@ -92,7 +92,13 @@ fn app(obs: &Observability) -> Router {
 fn signals() -> [(&'static str, String); 2] {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let traces = if !cfg!(feature = "otlp") {
-        "off: run with --features otlp and OTEL_EXPORTER_OTLP_ENDPOINT set".to_owned()
+        match var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+            Some(_) => {
+                "off: OTEL_EXPORTER_OTLP_ENDPOINT is set, but this build lacks --features otlp"
+            }
+            None => "off: run with --features otlp and OTEL_EXPORTER_OTLP_ENDPOINT set",
+        }
+        .to_owned()
     } else {
         let endpoint = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
             .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
@@ -100,7 +106,10 @@ fn signals() -> [(&'static str, String); 2] {
         format!("exported with OTLP to {endpoint}")
     };
     let errors = match (cfg!(feature = "sentry"), var("SENTRY_DSN")) {
-        (false, _) => "off: run with --features sentry and SENTRY_DSN set".to_owned(),
+        (false, None) => "off: run with --features sentry and SENTRY_DSN set".to_owned(),
+        (false, Some(_)) => {
+            "off: SENTRY_DSN is set, but this build lacks --features sentry".to_owned()
+        }
         (true, None) => "off: SENTRY_DSN is not set".to_owned(),
         (true, Some(_)) => "reported to the Sentry of SENTRY_DSN (5xx, panics)".to_owned(),
     };
@@ -109,6 +118,13 @@ fn signals() -> [(&'static str, String); 2] {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The crate's warnings on stderr: a collector or Sentry that cannot be reached, a
+    // variable for a feature this build lacks.
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let obs = Observability::from_env("quickstart")?
         .service_version(env!("CARGO_PKG_VERSION"))
         .build()?;
