@@ -436,6 +436,16 @@ fn every_example_prints_its_addresses_and_quoted_curl_lines_and_stops_on_sigterm
             "{name} prints port 0: {output}"
         );
         let pid = running.0.id().to_string();
+        // The example prints before it hands `shutdown_signal()` to the server, which is
+        // when the handler is installed: wait until the kernel says SIGTERM is caught.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !catches_sigterm(&pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} does not catch SIGTERM 15 s after it started serving"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(killed.success());
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -451,6 +461,16 @@ fn every_example_prints_its_addresses_and_quoted_curl_lines_and_stops_on_sigterm
         };
         assert!(status.success(), "{name} ended with {status} on SIGTERM");
     }
+}
+
+/// Whether the process has a handler for SIGTERM (the `SigCgt` mask of /proc/PID/status).
+fn catches_sigterm(pid: &str) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (15 - 1)) != 0)
 }
 
 #[test]
