@@ -19,6 +19,7 @@ use http::Request;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
+use tower_observability::rate_limit::{Policy, RateLimit};
 use tower_observability::{
     Cors, MetricsBackend, Observability, ObservabilityBuilder, SecurityHeaders,
 };
@@ -44,6 +45,13 @@ fn ours(builder: ObservabilityBuilder) -> &'static Observability {
 /// Ours, with our layer on the app.
 fn layered(obs: &'static Observability) -> Scenario {
     app().layer(obs.layer()).into()
+}
+
+/// Ours on `builder`, requests carrying their peer address.
+fn with_peer(builder: ObservabilityBuilder) -> Scenario {
+    let mut scenario = layered(ours(builder));
+    scenario.peer = true;
+    scenario
 }
 
 /// Ours, with tracing off: the scenarios that keep measuring only what they name.
@@ -98,10 +106,44 @@ fn catalogue() -> Vec<Entry> {
                 )
                 .into()
         }),
+        // Rate limiting per client address, in memory, over `metrics/peer`: the same layer
+        // and the same requests (carrying their peer address), without the limiter. The
+        // quota is never reached: this is what every admitted request pays.
+        ("metrics/peer", || {
+            with_peer(untraced().security_headers(SecurityHeaders::none()))
+        }),
+        ("metrics+rate-limit", || {
+            with_peer(
+                untraced()
+                    .security_headers(SecurityHeaders::none())
+                    .rate_limit(RateLimit::new(Policy::new("per-client", "1000000000/s"))),
+            )
+        }),
+        // tower-governor on the same app, per peer IP, the quota never reached either.
+        ("peer-governor", || {
+            let mut scenario: Scenario = peers::governor(app()).into();
+            scenario.peer = true;
+            scenario
+        }),
         ("peer-metrics", || peers::metrics(app()).into()),
         ("peer-headers+cors", || peers::headers_cors(app()).into()),
         ("peer-all", peer_all::all),
     ];
+    // The same limit shared through Redis, when the caller started a redis-server and named
+    // it in `OVERHEAD_REDIS_URL`: one round trip per request.
+    #[cfg(feature = "redis")]
+    if std::env::var_os("OVERHEAD_REDIS_URL").is_some() {
+        list.push(("metrics+rate-limit/redis", || {
+            let url = std::env::var("OVERHEAD_REDIS_URL").expect("OVERHEAD_REDIS_URL");
+            with_peer(
+                untraced()
+                    .security_headers(SecurityHeaders::none())
+                    .rate_limit(
+                        RateLimit::new(Policy::new("per-client", "1000000000/s")).redis(url),
+                    ),
+            )
+        }));
+    }
     #[cfg(feature = "sentry")]
     list.push(("metrics+sentry", || {
         // A DSN set, no errors: the happy path pays for the per-request hub only. Nothing
@@ -154,6 +196,9 @@ const DSN_DOWN: &str = "http://public@127.0.0.1:9/1";
 struct Scenario {
     router: Router,
     dispatch: Option<tracing::Dispatch>,
+    /// Whether requests carry the peer address, as `into_make_service_with_connect_info`
+    /// gives them (what a limit per client address reads).
+    peer: bool,
 }
 
 impl From<Router> for Scenario {
@@ -161,6 +206,7 @@ impl From<Router> for Scenario {
         Scenario {
             router,
             dispatch: None,
+            peer: false,
         }
     }
 }
@@ -304,6 +350,12 @@ fn policy() -> Cors {
 
 const ORIGIN: &str = "https://app.example.com";
 
+/// The client every request with a peer address comes from.
+const PEER: std::net::SocketAddr = std::net::SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7)),
+    40000,
+);
+
 /// What service authors assemble from crates.io today for the same features.
 mod peers {
     use std::sync::OnceLock;
@@ -312,6 +364,19 @@ mod peers {
     use http::{header, HeaderName, HeaderValue, Method};
     use tower_http::cors::{AllowOrigin, CorsLayer};
     use tower_http::set_header::SetResponseHeaderLayer;
+
+    /// tower-governor, the most used rate limiter for axum: per peer IP, in memory, with
+    /// a quota the bench never reaches.
+    pub(super) fn governor(app: Router) -> Router {
+        use tower_governor::governor::GovernorConfigBuilder;
+        use tower_governor::GovernorLayer;
+        let config = GovernorConfigBuilder::default()
+            .per_nanosecond(1)
+            .burst_size(u32::MAX)
+            .finish()
+            .expect("a valid governor configuration");
+        app.layer(GovernorLayer::new(std::sync::Arc::new(config)))
+    }
 
     /// axum-prometheus, the most used metrics layer for axum.
     /// It installs a global recorder, which can happen once per process: every scenario
@@ -426,18 +491,23 @@ mod peer_all {
         super::Scenario {
             router: app,
             dispatch: Some(dispatch),
+            peer: false,
         }
     }
 }
 
 /// One request through the router, body read to the end (the layer records at the end).
-async fn one_request(router: &Router) {
-    let req = Request::get("/users/42")
+async fn one_request(scenario: &Scenario) {
+    let mut req = Request::get("/users/42")
         .header("user-agent", "bench")
         .header("origin", ORIGIN)
         .body(Body::empty())
         .unwrap();
-    let res = router.clone().oneshot(req).await.unwrap();
+    if scenario.peer {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(PEER));
+    }
+    let res = scenario.router.clone().oneshot(req).await.unwrap();
     let body = res.into_body().collect().await.unwrap();
     black_box(body);
 }
@@ -457,7 +527,7 @@ fn overhead(c: &mut Criterion) {
     for (name, make) in catalogue() {
         let scenario = make();
         group.bench_function(name, |b| {
-            b.iter(|| scenario.with(|| rt.block_on(one_request(&scenario.router))))
+            b.iter(|| scenario.with(|| rt.block_on(one_request(&scenario))))
         });
     }
     group.finish();
@@ -482,7 +552,14 @@ fn serve(name: &str, addr: &str) {
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         println!("serving {name} on {}", listener.local_addr().unwrap());
-        axum::serve(listener, scenario.router).await.unwrap();
+        if scenario.peer {
+            let make = scenario
+                .router
+                .into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, make).await.unwrap();
+        } else {
+            axum::serve(listener, scenario.router).await.unwrap();
+        }
     });
 }
 
@@ -511,9 +588,9 @@ fn main() {
         scenario.with(|| {
             rt.block_on(async {
                 // One warm-up request registers the label set, as in a running service.
-                one_request(&scenario.router).await;
+                one_request(&scenario).await;
                 for _ in 0..requests {
-                    one_request(&scenario.router).await;
+                    one_request(&scenario).await;
                 }
             })
         });

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests run for real. Keep in one line: other scripts read it.
-APT_PACKAGES="prometheus prometheus-alertmanager python3 valgrind chromium"
+APT_PACKAGES="prometheus prometheus-alertmanager python3 valgrind chromium redis-server"
 
 missing=()
 for pkg in $APT_PACKAGES; do
@@ -37,7 +37,7 @@ cargo clippy -p "$crate" --all-targets -- -D warnings
 echo "== default features build alone"; cargo check --quiet -p "$crate"
 echo "== no default features";           cargo check --quiet -p "$crate" --no-default-features
 echo "== each feature alone"
-for feature in axum admin signal otlp logging sentry; do
+for feature in axum admin signal otlp logging sentry redis; do
   cargo check --quiet -p "$crate" --no-default-features --features "$feature"
 done
 echo "== docs (broken intra-doc links are errors)"

@@ -20,7 +20,7 @@ use crate::classify::{is_grpc, Failure, GrpcCode, Outcome};
 use crate::method::MethodLabel;
 use crate::route::Route;
 use crate::shared::Shared;
-use crate::signal::{Arrival, Ending, EnteredContext, Failed, Head, SignalStates};
+use crate::signal::{Arrival, Deferred, Ending, EnteredContext, Failed, Head, SignalStates};
 
 /// How an exchange ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +55,9 @@ pub(crate) struct Begun {
     /// A signal answered the request itself (a CORS preflight): the application is not
     /// called.
     pub(crate) answer: Option<Response<Bytes>>,
+    /// A signal's decision to await before calling the application (see
+    /// [`Arrival::deferred`]).
+    pub(crate) deferred: Option<Deferred>,
 }
 
 impl Exchange {
@@ -76,9 +79,11 @@ impl Exchange {
             route: &resolved.route,
             overflowed: resolved.overflowed,
             answer: None,
+            started: start,
+            deferred: None,
         };
         let signals = shared.signals.arrive(req, &mut arrival);
-        let answer = arrival.answer;
+        let (answer, deferred) = (arrival.answer, arrival.deferred);
         // Bodiless requests (most GETs) need no shared counter.
         let request_bytes =
             (observed && !req.body().is_end_stream()).then(|| Arc::new(AtomicU64::new(0)));
@@ -98,6 +103,7 @@ impl Exchange {
                 signals,
             },
             answer,
+            deferred,
         }
     }
 

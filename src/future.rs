@@ -9,16 +9,20 @@ use bytes::Bytes;
 use http::Response;
 use http_body::Body;
 use pin_project_lite::pin_project;
+use tower_service::Service;
 
 use crate::body::ResponseBody;
 use crate::classify::Failure;
 use crate::exchange::{End, Exchange};
 use crate::panic::{catch, panic_response, Caught};
-use crate::signal::Failed;
+use crate::signal::{Deferred, Failed};
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
+    enum State<F, S, R> {
+        // A signal's deferred decision (a rate limit shared through Redis) runs; the ready
+        // inner service and the request wait for it.
+        Deferred { #[pin] decision: Deferred, call: Option<(S, R)> },
         Called { #[pin] future: F },
         // `call` itself panicked: answer with a 500 on first poll.
         Panicked { error: Option<Caught> },
@@ -28,17 +32,33 @@ pin_project! {
 }
 
 pin_project! {
-    /// Response future of [`ObservabilityService`](crate::ObservabilityService).
-    pub struct ResponseFuture<F> {
+    /// Response future of [`ObservabilityService`](crate::ObservabilityService): `F` is the
+    /// inner service's future; `S` and `R` are the inner service and its request, held
+    /// only while a deferred decision (a rate limit shared through Redis) runs.
+    pub struct ResponseFuture<F, S, R> {
         #[pin]
-        state: State<F>,
+        state: State<F, S, R>,
         // Taken when the response leaves: by the body, or ended here.
         exchange: Option<Exchange>,
         catch_panics: bool,
     }
 }
 
-impl<F> ResponseFuture<F> {
+impl<F, S, R> ResponseFuture<F, S, R> {
+    pub(crate) fn deferred(
+        decision: Deferred,
+        service: S,
+        request: R,
+        exchange: Exchange,
+        catch_panics: bool,
+    ) -> Self {
+        let state = State::Deferred {
+            decision,
+            call: Some((service, request)),
+        };
+        Self::new(state, exchange, catch_panics)
+    }
+
     pub(crate) fn called(future: F, exchange: Exchange, catch_panics: bool) -> Self {
         Self::new(State::Called { future }, exchange, catch_panics)
     }
@@ -55,7 +75,7 @@ impl<F> ResponseFuture<F> {
         Self::new(state, exchange, true)
     }
 
-    fn new(state: State<F>, exchange: Exchange, catch_panics: bool) -> Self {
+    fn new(state: State<F, S, R>, exchange: Exchange, catch_panics: bool) -> Self {
         ResponseFuture {
             state,
             exchange: Some(exchange),
@@ -64,14 +84,15 @@ impl<F> ResponseFuture<F> {
     }
 }
 
-impl<F> std::fmt::Debug for ResponseFuture<F> {
+impl<F, S, R> std::fmt::Debug for ResponseFuture<F, S, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
+impl<F, S, R, B, E> Future for ResponseFuture<F, S, R>
 where
+    S: Service<R, Future = F>,
     F: Future<Output = Result<Response<B>, E>>,
     B: Body,
     // Error reports carry the message, as tower-http's `TraceLayer` does.
@@ -81,6 +102,28 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        if let StateProj::Deferred { decision, call } = this.state.as_mut().project() {
+            let next = match std::task::ready!(decision.poll(cx)) {
+                // The signal's answer leaves like any other (below).
+                Some(response) => State::Answered {
+                    response: Some(response),
+                },
+                None => {
+                    let Some((mut service, req)) = call.take() else {
+                        unreachable!("a deferred decision resolves once")
+                    };
+                    let called = {
+                        let _entered = this.exchange.as_ref().map(Exchange::enter);
+                        catch(|| service.call(req))
+                    };
+                    match called {
+                        Ok(future) => State::Called { future },
+                        Err(error) => State::Panicked { error: Some(error) },
+                    }
+                }
+            };
+            this.state.set(next);
+        }
         if let StateProj::Answered { response } = this.state.as_mut().project() {
             if let Some(mut res) = response.take() {
                 // Bodiless or made here: the exchange is over as soon as the head leaves.
@@ -100,7 +143,7 @@ where
                     Some(caught) => Err(caught),
                     None => catch(|| panic!("ResponseFuture polled after completion")),
                 },
-                StateProj::Answered { .. } => {
+                StateProj::Answered { .. } | StateProj::Deferred { .. } => {
                     catch(|| panic!("ResponseFuture polled after completion"))
                 }
             }

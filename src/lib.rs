@@ -172,12 +172,14 @@
 //! | `otlp` | export spans with OTLP, gRPC or HTTP/protobuf (the crate's own encoder over hyper; opentelemetry SDK types for a user's exporter) | no |
 //! | `logging` | `logging::init`: JSON or text log lines carrying the trace (tracing-subscriber) | no |
 //! | `sentry` | report server errors and panics to Sentry (`SENTRY_DSN`), PII scrubbed, one hub per request | no |
+//! | `redis` | share [rate limits](rate_limit) across replicas through Redis or Valkey (redis-rs) | no |
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod admin;
 mod body;
 mod classify;
+mod client_address;
 mod config;
 mod cors;
 mod delivery;
@@ -194,6 +196,7 @@ pub mod metrics;
 mod observability;
 mod panic;
 mod percent;
+pub mod rate_limit;
 mod redact;
 mod response_policy;
 mod route;
@@ -210,6 +213,7 @@ pub mod trace;
 pub use admin::AdminServer;
 pub use admin::AdminService;
 pub use body::{BoxError, RequestBody, ResponseBody};
+pub use client_address::ForwardedHeader;
 pub use config::builder::DEFAULT_ROUTE_LIMIT;
 pub use config::ObservabilityBuilder;
 pub use cors::Cors;

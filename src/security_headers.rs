@@ -2,11 +2,11 @@
 //! removal list, checked by `build()` so that a request only inserts ready-made values.
 
 use std::borrow::Cow;
-use std::net::{IpAddr, SocketAddr};
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Request};
 
+use crate::client_address::TrustedProxies;
 use crate::error::BuildError;
 
 /// How the response headers of a preset entry are applied.
@@ -219,17 +219,23 @@ impl SecurityHeaders {
     /// Sends `Strict-Transport-Security` only on requests that arrived over TLS: an
     /// `https` request URI (HTTP/2 and HTTP/3 carry the scheme), the [`ArrivedOverTls`]
     /// request extension set by the TLS acceptor, or `X-Forwarded-Proto: https` from a
-    /// [trusted proxy](Self::trust_forwarded_proto_from). Browsers ignore HSTS over plain
+    /// [trusted proxy](crate::ObservabilityBuilder::trusted_proxies). Browsers ignore HSTS over plain
     /// HTTP anyway; this keeps it off internal plain-HTTP traffic.
     pub fn hsts_only_over_tls(mut self) -> Self {
         self.hsts_only_over_tls = true;
         self
     }
 
-    /// Trusts `X-Forwarded-Proto` on requests whose peer address (axum's
-    /// `ConnectInfo<SocketAddr>`, or a `SocketAddr` request extension) is one of `proxies`:
-    /// IP addresses or CIDR networks (`10.0.0.0/8`, `fd00::/8`). Requests from anyone
-    /// else, or without a known peer, are judged by their own connection only.
+    /// Trusts `X-Forwarded-Proto` on requests whose peer address is one of `proxies`.
+    ///
+    /// Deprecated: the crate has one trusted-proxies setting for every signal,
+    /// [`ObservabilityBuilder::trusted_proxies`](crate::ObservabilityBuilder::trusted_proxies)
+    /// (also read for the client address the rate limiter keys on); the networks given
+    /// here are added to it.
+    #[deprecated(
+        since = "0.1.0",
+        note = "use ObservabilityBuilder::trusted_proxies: one setting for X-Forwarded-Proto and the client address"
+    )]
     pub fn trust_forwarded_proto_from<I, P>(mut self, proxies: I) -> Self
     where
         I: IntoIterator<Item = P>,
@@ -240,8 +246,18 @@ impl SecurityHeaders {
         self
     }
 
+    /// The proxies given to the deprecated `trust_forwarded_proto_from`, which `build()`
+    /// adds to the one trusted-proxies setting.
+    pub(crate) fn legacy_trusted_proxies(&self) -> &[Cow<'static, str>] {
+        &self.trusted_proxies
+    }
+
     /// Checks every name and value; the result only inserts ready-made values.
-    pub(crate) fn compile(&self) -> Result<Option<CompiledHeaders>, BuildError> {
+    /// `X-Forwarded-Proto` is believed from `trusted` proxies.
+    pub(crate) fn compile(
+        &self,
+        trusted: &TrustedProxies,
+    ) -> Result<Option<CompiledHeaders>, BuildError> {
         let bad = |reason: String| BuildError::setting("security_headers", reason);
         let name_of = |name: &Cow<'static, str>| {
             if reserved(name) {
@@ -283,12 +299,7 @@ impl SecurityHeaders {
         for name in &self.strip {
             compiled.strip.push(name_of(name)?);
         }
-        for proxy in &self.trusted_proxies {
-            compiled.trusted_proxies.push(
-                IpNet::parse(proxy)
-                    .ok_or_else(|| bad(format!("trusted proxy {proxy:?} is not an IP or CIDR")))?,
-            );
-        }
+        compiled.trusted_proxies = trusted.clone();
         let empty = compiled.if_absent.is_empty()
             && compiled.always.is_empty()
             && compiled.hsts.is_none()
@@ -343,64 +354,6 @@ fn header_value(value: Cow<'static, str>) -> Option<HeaderValue> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ArrivedOverTls;
 
-/// An IP network: an address and a prefix length.
-#[derive(Debug, Clone, Copy)]
-struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl IpNet {
-    fn parse(s: &str) -> Option<Self> {
-        let s = s.trim();
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
-            None => (s.parse::<IpAddr>().ok()?, None),
-        };
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = prefix.unwrap_or(max);
-        if prefix > max {
-            return None;
-        }
-        // Peers are compared as IPv4 when IPv4-mapped, so a mapped network is made IPv4 too.
-        Some(match addr {
-            IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
-                Some(v4) => IpNet {
-                    addr: IpAddr::V4(v4),
-                    prefix: prefix - 96,
-                },
-                None => IpNet { addr, prefix },
-            },
-            _ => IpNet { addr, prefix },
-        })
-    }
-
-    fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        let mask = |bits: u32, width: u32| -> u128 {
-            if bits == 0 {
-                0
-            } else {
-                (!0u128 << (width - bits)) & (!0u128 >> (128 - width))
-            }
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let m = mask(self.prefix.into(), 32);
-                u128::from(u32::from(net)) & m == u128::from(u32::from(ip)) & m
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let m = mask(self.prefix.into(), 128);
-                u128::from(net) & m == u128::from(ip) & m
-            }
-            _ => false,
-        }
-    }
-}
-
 /// [`SecurityHeaders`] made ready: names and values parsed once.
 #[derive(Debug, Default)]
 pub(crate) struct CompiledHeaders {
@@ -409,7 +362,7 @@ pub(crate) struct CompiledHeaders {
     /// HSTS when limited to TLS requests: the value and whether it overrides the handler's.
     hsts: Option<(HeaderValue, bool)>,
     strip: Vec<HeaderName>,
-    trusted_proxies: Vec<IpNet>,
+    trusted_proxies: TrustedProxies,
 }
 
 impl CompiledHeaders {
@@ -423,13 +376,7 @@ impl CompiledHeaders {
         {
             return true;
         }
-        if self.trusted_proxies.is_empty() {
-            return false;
-        }
-        let Some(peer) = peer_ip(req) else {
-            return false;
-        };
-        if !self.trusted_proxies.iter().any(|net| net.contains(peer)) {
+        if !self.trusted_proxies.peer_is_trusted(req) {
             return false;
         }
         // The nearest proxy's value is the last one, whatever the client sent before it.
@@ -463,27 +410,17 @@ impl CompiledHeaders {
     }
 }
 
-fn peer_ip<B>(req: &Request<B>) -> Option<IpAddr> {
-    #[cfg(feature = "axum")]
-    if let Some(info) = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-    {
-        return Some(info.0.ip());
-    }
-    req.extensions().get::<SocketAddr>().map(SocketAddr::ip)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     use crate::cors::Grant;
     use crate::response_policy::{apply_for_test, ResponsePolicy};
+    use std::net::SocketAddr;
     use std::sync::Arc;
 
     fn compiled(h: SecurityHeaders) -> Arc<ResponsePolicy> {
-        ResponsePolicy::new(h.compile().unwrap(), None).unwrap()
+        ResponsePolicy::new(h.compile(&TrustedProxies::default()).unwrap(), None).unwrap()
     }
 
     fn applied(h: &Arc<ResponsePolicy>, mut headers: HeaderMap, hsts: bool) -> HeaderMap {
@@ -566,7 +503,11 @@ mod tests {
 
     #[test]
     fn invalid_names_and_values_are_build_errors_naming_the_header() {
-        let err = |h: SecurityHeaders| h.compile().unwrap_err().to_string();
+        let err = |h: SecurityHeaders| {
+            h.compile(&TrustedProxies::default())
+                .unwrap_err()
+                .to_string()
+        };
         assert!(
             err(SecurityHeaders::api().header("x-frame-options", "DENY\r\nx: y"))
                 .contains("x-frame-options")
@@ -578,23 +519,19 @@ mod tests {
         assert!(
             err(SecurityHeaders::api().header("access-control-allow-origin", "*")).contains("Cors")
         );
-        assert!(err(SecurityHeaders::api()
-            .hsts_only_over_tls()
-            .trust_forwarded_proto_from(["10.0.0.0/33"]))
-        .contains("10.0.0.0/33"));
-        assert!(SecurityHeaders::none().compile().unwrap().is_none());
+        let none = TrustedProxies::default();
+        assert!(SecurityHeaders::none().compile(&none).unwrap().is_none());
         // Non-ASCII (obs-text) is a valid value, and must not reach `from_static`'s panic.
         let h = SecurityHeaders::none().header("x-note", "caf\u{e9}");
-        assert!(h.compile().unwrap().is_some());
+        assert!(h.compile(&none).unwrap().is_some());
         assert!(err(SecurityHeaders::none().header("x-note", "a\u{7f}")).contains("x-note"));
     }
 
     #[test]
     fn hsts_can_be_limited_to_tls_and_trusted_proxies() {
-        let config = SecurityHeaders::api()
-            .hsts_only_over_tls()
-            .trust_forwarded_proto_from(["10.0.0.0/8", "::1"]);
-        let h = config.compile().unwrap().unwrap();
+        let config = SecurityHeaders::api().hsts_only_over_tls();
+        let trusted = TrustedProxies::parse(&["10.0.0.0/8", "::1"], Default::default()).unwrap();
+        let h = config.compile(&trusted).unwrap().unwrap();
         let req = |uri: &str, peer: Option<&str>, proto: Option<&str>| {
             let mut req = Request::get(uri).body(()).unwrap();
             if let Some(peer) = peer {
@@ -625,27 +562,5 @@ mod tests {
         assert!(applied(&h, HeaderMap::new(), true)
             .get("strict-transport-security")
             .is_some());
-    }
-
-    #[test]
-    fn ip_networks_match_by_prefix() {
-        let net = IpNet::parse("10.0.0.0/8").unwrap();
-        assert!(net.contains("10.255.0.1".parse().unwrap()));
-        assert!(net.contains("::ffff:10.0.0.1".parse().unwrap()));
-        assert!(!net.contains("11.0.0.1".parse().unwrap()));
-        let any = IpNet::parse("0.0.0.0/0").unwrap();
-        assert!(any.contains("1.2.3.4".parse().unwrap()));
-        assert!(IpNet::parse("fd00::/8")
-            .unwrap()
-            .contains("fd12::1".parse().unwrap()));
-        assert!(IpNet::parse("nonsense").is_none());
-        // A network written IPv4-mapped matches the peers it names, however they arrive.
-        let mapped = IpNet::parse("::ffff:10.0.0.0/104").unwrap();
-        assert!(mapped.contains("10.1.2.3".parse().unwrap()));
-        assert!(mapped.contains("::ffff:10.1.2.3".parse().unwrap()));
-        assert!(!mapped.contains("11.1.2.3".parse().unwrap()));
-        let one = IpNet::parse("::ffff:192.168.1.7").unwrap();
-        assert!(one.contains("192.168.1.7".parse().unwrap()));
-        assert!(!one.contains("192.168.1.8".parse().unwrap()));
     }
 }

@@ -12,6 +12,8 @@
 //! Adding a signal is its own module (a type implementing [`Signal`]) and one line in the
 //! registration at the bottom of this file.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,7 +40,16 @@ pub(crate) struct Arrival<'a> {
     /// A signal's own answer to the request (a CORS preflight): the application is then
     /// not called, and the answer goes through every signal's `respond` like any response.
     pub(crate) answer: Option<Response<Bytes>>,
+    /// When the request arrived (the pass's one clock read, shared).
+    pub(crate) started: Instant,
+    /// A decision a signal cannot make at once (a rate limit shared through Redis): the
+    /// pass awaits it before calling the application, which it answers when `Some`.
+    pub(crate) deferred: Option<Deferred>,
 }
+
+/// See [`Arrival::deferred`]. Only requests that have one pay for it (a box, and the inner
+/// service cloned so the ready one waits with the request).
+pub(crate) type Deferred = Pin<Box<dyn Future<Output = Option<Response<Bytes>>> + Send>>;
 
 /// The response head, as it leaves.
 // What only error reporting reads is unread without its feature.
@@ -198,6 +209,9 @@ macro_rules! signals {
 signals! {
     /// Security headers and CORS: first, so the others see the headers it sets.
     policy: crate::response_policy::PolicySignal,
+    /// Rate limits: after the policy (a preflight it answered is not limited), before the
+    /// signals that record the refusal like any response.
+    rate_limit: crate::rate_limit::RateLimitSignal,
     /// The server span and request id: before the signals that point to the trace.
     tracing: crate::trace::Tracing,
     /// The RED metrics.

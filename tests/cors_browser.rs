@@ -20,6 +20,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use support::*;
 use tokio::sync::mpsc;
+use tower_observability::rate_limit::{Policy, RateLimit};
 use tower_observability::Cors;
 
 /// The page: runs every call, posts `{page, results}` to its own origin, then goes `next`.
@@ -54,7 +55,18 @@ async function call(name, path, init) {
 
 /// A page server: serves [`PAGE`] at `/` and forwards reports to the test.
 async fn page_server(name: &str, api: &str, next: &str, reports: mpsc::Sender<Value>) -> String {
-    let html = PAGE
+    page_server_with(PAGE, name, api, next, reports).await
+}
+
+/// A page server for the page `template`.
+async fn page_server_with(
+    template: &str,
+    name: &str,
+    api: &str,
+    next: &str,
+    reports: mpsc::Sender<Value>,
+) -> String {
+    let html = template
         .replace("__API__", api)
         .replace("__NAME__", name)
         .replace("__NEXT__", next);
@@ -263,4 +275,86 @@ async fn chromium_allows_exactly_what_the_policy_says() {
     assert!(refused("origin") >= 5.0, "every outsider call: {text}");
     assert!(refused("method") >= 1.0);
     assert!(refused("headers") >= 1.0);
+}
+
+/// The rate-limit page: three calls where the quota allows two; reports what the page can
+/// read of each answer.
+const LIMITED_PAGE: &str = r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>429</title></head><body>
+<script>
+const API = "__API__";
+(async () => {
+  const results = [];
+  for (let i = 0; i < 3; i++) {
+    try {
+      const res = await fetch(API + "/data", { headers: { "x-custom": "yes" },
+        signal: AbortSignal.timeout(10000) });
+      results.push({ allowed: true, status: res.status, body: await res.text(),
+        type: res.headers.get("content-type"), retry: res.headers.get("retry-after"),
+        limit: res.headers.get("ratelimit"), policy: res.headers.get("ratelimit-policy") });
+    } catch (e) {
+      results.push({ allowed: false, error: e.name });
+    }
+  }
+  await fetch("/report", { method: "POST", headers: { "content-type": "application/json" },
+    body: JSON.stringify({ page: "__NAME__", results }) });
+})();
+</script></body></html>"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_reads_the_429_of_an_allowed_origin() {
+    let (tx, mut reports) = mpsc::channel(2);
+    let hits = Arc::new(Hits::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    let page = page_server_with(LIMITED_PAGE, "limited", &api, "", tx).await;
+    let obs = isolated("rate-limit-browser")
+        .cors(
+            Cors::allow_origins([page.as_str()])
+                .allow_headers(["x-custom"])
+                .expose_headers(["retry-after", "ratelimit", "ratelimit-policy"]),
+        )
+        .rate_limit(RateLimit::new(Policy::new("per-client", "1/min;burst=2")))
+        .build()
+        .unwrap();
+    let app = service(hits.clone()).layer(obs.layer());
+    tokio::spawn(async move {
+        let make = app.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, make).await.unwrap()
+    });
+
+    let _browser = Browser::open(&format!("{page}/"));
+    let report = tokio::time::timeout(Duration::from_secs(90), reports.recv())
+        .await
+        .expect("Chromium did not report within 90 s")
+        .unwrap();
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3, "{report}");
+    for ok in &results[..2] {
+        assert_eq!(
+            (ok["allowed"].as_bool(), ok["status"].as_u64()),
+            (Some(true), Some(200)),
+            "{ok}"
+        );
+    }
+    let refused = &results[2];
+    assert_eq!(
+        refused["allowed"], true,
+        "the page can read the refusal: {refused}"
+    );
+    assert_eq!(refused["status"], 429);
+    assert_eq!(refused["type"], "application/problem+json");
+    assert_eq!(refused["retry"], "60", "exposed Retry-After: {refused}");
+    assert_eq!(refused["limit"], r#""per-client";r=0;t=120"#);
+    assert_eq!(refused["policy"], r#""per-client";q=1;w=60"#);
+    let body: Value = serde_json::from_str(refused["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["status"], 429);
+    // The preflight is the layer's, never limited; the refused call never reached the handler.
+    assert_eq!(hits.get.load(Ordering::SeqCst), 2);
+    let text = obs.render_metrics();
+    let limited = [("policy", "per-client"), ("mode", "enforce")];
+    assert_eq!(
+        sample(&text, "tower_observability_rate_limited_total", &limited),
+        Some(1.0)
+    );
 }

@@ -586,3 +586,32 @@ async fn invented_methods_under_a_catch_all_stop_at_the_route_cap() {
         Some(200.0)
     );
 }
+
+#[tokio::test]
+async fn a_call_over_its_rate_limit_is_resource_exhausted_trailers_only() {
+    use tower_observability::rate_limit::{Key, Policy, RateLimit};
+    let obs = isolated("grpc-rate-limit")
+        .rate_limit(RateLimit::new(
+            Policy::new("calls", "1/min;burst=1").key(Key::Global),
+        ))
+        .build()
+        .unwrap();
+    let addr = start(&obs).await;
+    let (mut client, heads) = connect_noting_heads(addr).await;
+    assert!(client.say_hello(hello(0)).await.is_ok());
+    let status = client.say_hello(hello(0)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(status.message(), "rate limit exceeded");
+    let pushback = status.metadata().get("grpc-retry-pushback-ms").unwrap();
+    assert_eq!(pushback, "60000");
+    // Trailers-only: the status is in the head the client received.
+    assert_eq!(heads.lock().unwrap().last().unwrap().as_deref(), Some("8"));
+    // Recorded as RESOURCE_EXHAUSTED, which is not a server fault.
+    let text = obs.render_metrics();
+    let exhausted = [("rpc_grpc_status_code", "8")];
+    assert_eq!(sample(&text, RPC_COUNT, &exhausted), Some(1.0));
+    assert!(
+        !text.contains("error_type=\"RESOURCE_EXHAUSTED\""),
+        "{text}"
+    );
+}

@@ -30,6 +30,8 @@ const EXAMPLES: &[(&str, &[&str])] = &[
     ("sentry", &["SENTRY_EXAMPLE_ADDR"]),
     ("cors", &["CORS_ADDR", "CORS_ADMIN_ADDR"]),
     ("grpc", &["GRPC_ADDR", "GRPC_ADMIN_ADDR"]),
+    // Its replicas listen on free ports: nothing to move, nothing to find taken.
+    ("rate_limit_replicas", &[]),
 ];
 
 /// The pages a newcomer reads.
@@ -407,10 +409,15 @@ fn every_example_file_is_declared_and_listed() {
 #[test]
 fn every_example_prints_its_addresses_and_quoted_curl_lines_and_stops_on_sigterm() {
     for (name, vars) in EXAMPLES {
-        let env: Vec<(&str, String)> = vars
+        let mut env: Vec<(&str, String)> = vars
             .iter()
             .map(|v| (*v, "127.0.0.1:0".to_owned()))
             .collect();
+        // The replicas share their limit through a real Redis.
+        let redis = (*name == "rate_limit_replicas").then(support::redis::Redis::start);
+        if let Some(redis) = &redis {
+            env.push(("REDIS_URL", redis.url()));
+        }
         let until = if *name == "minimal" {
             "serving on"
         } else {

@@ -270,11 +270,8 @@ async fn a_public_policy_grants_star_on_every_response_with_or_without_origin() 
 async fn hsts_over_plain_http_only_behind_a_trusted_proxy_saying_https() {
     let serve_with_peer = |trusted: &'static str| async move {
         let obs = isolated("hsts")
-            .security_headers(
-                SecurityHeaders::api()
-                    .hsts_only_over_tls()
-                    .trust_forwarded_proto_from([trusted]),
-            )
+            .security_headers(SecurityHeaders::api().hsts_only_over_tls())
+            .trusted_proxies([trusted])
             .build()
             .unwrap();
         let app = app().layer(obs.layer());

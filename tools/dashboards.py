@@ -474,6 +474,11 @@ def telemetry(cfg):
                    [(rate(count, 'http_route="unmatched"', by="job"), "{{job}}")]),
         timeseries("CORS refusals", "Cross-origin requests refused per second, by reason (origin, method, headers, private_network).", "cps",
                    [(f"sum by (reason) (rate({p}cors_refused_total{sel()}[{RI}]))", "{{reason}}")]),
+        timeseries("Rate-limited requests", "Requests per second over a rate-limit policy's quota, by policy and mode (enforce: refused with a 429; shadow: let through).", "reqps",
+                   [(f"sum by (policy, mode) (rate({p}rate_limited_total{sel()}[{RI}]))", "{{policy}} ({{mode}})")]),
+        timeseries("Rate-limit backend", "Redis decisions that failed, by reason, and decisions made by the fallback instead (open, closed or local).", "cps",
+                   [(f"sum by (reason) (rate({p}rate_limit_backend_errors_total{sel()}[{RI}]))", "error: {{reason}}"),
+                    (f"sum by (fallback) (rate({p}rate_limit_fallbacks_total{sel()}[{RI}]))", "fallback: {{fallback}}")]),
         timeseries("Scrape health", "1 when Prometheus scraped the instance successfully, 0 when the scrape failed.", "short",
                    [(f"up{sel()}", "{{instance}}")]),
         timeseries("Scrape duration", "How long Prometheus took to scrape each instance's /metrics.", "s",
@@ -482,7 +487,7 @@ def telemetry(cfg):
                    [(f"scrape_samples_scraped{sel()}", "{{instance}}")]),
     ]
     return dashboard("tower-obs-telemetry", "Telemetry health",
-                     "The crate watching itself: spans and Sentry events exported or dropped, route overflow, CORS refusals, panics, scrapes.",
+                     "The crate watching itself: spans and Sentry events exported or dropped, route overflow, CORS refusals, rate limits, panics, scrapes.",
                      [JOB_VAR, INSTANCE_VAR], panels)
 
 

@@ -305,6 +305,36 @@ def service_alerts(cfg):
               ),
               for_="15m"),
     ]
+    rl = cfg["rate_limit"]
+    limited = "tower_observability_rate_limited_total"
+    fallbacks = "tower_observability_rate_limit_fallbacks_total"
+    rate_limit = [
+        alert(cfg, "RateLimitRefusalsHigh",
+              (
+                  f"sum by (job) (rate({limited}{{mode=\"enforce\"}}[15m]))\n/\n"
+                  f"sum by (job) (rate({DURATION}_count[15m]))\n> {num(rl['refused_ratio'])}\n"
+                  f"and on (job)\nsum by (job) (rate({limited}{{mode=\"enforce\"}}[15m])) >= {min_rate}"
+              ),
+              "warning",
+              summary="{{ $labels.job }} refuses {{ $value | humanizePercentage }} of its requests for their rate limits",
+              description=(
+                  "{{ $labels.job }} answered {{ $value | humanizePercentage }} of its requests with "
+                  f"429 Too Many Requests over the last 15m (threshold {pct(rl['refused_ratio'])}): "
+                  "abuse, or a quota too tight for real traffic."
+              ),
+              for_="15m"),
+        alert(cfg, "RateLimitBackendFallingBack",
+              f"sum by (job, fallback) (rate({fallbacks}[5m])) > 0",
+              "warning",
+              summary="{{ $labels.job }} decides rate limits without Redis (fallback {{ $labels.fallback }})",
+              description=(
+                  "{{ $labels.job }} made {{ $value | humanize }} rate-limit decisions per second "
+                  "with its fallback over the last 5m because Redis failed, timed out or its "
+                  "circuit breaker is open. Fallback {{ $labels.fallback }}: open admits every "
+                  "request, closed refuses every one with a 503, local limits each replica alone."
+              ),
+              for_="5m"),
+    ]
     calls = "rpc_server_call_duration_seconds_count"
     # As for HTTP: calls the client cancelled are neither faults nor calls that count; the
     # gRPC dashboard divides by the same non-cancelled calls.
@@ -331,6 +361,7 @@ def service_alerts(cfg):
         {"name": "tower-observability-saturation", "rules": saturation},
         {"name": "tower-observability-telemetry", "rules": telemetry},
         {"name": "tower-observability-grpc", "rules": grpc_rules},
+        {"name": "tower-observability-rate-limit", "rules": rate_limit},
     ]
 
 

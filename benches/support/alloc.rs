@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 pub struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+static CALLS: AtomicIsize = AtomicIsize::new(0);
 
 // SAFETY: every call is forwarded to `System` unchanged; only a counter is added.
 unsafe impl GlobalAlloc for Counting {
@@ -17,6 +18,7 @@ unsafe impl GlobalAlloc for Counting {
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
             LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+            CALLS.fetch_add(1, Ordering::Relaxed);
         }
         p
     }
@@ -31,6 +33,7 @@ unsafe impl GlobalAlloc for Counting {
         // SAFETY: as above.
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
+            CALLS.fetch_add(1, Ordering::Relaxed);
             LIVE.fetch_add(
                 new_size as isize - layout.size() as isize,
                 Ordering::Relaxed,
@@ -43,4 +46,9 @@ unsafe impl GlobalAlloc for Counting {
 /// Bytes allocated and not yet freed, process-wide.
 pub fn live_bytes() -> i64 {
     LIVE.load(Ordering::Relaxed) as i64
+}
+
+/// Allocations (and reallocations) made so far, process-wide.
+pub fn allocations() -> i64 {
+    CALLS.load(Ordering::Relaxed) as i64
 }

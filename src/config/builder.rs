@@ -1,6 +1,7 @@
 //! [`ObservabilityBuilder`]: every setting, validated once by `build()`.
 
 use super::{Origins, Setup};
+use crate::client_address::{ForwardedHeader, TrustedProxies};
 use crate::cors::{CompiledCors, Cors};
 use crate::error::BuildError;
 use crate::exclude::PathFilter;
@@ -64,6 +65,9 @@ pub struct ObservabilityBuilder {
     pub(crate) request_id_header: Option<String>,
     pub(crate) record_query: bool,
     pub(crate) resource_attributes: Vec<(String, String)>,
+    pub(crate) trusted_proxies: Vec<String>,
+    pub(crate) forwarded_header: ForwardedHeader,
+    pub(crate) rate_limit: Option<crate::rate_limit::RateLimit>,
     pub(crate) shutdown_timeout: std::time::Duration,
     #[cfg(feature = "otlp")]
     pub(crate) export: crate::trace::otlp::ExportConfig,
@@ -98,6 +102,9 @@ impl ObservabilityBuilder {
             request_id_header: Some(REQUEST_ID.to_owned()),
             record_query: false,
             resource_attributes: Vec::new(),
+            trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
+            rate_limit: None,
             shutdown_timeout: crate::shutdown::DEFAULT_SHUTDOWN_TIMEOUT,
             #[cfg(feature = "otlp")]
             export: Default::default(),
@@ -213,6 +220,40 @@ impl ObservabilityBuilder {
     /// policy read from `OBSERVABILITY_CORS_ALLOWED_ORIGINS`.
     pub fn cors(mut self, cors: Cors) -> Self {
         self.cors = Some(cors);
+        self
+    }
+
+    /// The proxies in front of the service (load balancers, ingress): IP addresses or CIDR
+    /// networks (`10.0.0.0/8`, `fd00::/8`, `::ffff:10.0.0.0/104`); also
+    /// `OBSERVABILITY_TRUSTED_PROXIES`. Only on requests whose peer is one of them are the
+    /// forwarding headers believed: the client address is then the right-most address of
+    /// `X-Forwarded-For` (or [`Forwarded`](ForwardedHeader)) that is not a trusted proxy,
+    /// never the left-most, which the client writes; and `X-Forwarded-Proto` tells whether
+    /// the request arrived over TLS ([`SecurityHeaders::hsts_only_over_tls`]). Default:
+    /// none, every request is judged by its own connection.
+    pub fn trusted_proxies<I>(mut self, proxies: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.trusted_proxies
+            .extend(proxies.into_iter().map(Into::into));
+        self
+    }
+
+    /// The header the [trusted proxies](Self::trusted_proxies) write the client address
+    /// into (default `X-Forwarded-For`; also `OBSERVABILITY_FORWARDED_HEADER`). Only that
+    /// one is read: the other would be the client's own, passed on untouched.
+    pub fn forwarded_header(mut self, header: ForwardedHeader) -> Self {
+        self.forwarded_header = header;
+        self
+    }
+
+    /// Rate limits applied in the layer's pass (default: none; also
+    /// `OBSERVABILITY_RATE_LIMIT*`, which this replaces). See
+    /// [`RateLimit`](crate::rate_limit::RateLimit).
+    pub fn rate_limit(mut self, limits: crate::rate_limit::RateLimit) -> Self {
+        self.rate_limit = Some(limits);
         self
     }
 
@@ -335,6 +376,7 @@ impl ObservabilityBuilder {
             headers,
             cors,
             request_id,
+            trusted,
             #[cfg(feature = "sentry")]
             sentry_dsn,
         } = checked;
@@ -347,6 +389,7 @@ impl ObservabilityBuilder {
             headers,
             cors,
             request_id,
+            trusted,
             #[cfg(feature = "sentry")]
             sentry_dsn,
         })
@@ -395,6 +438,22 @@ impl ObservabilityBuilder {
         if !self.observe_admin_paths {
             ADMIN_PATHS.iter().for_each(|p| excluded.exact(p));
         }
+        let proxies: Vec<&str> = self
+            .trusted_proxies
+            .iter()
+            .map(String::as_str)
+            .chain(
+                self.security_headers
+                    .legacy_trusted_proxies()
+                    .iter()
+                    .map(|p| &**p),
+            )
+            .collect();
+        let trusted = TrustedProxies::parse(&proxies, self.forwarded_header)
+            .map_err(|e| BuildError::setting("trusted_proxies", e))?;
+        if let Some(limits) = &self.rate_limit {
+            limits.check()?;
+        }
         let request_id = match &self.request_id_header {
             Some(name) => Some(HeaderName::try_from(name.as_str()).map_err(|_| {
                 BuildError::setting(
@@ -416,9 +475,10 @@ impl ObservabilityBuilder {
                 environment: self.environment.clone().unwrap_or_else(|| "unknown".into()),
             },
             excluded,
-            headers: self.security_headers.compile()?,
+            headers: self.security_headers.compile(&trusted)?,
             cors: self.cors.as_ref().map(Cors::compile).transpose()?,
             request_id,
+            trusted,
             #[cfg(feature = "sentry")]
             sentry_dsn: self.sentry.check()?,
         })
@@ -432,6 +492,7 @@ pub(crate) struct Checked {
     headers: Option<CompiledHeaders>,
     cors: Option<CompiledCors>,
     request_id: Option<HeaderName>,
+    trusted: TrustedProxies,
     #[cfg(feature = "sentry")]
     sentry_dsn: Option<sentry_core::types::Dsn>,
 }
@@ -489,5 +550,9 @@ mod tests {
         assert!(err(b().route_limit(0)).contains("route_limit"));
         assert!(err(b().exclude_path("metrics")).contains("exclude_path"));
         assert!(err(b().exclude_prefix("x/")).contains("exclude_prefix"));
+        assert!(err(b().trusted_proxies(["10.0.0.0/33"])).contains("10.0.0.0/33"));
+        #[allow(deprecated)]
+        let legacy = SecurityHeaders::api().trust_forwarded_proto_from(["nonsense"]);
+        assert!(err(b().security_headers(legacy)).contains("trusted_proxies"));
     }
 }

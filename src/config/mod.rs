@@ -23,6 +23,8 @@ pub(crate) struct Setup<'a> {
     pub(crate) headers: Option<CompiledHeaders>,
     pub(crate) cors: Option<CompiledCors>,
     pub(crate) request_id: Option<HeaderName>,
+    /// The one trusted-proxies setting: the client address, `X-Forwarded-Proto`.
+    pub(crate) trusted: crate::client_address::TrustedProxies,
     #[cfg(feature = "sentry")]
     pub(crate) sentry_dsn: Option<sentry_core::types::Dsn>,
 }

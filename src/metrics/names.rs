@@ -34,6 +34,16 @@ pub const SENTRY_EVENTS_SENT: &str = "tower_observability_sentry_events_sent_tot
 pub const SENTRY_EVENTS_DROPPED: &str = "tower_observability_sentry_events_dropped_total";
 /// CORS requests refused, by `reason`.
 pub const CORS_REFUSED: &str = "tower_observability_cors_refused_total";
+/// Requests over a rate-limit policy's quota, by `policy` and `mode` (`enforce`: refused
+/// with a 429; `shadow`: let through and counted).
+pub const RATE_LIMITED: &str = "tower_observability_rate_limited_total";
+/// Rate-limit decisions the shared backend (Redis) failed to make, by `reason`
+/// (`timeout`, `error`).
+pub const RATE_LIMIT_BACKEND_ERRORS: &str = "tower_observability_rate_limit_backend_errors_total";
+/// Rate-limit decisions made by the fallback because the shared backend could not
+/// (failed, timed out, or its circuit breaker was open), by `fallback` (`open`, `closed`,
+/// `local`).
+pub const RATE_LIMIT_FALLBACKS: &str = "tower_observability_rate_limit_fallbacks_total";
 
 /// Process CPU time (counter, seconds), read from `/proc` at scrape time (Linux).
 pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
@@ -89,6 +99,14 @@ pub const DROP_REASONS: &[&str] = &[
     "rejected",
     "shutdown",
 ];
+/// The rate-limit policy's name.
+pub const LABEL_RATE_LIMIT_POLICY: &str = "policy";
+/// The rate limiter's mode: `enforce` or `shadow`.
+pub const LABEL_RATE_LIMIT_MODE: &str = "mode";
+/// Why the shared rate-limit backend failed: `timeout` or `error`.
+pub const LABEL_RATE_LIMIT_REASON: &str = "reason";
+/// The rate limiter's fallback: `open`, `closed` or `local`.
+pub const LABEL_RATE_LIMIT_FALLBACK: &str = "fallback";
 
 /// How a metric is exposed to Prometheus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,6 +213,24 @@ pub const CATALOGUE: &[MetricSpec] = &[
         kind: MetricKind::Counter,
         labels: &[LABEL_CORS_REASON],
         help: "Cross-origin requests refused by the CORS policy, by reason.",
+    },
+    MetricSpec {
+        name: RATE_LIMITED,
+        kind: MetricKind::Counter,
+        labels: &[LABEL_RATE_LIMIT_POLICY, LABEL_RATE_LIMIT_MODE],
+        help: "Requests over a rate-limit policy's quota: refused with a 429 (mode enforce) or let through (mode shadow).",
+    },
+    MetricSpec {
+        name: RATE_LIMIT_BACKEND_ERRORS,
+        kind: MetricKind::Counter,
+        labels: &[LABEL_RATE_LIMIT_REASON],
+        help: "Rate-limit decisions the shared backend (Redis) failed to make, by reason.",
+    },
+    MetricSpec {
+        name: RATE_LIMIT_FALLBACKS,
+        kind: MetricKind::Counter,
+        labels: &[LABEL_RATE_LIMIT_FALLBACK],
+        help: "Rate-limit decisions made by the fallback because the shared backend could not.",
     },
     MetricSpec {
         name: PROCESS_CPU_SECONDS,

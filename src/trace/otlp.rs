@@ -50,8 +50,9 @@ impl Default for OtlpSettings {
     }
 }
 
-/// The largest queue or batch size.
-pub(crate) const MAX_BATCH_SIZE: usize = 1_000_000;
+/// The largest queue or batch size: a sanity bound (a span waiting in the queue takes a
+/// few hundred bytes).
+pub(crate) const MAX_BATCH_SIZE: usize = 1 << 24;
 
 /// The export queue: its bound, how spans are batched, how long an export may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -153,7 +153,7 @@ impl ServerSpan {
                     config.record_query,
                 ),
                 version: req.version(),
-                peer: peer_address(req),
+                peer: crate::client_address::peer_address(req),
                 start: SystemTime::now(),
             }
         });
@@ -348,17 +348,6 @@ pub(crate) struct SpanEntered<'a> {
 }
 
 /// The client's address, when the server put it in the request (axum's `ConnectInfo`).
-fn peer_address<B>(req: &Request<B>) -> Option<SocketAddr> {
-    #[cfg(feature = "axum")]
-    if let Some(info) = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-    {
-        return Some(info.0);
-    }
-    req.extensions().get::<SocketAddr>().copied()
-}
-
 /// `async fn handler(ctx: RequestContext)`: the context of the request being served;
 /// rejected with a 500 when the handler is not behind the observability layer.
 #[cfg(feature = "axum")]

@@ -31,6 +31,7 @@ fn volume_guard_series(alert: &str) -> Option<(Vec<String>, bool)> {
         "SpansDropped" => (s(&[n::SPANS_DROPPED, n::SPANS_EXPORTED]), false),
         "SentryEventsDropped" => (s(&[n::SENTRY_EVENTS_DROPPED, n::SENTRY_EVENTS_SENT]), false),
         "CorsRefusalsHigh" => (s(&[n::CORS_REFUSED]), false),
+        "RateLimitRefusalsHigh" => (s(&[n::RATE_LIMITED]), false),
         "GrpcServerErrorRatioHigh" => (vec![rpc], true),
         _ => return None,
     })

@@ -1,7 +1,9 @@
 //! Test support: servers on 127.0.0.1, a client, and a reader for the exposition format.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod load;
 pub mod processes;
+pub mod redis;
 pub mod sentry_endpoint;
 
 use std::net::SocketAddr;

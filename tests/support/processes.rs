@@ -11,7 +11,7 @@ use super::tool;
 
 /// Kills the child process on drop.
 pub struct Guard {
-    child: Child,
+    pub child: Child,
     pub name: &'static str,
 }
 

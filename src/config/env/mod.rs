@@ -9,6 +9,7 @@
 
 #[cfg(feature = "otlp")]
 mod otlp;
+mod rate_limit;
 
 use super::builder::ObservabilityBuilder;
 use crate::cors::Cors;
@@ -33,6 +34,11 @@ const FEATURE_VARIABLES: &[(&str, bool, &[&str])] = &[
         ],
     ),
     ("sentry", cfg!(feature = "sentry"), &["SENTRY_DSN"]),
+    (
+        "redis",
+        cfg!(feature = "redis"),
+        &["OBSERVABILITY_RATE_LIMIT_REDIS_URL"],
+    ),
 ];
 
 /// Applies the environment, read through `lookup`, over `builder`, and checks what it set.
@@ -111,6 +117,23 @@ pub(crate) fn apply(
     if let Some(cors) = cors(&var)? {
         builder = builder.cors(cors);
     }
+    if let Some(v) = var(TRUSTED_PROXIES) {
+        builder = builder.trusted_proxies(v.split(',').map(str::trim).filter(|s| !s.is_empty()));
+        builder.origins.note("trusted_proxies", TRUSTED_PROXIES, &v);
+    }
+    if let Some(v) = var("OBSERVABILITY_FORWARDED_HEADER") {
+        let header = crate::ForwardedHeader::parse(&v).ok_or_else(|| {
+            BuildError::env(
+                "OBSERVABILITY_FORWARDED_HEADER",
+                &v,
+                "expected x-forwarded-for or forwarded",
+            )
+        })?;
+        builder = builder.forwarded_header(header);
+    }
+    if let Some(limits) = rate_limit::rate_limit(&var)? {
+        builder = builder.rate_limit(limits);
+    }
     if let Some(name) = var("OTEL_TRACES_SAMPLER") {
         let arg = var("OTEL_TRACES_SAMPLER_ARG");
         let sampler = Sampler::from_env(&name, arg.as_deref())
@@ -177,6 +200,7 @@ const EXCLUDE_PATHS: &str = "OBSERVABILITY_EXCLUDE_PATHS";
 const DURATION_BUCKETS: &str = "OBSERVABILITY_DURATION_BUCKETS";
 const SIZE_BUCKETS: &str = "OBSERVABILITY_SIZE_BUCKETS";
 const REQUEST_ID_HEADER: &str = "OBSERVABILITY_REQUEST_ID_HEADER";
+const TRUSTED_PROXIES: &str = "OBSERVABILITY_TRUSTED_PROXIES";
 
 /// The CORS policy from `OBSERVABILITY_CORS_*`, when `OBSERVABILITY_CORS_ALLOWED_ORIGINS`
 /// is set; the other variables refine it and are an error without it.
@@ -403,7 +427,8 @@ mod tests {
             assert!(cors.contains(part), "{part} in {cors}");
         }
         let b = from(&[("OBSERVABILITY_SECURITY_HEADERS", "off")]).unwrap();
-        assert!(b.security_headers.compile().unwrap().is_none());
+        let trusted = crate::client_address::TrustedProxies::default();
+        assert!(b.security_headers.compile(&trusted).unwrap().is_none());
     }
 
     /// The variable a CORS error names, with the allowlist set and `vars` on top.
@@ -461,6 +486,22 @@ mod tests {
             matches!(&err, Err(BuildError::InvalidEnv { var, .. }) if var == "OBSERVABILITY_CORS_ALLOWED_ORIGINS"),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn reads_the_trusted_proxies_and_the_rate_limit() {
+        let b = from(&[
+            ("OBSERVABILITY_TRUSTED_PROXIES", "10.0.0.0/8, fd00::/8"),
+            ("OBSERVABILITY_FORWARDED_HEADER", "Forwarded"),
+            ("OBSERVABILITY_RATE_LIMIT", "100/s;burst=200"),
+            ("OBSERVABILITY_RATE_LIMIT_KEY", "ip"),
+        ])
+        .unwrap();
+        assert_eq!(b.trusted_proxies, ["10.0.0.0/8", "fd00::/8"]);
+        assert_eq!(b.forwarded_header, crate::ForwardedHeader::Forwarded);
+        let limits = b.rate_limit.as_ref().unwrap();
+        assert_eq!(limits.policies[0].quota, "100/s;burst=200");
+        assert!(b.build().is_ok());
     }
 
     #[test]
@@ -522,6 +563,9 @@ mod tests {
             ("OTEL_RESOURCE_ATTRIBUTES", "service.version"),
             ("OTEL_RESOURCE_ATTRIBUTES", "=x"),
             ("OTEL_RESOURCE_ATTRIBUTES", "a=%zz"),
+            ("OBSERVABILITY_TRUSTED_PROXIES", "10.0.0.0/8,proxy.internal"),
+            ("OBSERVABILITY_FORWARDED_HEADER", "x-real-ip"),
+            ("OBSERVABILITY_RATE_LIMIT", "100 per second"),
         ] {
             let err = from(&[(var, value)]).unwrap_err().to_string();
             assert!(err.contains(var), "{var}={value}: {err}");

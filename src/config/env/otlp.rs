@@ -176,7 +176,7 @@ fn millis(var: &str, v: &str) -> Result<Duration, BuildError> {
 fn count(var: &str, v: &str) -> Result<usize, BuildError> {
     v.trim()
         .parse::<usize>()
-        .map_err(|_| BuildError::env(var, v, "expected a whole number from 1 to 1000000"))
+        .map_err(|_| BuildError::env(var, v, "expected a whole number"))
 }
 
 #[cfg(test)]
