@@ -3,7 +3,7 @@
 //! warm-up neither the heap nor resident memory may grow. A scrape every 100,000 requests
 //! drains the histograms, as Prometheus does in production.
 //!
-//! `cargo bench --bench flood` prints heap and resident memory per checkpoint and exits
+//! `cargo bench -p tower-observability-benches --bench flood` prints heap and resident memory per checkpoint and exits
 //! non-zero if the heap grew after warm-up. `FLOOD_REQUESTS` and `FLOOD_PATHS` scale it.
 
 #[path = "support/alloc.rs"]

@@ -2,7 +2,7 @@
 //! request is a Sentry event and a span) behind the layer, configured by the environment
 //! (`SENTRY_DSN`, `OTEL_EXPORTER_OTLP_*`, `OTEL_TRACES_EXPORTER=none`), on one tokio worker,
 //! as `OUTAGE_ADDR` says. Not a criterion bench: a server for wrk, built with the bench
-//! profile (`cargo bench --bench outage --no-run`).
+//! profile (`cargo bench -p tower-observability-benches --bench outage --no-run`).
 
 use axum::routing::get;
 use axum::{Json, Router};

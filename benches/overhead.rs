@@ -1,11 +1,12 @@
 //! Per-request cost of the layer against a bare axum JSON service, measured in the same run.
 //!
-//! `cargo bench --bench overhead` times every scenario with criterion; compare medians as
-//! ratios to `bare`. For instruction counts (stable on a noisy machine) run
-//! `scripts/instructions.sh`, which runs this binary under callgrind with
+//! `cargo bench -p tower-observability-benches --bench overhead` times every scenario with
+//! criterion; compare medians as ratios to `bare`. For instruction counts (stable on a noisy
+//! machine) run `scripts/instructions.sh`, which runs this binary under callgrind with
 //! `OVERHEAD_SCENARIO=<name> OVERHEAD_REQUESTS=<n>` at two request counts and subtracts,
 //! so start-up cost cancels out. Scenarios of optional features (`metrics+sentry`) exist
-//! when the bench is built with them (`--all-features`, as the script does).
+//! when the bench is built with them (the benches package's default, and `--all-features`,
+//! as the script does).
 
 use std::hint::black_box;
 

@@ -2,7 +2,7 @@
 //! by a real request through the layer; then the time one scrape takes to render, and the
 //! heap each series holds (counted exactly by a counting allocator).
 //!
-//! `cargo bench --bench render`
+//! `cargo bench -p tower-observability-benches --bench render`
 
 #[path = "support/alloc.rs"]
 mod alloc;

@@ -1,20 +1,22 @@
 //! Distributed tracing: a frontend calls a backend through the client layer; both export
 //! their spans with OTLP, and one request shows up as one trace across both services.
 //!
-//! Run a collector (or Jaeger) listening for OTLP, then:
+//! Run an OTLP receiver (the monitoring stack's collector and Jaeger, or
+//! `python3 scripts/telemetry-sink.py`, which prints the spans it gets), then:
 //!
 //! ```text
-//! OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 cargo run --example distributed --features otlp,logging
-//! curl -i localhost:3000/checkout/42
+//! OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 cargo run --example distributed --features otlp,logging
+//! curl -i 'http://127.0.0.1:3000/checkout/42'
 //! ```
 //!
-//! `OTEL_EXPORTER_OTLP_PROTOCOL=grpc` (with port 4317) switches to gRPC; every `OTEL_*` and
-//! `OBSERVABILITY_*` variable applies. Log lines are JSON with `trace_id`, `span_id` and
-//! `request_id` (`OBSERVABILITY_LOG_FORMAT=text` for text; `RUST_LOG` filters). Addresses:
-//! `FRONTEND_ADDR` (default 127.0.0.1:3000), `BACKEND_ADDR` (127.0.0.1:3001).
+//! HTTP/protobuf on 4318 is the default protocol; `OTEL_EXPORTER_OTLP_PROTOCOL=grpc` with
+//! port 4317 switches to gRPC; every `OTEL_*` and `OBSERVABILITY_*` variable applies. Log
+//! lines are JSON with `trace_id`, `span_id` and `request_id` (`OBSERVABILITY_LOG_FORMAT=text`
+//! for text; `RUST_LOG` filters). Addresses: `FRONTEND_ADDR` (default 127.0.0.1:3000),
+//! `BACKEND_ADDR` (default 127.0.0.1:3002, off Grafana's 3001 in the monitoring stack).
 
-use std::net::SocketAddr;
-use std::time::Duration;
+#[path = "common/listen.rs"]
+mod listen;
 
 use axum::extract::Path;
 use axum::http::StatusCode;
@@ -29,13 +31,6 @@ use tower::{Service, ServiceBuilder};
 use tower_observability::logging::{self, LogFormat};
 use tower_observability::{Observability, RequestContext};
 
-fn addr(var: &str, default: &str) -> SocketAddr {
-    std::env::var(var)
-        .unwrap_or_else(|_| default.into())
-        .parse()
-        .unwrap_or_else(|e| panic!("{var}: {e}"))
-}
-
 /// The backend: prices an order.
 async fn price(Path(id): Path<u64>) -> Json<Value> {
     tracing::info!(order = id, "pricing order");
@@ -45,10 +40,9 @@ async fn price(Path(id): Path<u64>) -> Json<Value> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     logging::init(LogFormat::from_env())?;
-    let (front_addr, back_addr) = (
-        addr("FRONTEND_ADDR", "127.0.0.1:3000"),
-        addr("BACKEND_ADDR", "127.0.0.1:3001"),
-    );
+    let back = listen::listen("BACKEND_ADDR", "127.0.0.1:3002").await;
+    let front = listen::listen("FRONTEND_ADDR", "127.0.0.1:3000").await;
+    let (back_addr, front_addr) = (back.local_addr()?, front.local_addr()?);
 
     // Two services in one process for the example; each has its own name and exporter.
     let backend_obs = Observability::from_env("backend")?.build()?;
@@ -91,17 +85,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .layer(frontend_obs.layer());
 
-    let back = tokio::net::TcpListener::bind(back_addr).await?;
-    let front = tokio::net::TcpListener::bind(front_addr).await?;
-    tracing::info!("try: curl -i http://{front_addr}/checkout/42");
-    let servers =
-        async { tokio::try_join!(axum::serve(back, backend), axum::serve(front, frontend)) };
-    tokio::select! {
-        result = servers => { result?; }
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    // Send what is still queued before exiting.
-    frontend_obs.shutdown(Duration::from_secs(5));
-    backend_obs.shutdown(Duration::from_secs(5));
-    Ok(())
+    println!("distributed: frontend on http://{front_addr}, backend on http://{back_addr}");
+    println!("  (listen elsewhere: FRONTEND_ADDR=host:port BACKEND_ADDR=host:port)");
+    println!("try:");
+    println!("  curl -i 'http://{front_addr}/checkout/42'  # one trace, frontend and backend");
+    println!("Ctrl-C stops it.");
+    // Both stop on the same first SIGTERM or SIGINT.
+    tokio::try_join!(
+        axum::serve(back, backend).with_graceful_shutdown(backend_obs.shutdown_signal()),
+        axum::serve(front, frontend).with_graceful_shutdown(frontend_obs.shutdown_signal()),
+    )?;
+    Ok(()) // both dropped here: what each still has queued is sent first
 }

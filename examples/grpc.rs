@@ -2,12 +2,15 @@
 //! tonic client with the outbound propagation layer, so each call is one trace from client
 //! to server and every gRPC status is recorded with its code and classified.
 //!
-//! Run with `cargo run --example grpc`; it serves on `GRPC_ADDR` (default 127.0.0.1:50051),
-//! the admin port on `GRPC_ADMIN_ADDR` (default 127.0.0.1:9465), makes a few calls, prints
-//! what each did, then where to read `/metrics`. Ctrl-C stops it.
+//! Run with `cargo run --example grpc --features grpc` (the feature brings tonic); it serves
+//! on `GRPC_ADDR` (default 127.0.0.1:50051), the admin port on `GRPC_ADMIN_ADDR` (default
+//! 127.0.0.1:9465), makes a few calls, prints what each did, then where to read `/metrics`.
+//! Ctrl-C stops it.
 
 #[path = "common/greeter.rs"]
 mod greeter;
+#[path = "common/listen.rs"]
+mod listen;
 
 use std::sync::{Arc, Mutex};
 
@@ -19,21 +22,17 @@ use tower_observability::Observability;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr = std::env::var("GRPC_ADDR").unwrap_or_else(|_| "127.0.0.1:50051".into());
-    let admin_addr = std::env::var("GRPC_ADMIN_ADDR").unwrap_or_else(|_| "127.0.0.1:9465".into());
-
     let obs = Observability::from_env("greeter")?.build()?;
-    let admin = obs.serve_admin(&admin_addr)?;
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let admin = listen::serve_admin(&obs, "GRPC_ADMIN_ADDR", "127.0.0.1:9465");
+    let listener = listen::listen("GRPC_ADDR", "127.0.0.1:50051").await;
     let addr = listener.local_addr()?;
     let server = tonic::transport::Server::builder()
         .layer(obs.layer())
         .add_service(Greeter)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-            let _ = tokio::signal::ctrl_c().await;
-        });
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), obs.shutdown_signal());
     let server = tokio::spawn(server);
     println!("gRPC server with the layer on http://{addr}");
+    println!("  (listen elsewhere: GRPC_ADDR=host:port GRPC_ADMIN_ADDR=host:port)");
 
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
         .connect()
@@ -112,7 +111,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let metrics = format!("http://{}/metrics", admin.local_addr());
     println!("Metrics on {metrics}; try:");
-    println!("  curl -s {metrics} | grep rpc_server_call_duration_seconds_count");
+    println!("  curl -s '{metrics}' | grep rpc_server_call_duration_seconds_count");
     println!("Ctrl-C to stop.");
     server.await??;
     Ok(())

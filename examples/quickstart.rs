@@ -1,8 +1,14 @@
-//! Quickstart: an axum service with the one layer, and its admin port serving `/metrics`.
+//! The demo: an axum service with the one layer, routes that show what it records (latency,
+//! errors, a panic, a streamed body, a nested router, no route), and its admin port.
 //!
-//! Run with `cargo run --example quickstart`, then try the URLs it prints. Addresses can be
-//! changed with `QUICKSTART_ADDR` and `QUICKSTART_ADMIN_ADDR`; everything `from_env` reads
-//! (`OTEL_SERVICE_NAME`, `OBSERVABILITY_*`, ...) applies.
+//! `cargo run --example quickstart` prints the addresses and the `curl` lines to try.
+//! `QUICKSTART_ADDR` and `QUICKSTART_ADMIN_ADDR` move it (defaults `127.0.0.1:3000` and
+//! `127.0.0.1:9464`); everything `Observability::from_env` reads applies. Traces and error
+//! reports: `--features otlp,sentry` with `OTEL_EXPORTER_OTLP_ENDPOINT` and `SENTRY_DSN`
+//! set (the README shows it with a local receiver, `scripts/telemetry-sink.py`).
+
+#[path = "common/listen.rs"]
+mod listen;
 
 use std::time::Duration;
 
@@ -82,21 +88,59 @@ fn app(obs: &Observability) -> Router {
         .layer(obs.layer())
 }
 
+/// Where the traces and the error reports go, as this build and environment say.
+fn signals() -> [(&'static str, String); 2] {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let traces = if !cfg!(feature = "otlp") {
+        match var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+            Some(_) => {
+                "off: OTEL_EXPORTER_OTLP_ENDPOINT is set, but this build lacks --features otlp"
+            }
+            None => "off: run with --features otlp and OTEL_EXPORTER_OTLP_ENDPOINT set",
+        }
+        .to_owned()
+    } else {
+        let endpoint = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
+            .unwrap_or_else(|| "http://localhost:4318 (the default)".into());
+        format!("exported with OTLP to {endpoint}")
+    };
+    let errors = match (cfg!(feature = "sentry"), var("SENTRY_DSN")) {
+        (false, None) => "off: run with --features sentry and SENTRY_DSN set".to_owned(),
+        (false, Some(_)) => {
+            "off: SENTRY_DSN is set, but this build lacks --features sentry".to_owned()
+        }
+        (true, None) => "off: SENTRY_DSN is not set".to_owned(),
+        (true, Some(_)) => "reported to the Sentry of SENTRY_DSN (5xx, panics)".to_owned(),
+    };
+    [("traces", traces), ("errors", errors)]
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr = std::env::var("QUICKSTART_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
-    let admin_addr =
-        std::env::var("QUICKSTART_ADMIN_ADDR").unwrap_or_else(|_| "127.0.0.1:9464".into());
-
+    // The crate's warnings on stderr: a collector or Sentry that cannot be reached, a
+    // variable for a feature this build lacks.
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let obs = Observability::from_env("quickstart")?
         .service_version(env!("CARGO_PKG_VERSION"))
         .build()?;
-    let admin = obs.serve_admin(&admin_addr)?;
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let admin = listen::serve_admin(&obs, "QUICKSTART_ADMIN_ADDR", "127.0.0.1:9464");
+    let listener = listen::listen("QUICKSTART_ADDR", "127.0.0.1:3000").await;
     let app_addr = listener.local_addr()?;
     let admin_addr = admin.local_addr();
 
+    // The tests read this first line: keep its shape.
     println!("quickstart: service on http://{app_addr}, admin on http://{admin_addr}");
+    println!("  (listen elsewhere: QUICKSTART_ADDR=host:port QUICKSTART_ADMIN_ADDR=host:port)");
+    println!("signals:");
+    println!("  metrics  curl 'http://{admin_addr}/metrics'");
+    for (signal, state) in signals() {
+        println!("  {signal:<7}  {state}");
+    }
     println!("try:");
     for (what, path) in [
         ("JSON", "/"),
@@ -110,22 +154,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("a body streamed over ~500 ms", "/stream"),
         ("no route: recorded as unmatched", "/no/such/path"),
     ] {
-        println!("  curl -i http://{app_addr}{path:<16}  # {what}");
+        let url = format!("'http://{app_addr}{path}'");
+        println!("  curl -i {url:<40}  # {what}");
     }
-    println!("  curl -i -X POST --data hello http://{app_addr}/echo  # request and response sizes");
+    println!(
+        "  curl -i -X POST --data hello 'http://{app_addr}/echo'  # request and response sizes"
+    );
     println!("then:");
-    println!("  curl http://{admin_addr}/metrics");
-    println!("  curl http://{admin_addr}/healthz  http://{admin_addr}/readyz");
+    println!("  curl 'http://{admin_addr}/metrics'");
+    println!("  curl 'http://{admin_addr}/healthz' 'http://{admin_addr}/readyz'");
+    println!("Ctrl-C (or SIGTERM) stops it: /readyz turns 503, requests in flight finish.");
 
-    let readiness = obs.readiness();
     axum::serve(listener, app(&obs))
-        .with_graceful_shutdown(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            // Tell load balancers to drain before the listener closes.
-            readiness.set_ready(false);
-            println!("shutting down");
-        })
+        .with_graceful_shutdown(obs.shutdown_signal())
         .await?;
-    admin.shutdown();
-    Ok(())
+    Ok(()) // `obs` dropped here: the spans and error reports still queued leave first
 }

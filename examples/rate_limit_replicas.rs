@@ -18,8 +18,8 @@ use axum::Router;
 use tower_observability::rate_limit::{Policy, RateLimit};
 use tower_observability::Observability;
 
-/// One replica: the service, its own layer, its own port.
-async fn replica(redis: &str) -> Result<SocketAddr, Box<dyn std::error::Error>> {
+/// One replica: the service, its own layer, its own port (any free one).
+async fn replica(redis: &str) -> Result<(SocketAddr, Observability), Box<dyn std::error::Error>> {
     let limits = RateLimit::new(Policy::new("per-client", "10/min;burst=10")).redis(redis);
     // Replicas of one service share its name: the name keys the limits in Redis.
     let obs = Observability::from_env("replicated")?
@@ -30,17 +30,21 @@ async fn replica(redis: &str) -> Result<SocketAddr, Box<dyn std::error::Error>> 
         .layer(obs.layer());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
+    let shutdown = obs.shutdown_signal();
     tokio::spawn(async move {
         let make = app.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, make).await
+        axum::serve(listener, make)
+            .with_graceful_shutdown(shutdown)
+            .await
     });
-    Ok(addr)
+    Ok((addr, obs))
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
-    let replicas = [replica(&redis).await?, replica(&redis).await?];
+    let (first, second) = (replica(&redis).await?, replica(&redis).await?);
+    let replicas = [first.0, second.0];
     println!(
         "replicas on http://{}/hello and http://{}/hello, one quota of 10/min in {redis}",
         replicas[0], replicas[1]
@@ -69,7 +73,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os("REPLICAS_DEMO_ONLY").is_some() {
         return Ok(());
     }
-    println!("serving; try: curl -i http://{}/hello", replicas[0]);
-    tokio::signal::ctrl_c().await?;
-    Ok(())
+    println!("serving; try: curl -i 'http://{}/hello'", replicas[0]);
+    println!("Ctrl-C (or SIGTERM) stops it.");
+    first.1.shutdown_signal().await;
+    Ok(()) // both layers dropped here: what they still have queued is sent first
 }

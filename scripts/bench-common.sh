@@ -1,9 +1,9 @@
 # Sourced by scripts/instructions.sh and scripts/load.sh: what both need around the
 # `overhead` bench binary.
 
-# Builds the `overhead` bench with every feature and prints its path.
+# Builds the `overhead` bench (workspace member benches/) with every feature and prints its path.
 overhead_binary() {
-  cargo bench --bench overhead --all-features --no-run --message-format=json 2>/dev/null \
+  cargo bench -p tower-observability-benches --bench overhead --all-features --no-run --message-format=json 2>/dev/null \
     | python3 -c 'import json,sys
 for l in sys.stdin:
     m=json.loads(l)

@@ -17,7 +17,7 @@ if [ -n "${OUTAGE_LIST:-}" ]; then printf '%s\n' "${all[@]}"; exit 0; fi
 scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] || scenarios=("${all[@]}")
 
-bin=$(cargo bench --bench outage --features otlp,sentry --no-run --message-format=json 2>/dev/null \
+bin=$(cargo bench -p tower-observability-benches --bench outage --features otlp,sentry --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import json,sys
 for l in sys.stdin:
     m=json.loads(l)

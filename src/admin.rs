@@ -132,21 +132,24 @@ pub use server::AdminServer;
 mod server {
     use std::io;
     use std::net::{SocketAddr, ToSocketAddrs};
+    use std::sync::Arc;
 
     use hyper::server::conn::http1;
     use hyper_util::rt::TokioIo;
-    use tokio::sync::oneshot;
+    use tokio::sync::Notify;
 
     use crate::Observability;
 
     /// The admin server started by [`Observability::serve_admin`].
     ///
-    /// Dropping it leaves the server running (like a detached task); call
-    /// [`shutdown`](Self::shutdown) to stop accepting connections.
+    /// The server is a task on the Tokio runtime: dropping this handle leaves it running
+    /// (like a detached task), until [`shutdown`](Self::shutdown) or the runtime's end. So
+    /// `obs.serve_admin(addr)?;` with the handle unused serves `/metrics` for the life of
+    /// the program.
     #[derive(Debug)]
     pub struct AdminServer {
         local_addr: SocketAddr,
-        stop: oneshot::Sender<()>,
+        stop: Arc<Notify>,
     }
 
     impl AdminServer {
@@ -155,9 +158,11 @@ mod server {
             self.local_addr
         }
 
-        /// Stops accepting connections; requests in progress finish.
+        /// Stops accepting connections and closes the listening socket; requests in
+        /// progress finish.
         pub fn shutdown(self) {
-            let _ = self.stop.send(());
+            // A stored permit: the accept loop sees it even if it is not waiting yet.
+            self.stop.notify_one();
         }
     }
 
@@ -165,7 +170,9 @@ mod server {
         /// Serves `/metrics`, `/healthz` and `/readyz` on `addr` (HTTP/1.1), on the current
         /// Tokio runtime.
         ///
-        /// Fails when `addr` cannot be bound or when called outside a Tokio runtime.
+        /// Fails when `addr` cannot be bound (the error names the address) or when called
+        /// outside a Tokio runtime. The server runs until [`AdminServer::shutdown`], even when
+        /// the returned handle is dropped.
         ///
         /// ```
         /// # use tower_observability::{MetricsBackend, Observability};
@@ -184,19 +191,29 @@ mod server {
                     "serve_admin must be called inside a Tokio runtime (e.g. from #[tokio::main])",
                 )
             })?;
-            let listener = std::net::TcpListener::bind(addr)?;
+            let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
+            // The address in the message: "Address already in use" alone does not say which.
+            let listener = std::net::TcpListener::bind(&addrs[..]).map_err(|e| {
+                let at = addrs.first().map_or("no address".into(), |a| a.to_string());
+                io::Error::new(
+                    e.kind(),
+                    format!("admin endpoints: cannot listen on {at}: {e}"),
+                )
+            })?;
             listener.set_nonblocking(true)?;
             let local_addr = listener.local_addr()?;
             let listener = {
                 let _guard = runtime.enter();
                 tokio::net::TcpListener::from_std(listener)?
             };
-            let (stop, mut stopped) = oneshot::channel();
+            // Only `shutdown` stops the loop: the handle's drop must not (it is often unused).
+            let stop = Arc::new(Notify::new());
+            let stopped = stop.clone();
             let service = self.admin_service();
             runtime.spawn(async move {
                 loop {
                     let stream = tokio::select! {
-                        _ = &mut stopped => return,
+                        _ = stopped.notified() => return,
                         accepted = listener.accept() => match accepted {
                             Ok((stream, _)) => stream,
                             Err(e) => {

@@ -4,22 +4,55 @@
 //! service and get RED metrics named after the OpenTelemetry HTTP semantic conventions,
 //! served for Prometheus on an admin port with liveness and readiness endpoints.
 //!
+//! ```
+//! use axum::{body::Body, routing::get, Router};
+//! use tower::ServiceExt; // `oneshot`: one request, in-process
+//! use tower_observability::Observability;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let obs = Observability::builder("checkout").build()?;
+//! let app = Router::new()
+//!     .route("/users/{id}", get(|| async { "hello" }))
+//!     .layer(obs.layer());
+//!
+//! let res = app.oneshot(http::Request::get("/users/7").body(Body::empty())?).await?;
+//! assert_eq!(res.status(), 200);
+//! let body = axum::body::to_bytes(res.into_body(), 1024).await?; // recorded at its last byte
+//! assert_eq!(body, "hello");
+//! // What the admin port's `/metrics` serves: the route, never the raw path.
+//! let metrics = obs.render_metrics();
+//! assert!(metrics.contains(
+//!     r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="/users/{id}",http_response_status_code="200"} 1"#
+//! ));
+//! # Ok(()) }
+//! ```
+//!
+//! In a service, the admin endpoints get a port of their own (the README's quickstart,
+//! `examples/minimal.rs`, is this with the addresses read from the environment):
+//!
 //! ```no_run
 //! use axum::{routing::get, Router};
 //! use tower_observability::Observability;
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let obs = Observability::from_env("checkout")?.build()?;
+//!     let obs = Observability::from_env("checkout")?.build()?; // a bad setting is an error here
 //!     let app = Router::new()
 //!         .route("/users/{id}", get(|| async { "hello" }))
 //!         .layer(obs.layer());
-//!     obs.serve_admin("0.0.0.0:9464")?; // /metrics, /healthz, /readyz
+//!     // /metrics, /healthz and /readyz, served until the program ends (or `shutdown()`)
+//!     obs.serve_admin("0.0.0.0:9464")?;
 //!     let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
-//!     axum::serve(listener, app).await?;
-//!     Ok(())
+//!     axum::serve(listener, app)
+//!         .with_graceful_shutdown(obs.shutdown_signal()) // SIGTERM, SIGINT: drain, flush
+//!         .await?;
+//!     Ok(()) // `obs` dropped here: what is still queued is sent first
 //! }
 //! ```
+//!
+//! The repository's README is the guide (Cargo.toml lines, traces, Sentry, the dashboards and
+//! alerts); `docs/` holds the reference pages it links to.
 //!
 //! # One route, one pass
 //!
@@ -129,6 +162,8 @@
 //!
 //! # Cargo features
 //!
+//! Items that need a feature say so with an "Available on crate feature ..." badge.
+//!
 //! | name | description | default |
 //! |---|---|---|
 //! | `axum` | read axum's `MatchedPath` for the route; [`Observability::admin_router`] | yes |
@@ -205,3 +240,15 @@ pub use service::ObservabilityService;
 #[cfg(feature = "signal")]
 pub use shutdown::ShutdownSignal;
 pub use trace::span::RequestContext;
+
+// The Rust blocks of the README and of the docs pages compile (and run, unless marked), as
+// doctests of this crate.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/security-headers-and-cors.md")]
+struct SecurityHeadersAndCorsDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/error-reporting.md")]
+struct ErrorReportingDoctests;

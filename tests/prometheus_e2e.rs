@@ -188,9 +188,16 @@ fn example_binary(name: &str) -> PathBuf {
         return PathBuf::from(p);
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // The gRPC example needs the examples' `grpc` feature (tonic).
+    let features: &[&str] = if name == "grpc" {
+        &["--features", "grpc"]
+    } else {
+        &[]
+    };
     let out = Command::new(cargo)
         .current_dir(repo())
         .args(["build", "--example", name, "--message-format=json"])
+        .args(features)
         .stderr(Stdio::inherit())
         .output()
         .unwrap_or_else(|e| panic!("run cargo build --example {name}: {e}"));
