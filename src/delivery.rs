@@ -363,6 +363,67 @@ pub(crate) fn endpoint_for_log(uri: &http::Uri) -> String {
     format!("{scheme}://{host}{port}{}", uri.path())
 }
 
+/// An error and its sources, one line (`connection refused` is at the bottom of the chain).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Starts the sender thread `name` with a current-thread runtime of its own: `make` builds
+/// the sender inside it (HTTP clients need one), then `run` runs it. Returns once `make`
+/// has answered, with its error if it failed, so `build()` says why a sender cannot start.
+#[cfg(feature = "otlp")]
+pub(crate) fn start_sender<T, M, R>(
+    name: &str,
+    make: M,
+    run: R,
+) -> Result<std::thread::Thread, String>
+where
+    M: FnOnce() -> Result<T, String> + Send + 'static,
+    R: FnOnce(tokio::runtime::Runtime, T) + Send + 'static,
+{
+    let (ready, started) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
+    let thread = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = ready.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let made = {
+                let _guard = runtime.enter();
+                make()
+            };
+            match made {
+                Ok(sender) => {
+                    let _ = ready.send(Ok(()));
+                    run(runtime, sender);
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start: {e}"))?;
+    match started.recv() {
+        Ok(Ok(())) => Ok(thread.thread().clone()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!("the thread {name} ended before it started")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -190,6 +190,7 @@ mod worker {
     use metrics::Counter;
 
     use super::settings::MetricsPush;
+    use crate::delivery;
     use crate::error::BuildError;
     use crate::metrics::names::{METRIC_EXPORTS, METRIC_EXPORTS_FAILED};
     use crate::metrics::otlp::MetricsEncoder;
@@ -218,33 +219,15 @@ mod worker {
             let exported = sink.counter_at_zero(METRIC_EXPORTS);
             let failed = sink.counter_at_zero(METRIC_EXPORTS_FAILED);
             let (orders, received) = mpsc::channel();
-            let (ready, started) = mpsc::sync_channel::<Result<(), String>>(1);
             let settings = settings.clone();
-            std::thread::Builder::new()
-                .name("tower-observability-metrics-push".into())
-                .spawn(move || {
-                    let runtime = match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(rt) => rt,
-                        Err(e) => {
-                            let _ = ready.send(Err(e.to_string()));
-                            return;
-                        }
-                    };
-                    let sender = {
-                        let _guard = runtime.enter();
-                        Sender::new(&settings)
-                    };
-                    let sender = match sender {
-                        Ok(sender) => sender,
-                        Err(e) => {
-                            let _ = ready.send(Err(e));
-                            return;
-                        }
-                    };
-                    let _ = ready.send(Ok(()));
+            let interval = settings.interval;
+            delivery::start_sender(
+                "tower-observability-metrics-push",
+                {
+                    let settings = settings.clone();
+                    move || Sender::new(&settings)
+                },
+                move |runtime, sender| {
                     PushLoop {
                         encoder: MetricsEncoder::new(&resource, settings.temporality, unix_nanos()),
                         runtime,
@@ -255,16 +238,13 @@ mod worker {
                         failed,
                         failing: false,
                     }
-                    .run(received, settings.interval);
-                })
-                .map_err(|e| BuildError::setting("otlp_metrics", format!("cannot start: {e}")))?;
-            match started.recv() {
-                Ok(Ok(())) => Ok(Worker {
-                    orders: Mutex::new(Some(orders)),
-                }),
-                Ok(Err(e)) => Err(BuildError::setting("otlp_metrics", e)),
-                Err(_) => Err(BuildError::setting("otlp_metrics", "the push thread died")),
-            }
+                    .run(received, interval)
+                },
+            )
+            .map_err(|e| BuildError::setting("otlp_metrics", e))?;
+            Ok(Worker {
+                orders: Mutex::new(Some(orders)),
+            })
         }
 
         /// Asks for an export now (and, with `shutdown`, the end of the push); true if it

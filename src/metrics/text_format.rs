@@ -66,7 +66,7 @@ pub(crate) fn parse(text: &str) -> Vec<Family<'_>> {
                 }
             };
             match keyword {
-                "HELP" => family.help = Some(unescape_help(rest)),
+                "HELP" => family.help = Some(unescape(rest)),
                 "TYPE" => {
                     family.kind = match rest.trim() {
                         "counter" => Kind::Counter,
@@ -155,7 +155,8 @@ pub(crate) fn parse_value(v: &str) -> Option<f64> {
     v.parse::<f64>().ok()
 }
 
-fn unescape_help(text: &str) -> Cow<'_, str> {
+/// Undoes the exposition format's escapes (`\\`, `\n`, `\"`) in HELP text and label values.
+fn unescape(text: &str) -> Cow<'_, str> {
     if !text.contains('\\') {
         return Cow::Borrowed(text);
     }
@@ -188,7 +189,7 @@ pub(crate) fn label_pairs(labels: &str) -> Vec<(&str, Cow<'_, str>)> {
         let Some(end) = closing_quote(body) else {
             break;
         };
-        pairs.push((key, unescape_label(&body[..end])));
+        pairs.push((key, unescape(&body[..end])));
         rest = &body[end + 1..];
     }
     pairs
@@ -208,26 +209,6 @@ fn closing_quote(s: &str) -> Option<usize> {
     None
 }
 
-fn unescape_label(v: &str) -> Cow<'_, str> {
-    if !v.contains('\\') {
-        return Cow::Borrowed(v);
-    }
-    let mut out = String::with_capacity(v.len());
-    let mut chars = v.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('n') => out.push('\n'),
-            Some(other) => out.push(other),
-            None => out.push('\\'),
-        }
-    }
-    Cow::Owned(out)
-}
-
 /// A label text without the label `key` (the `le` of a bucket, the `quantile` of a
 /// summary), and that label's value: what groups a histogram's or summary's lines.
 pub(crate) fn split_label<'a>(labels: &'a str, key: &str) -> (String, Option<Cow<'a, str>>) {
@@ -244,7 +225,7 @@ pub(crate) fn split_label<'a>(labels: &'a str, key: &str) -> (String, Option<Cow
             break;
         };
         if start_key.trim() == key {
-            found = Some(unescape_label(&body[..end]));
+            found = Some(unescape(&body[..end]));
         } else {
             if !rest.is_empty() {
                 rest.push(',');

@@ -356,7 +356,7 @@ async fn post(
             let response = client
                 .request(request)
                 .await
-                .map_err(|e| Failure::new(DropReason::Refused, error_chain(&e)))?;
+                .map_err(|e| Failure::new(DropReason::Refused, delivery::error_chain(&e)))?;
             let status = response.status();
             let limits = sentry_rate_limits(response.headers());
             let retry_after = delivery::retry_after(response.headers());
@@ -405,18 +405,6 @@ fn sentry_rate_limits(headers: &http::HeaderMap) -> Option<Duration> {
         })
         .reduce(f64::max)
         .map(|s| Duration::from_secs_f64(s.min(3600.0)))
-}
-
-/// An error and its sources, one line (`connection refused` is at the bottom of the chain).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Wraps an application's own transport so what it is handed is counted as sent.

@@ -144,7 +144,7 @@ impl Collector {
         let call = async {
             let res = self.client.request(req).await.map_err(|e| {
                 // Refused, reset, a name that does not resolve: no answer came.
-                Failure::new(DropReason::Refused, error_chain(&e))
+                Failure::new(DropReason::Refused, delivery::error_chain(&e))
             })?;
             let status = res.status();
             let head = res.headers().clone();
@@ -321,18 +321,6 @@ fn protobuf_fields(mut buf: &[u8]) -> impl Iterator<Item = (u64, Wire<'_>)> + Cl
         };
         Some((key >> 3, value))
     })
-}
-
-/// An error and its sources, one line (`connection refused` is at the bottom of the chain).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// The built-in export: spans encoded by the crate, sent by [`Collector`].

@@ -24,7 +24,7 @@ use metrics::Counter;
 
 use super::export::{FinishedSpan, SpanSink};
 use super::otlp::BatchSettings;
-use crate::delivery::{DropReason, Dropped, Failure, Gate, Outage};
+use crate::delivery::{self, DropReason, Dropped, Failure, Gate, Outage};
 use crate::error::BuildError;
 
 /// How soon after a backoff ends the first spans captured again are sent: the try that
@@ -200,57 +200,32 @@ where
         in_flight: AtomicUsize::new(0),
     });
     let (control, orders) = mpsc::channel();
-    let (ready, started) = mpsc::sync_channel::<Result<(), String>>(1);
     let dropped = setup.dropped.clone();
     let worker_queue = queue.clone();
-    let thread = std::thread::Builder::new()
-        .name("tower-observability-otlp".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = ready.send(Err(e.to_string()));
-                    return;
-                }
-            };
-            let backend = {
-                let _guard = runtime.enter();
-                make(&setup)
-            };
-            match backend {
-                Ok(backend) => {
-                    let _ = ready.send(Ok(()));
-                    let spare = Vec::with_capacity(worker_queue.capacity);
-                    let outage = Outage::new("span export", "span", backend.endpoint());
-                    Export {
-                        runtime,
-                        backend,
-                        setup,
-                        outage,
-                        queue: worker_queue,
-                        spare,
-                    }
-                    .run(orders);
-                }
-                Err(e) => {
-                    let _ = ready.send(Err(e));
-                }
+    let worker = delivery::start_sender(
+        "tower-observability-otlp",
+        move || make(&setup).map(|backend| (backend, setup)),
+        move |runtime, (backend, setup): (B, ExportSetup)| {
+            let spare = Vec::with_capacity(worker_queue.capacity);
+            let outage = Outage::new("span export", "span", backend.endpoint());
+            Export {
+                runtime,
+                backend,
+                setup,
+                outage,
+                queue: worker_queue,
+                spare,
             }
-        })
-        .map_err(|e| BuildError::setting(setting, format!("cannot start: {e}")))?;
-    match started.recv() {
-        Ok(Ok(())) => Ok(Arc::new(QueueSink {
-            queue,
-            control: Mutex::new(Some(control)),
-            worker: thread.thread().clone(),
-            dropped,
-        })),
-        Ok(Err(e)) => Err(BuildError::setting(setting, e)),
-        Err(_) => Err(BuildError::setting(setting, "the exporter thread died")),
-    }
+            .run(orders)
+        },
+    )
+    .map_err(|e| BuildError::setting(setting, e))?;
+    Ok(Arc::new(QueueSink {
+        queue,
+        control: Mutex::new(Some(control)),
+        worker,
+        dropped,
+    }))
 }
 
 struct Export<B> {
