@@ -257,9 +257,9 @@ impl Outage {
             since: Instant::now(),
             dropped_before: dropped.total().saturating_sub(lost),
         });
-        tracing::warn!(
+        warning!(
             target: "tower_observability::delivery",
-            sender, endpoint = %endpoint, reason = failure.reason.as_str(), dropped = lost,
+            { sender, endpoint = %endpoint, reason = failure.reason.as_str(), dropped = lost, },
             "{sender} to {endpoint} failed ({}): {} dropped; next try in {wait:.1?}, until \
              then new {item}s are dropped and counted without being made",
             failure.message,
@@ -279,9 +279,9 @@ impl Outage {
         self.waiting_for = DropReason::RateLimited;
         gate.close(Gate::RATE_LIMITED);
         let (sender, item, endpoint) = (self.sender, self.item, &self.endpoint);
-        tracing::warn!(
+        warning!(
             target: "tower_observability::delivery",
-            sender, endpoint = %endpoint,
+            { sender, endpoint = %endpoint, },
             "{endpoint} asks {sender} to pause for {wait:.1?} (rate limited): new {item}s are \
              dropped and counted until then"
         );
@@ -310,9 +310,9 @@ impl Outage {
         gate.open(Gate::BACKOFF | Gate::RATE_LIMITED);
         let lost = dropped.total().saturating_sub(down.dropped_before);
         let (sender, item, endpoint) = (self.sender, self.item, &self.endpoint);
-        tracing::warn!(
+        warning!(
             target: "tower_observability::delivery",
-            sender, endpoint = %endpoint, dropped = lost,
+            { sender, endpoint = %endpoint, dropped = lost, },
             "{sender} to {endpoint} works again after {:.1?} down: {} dropped meanwhile",
             down.since.elapsed(),
             count(lost, item)

@@ -176,6 +176,10 @@
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// First, so that `warning!` is in scope in every module below.
+#[macro_use]
+mod warning;
+
 mod admin;
 mod body;
 mod classify;

@@ -50,11 +50,32 @@ pub enum LogFormat {
 }
 
 impl LogFormat {
-    /// `OBSERVABILITY_LOG_FORMAT`: `json` or `text`; JSON when unset or unknown.
+    /// `OBSERVABILITY_LOG_FORMAT`: `json` or `text`; JSON when unset, and when set to
+    /// anything else, which is said on stderr (logging is not set up yet).
     pub fn from_env() -> Self {
-        match std::env::var("OBSERVABILITY_LOG_FORMAT").as_deref() {
-            Ok("text") => LogFormat::Text,
-            _ => LogFormat::Json,
+        const VAR: &str = "OBSERVABILITY_LOG_FORMAT";
+        match std::env::var(VAR) {
+            Ok(v) if v.trim().eq_ignore_ascii_case("text") => LogFormat::Text,
+            Ok(v) if v.trim().eq_ignore_ascii_case("json") || v.trim().is_empty() => {
+                LogFormat::Json
+            }
+            Err(std::env::VarError::NotPresent) => LogFormat::Json,
+            Ok(v) => {
+                warning!(
+                    target: "tower_observability::logging",
+                    { variable = VAR, },
+                    "{VAR}={v:?} is neither json nor text: logging JSON"
+                );
+                LogFormat::Json
+            }
+            Err(std::env::VarError::NotUnicode(_)) => {
+                warning!(
+                    target: "tower_observability::logging",
+                    { variable = VAR, },
+                    "{VAR} is not UTF-8: logging JSON"
+                );
+                LogFormat::Json
+            }
         }
     }
 }

@@ -191,7 +191,12 @@ fn spawn_upkeep(shared: Weak<Shared>) {
         .name("tower-observability-upkeep".into())
         .spawn(upkeep)
     {
-        tracing::warn!(error = %e, "could not start the metrics upkeep thread; histograms are folded at scrape time only");
+        warning!(
+            target: "tower_observability::metrics",
+            { error = %e, },
+            "could not start the metrics upkeep thread ({e}); histograms are folded at scrape \
+             time only"
+        );
     }
 }
 

@@ -87,20 +87,18 @@ pub(crate) fn flush(shared: &Shared, timeout: Duration) -> bool {
     let took = started.elapsed();
     let done = spans_done && events_done && metrics_done;
     if spans.left + events.left > 0 {
-        tracing::warn!(
+        warning!(
             target: TARGET,
-            spans = spans.left,
-            events = events.left,
+            { spans = spans.left, events = events.left, },
             "{} spans and {} Sentry events were still queued when the {timeout:?} shutdown \
              timeout passed: they are lost",
             spans.left,
             events.left
         );
     } else if spans.dropped + events.dropped > 0 {
-        tracing::warn!(
+        warning!(
             target: TARGET,
-            spans = spans.dropped,
-            events = events.dropped,
+            { spans = spans.dropped, events = events.dropped, },
             "at shutdown {} spans and {} Sentry events could not be delivered (the failing \
              endpoints are named above)",
             spans.dropped,
@@ -312,9 +310,9 @@ mod signal {
         );
         signals.received.send_replace(true);
         let (name, number) = listener.next().await;
-        tracing::warn!(
+        warning!(
             target: TARGET,
-            signal = name,
+            { signal = name, },
             "{name} received again: exiting without waiting for the requests in flight; \
              sending queued telemetry first (at most {timeout:?})"
         );

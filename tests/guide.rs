@@ -314,6 +314,50 @@ fn every_relative_link_of_the_guide_resolves() {
     }
 }
 
+/// Every variable the crate reads, in the files of `dir` and below.
+fn variables_read(dir: &std::path::Path, found: &mut BTreeSet<String>) {
+    for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+        let path = entry.path();
+        if path.is_dir() {
+            variables_read(&path, found);
+            continue;
+        }
+        let text = read(&path);
+        for (i, _) in text.match_indices('"') {
+            let name: String = text[i + 1..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            let quoted = text[i + 1 + name.len()..].starts_with('"');
+            let ours = ["OTEL_", "OBSERVABILITY_", "SENTRY_"]
+                .iter()
+                .any(|prefix| name.starts_with(prefix) && name.len() > prefix.len());
+            if quoted && ours {
+                found.insert(name);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_configuration_page_names_every_variable_the_crate_reads() {
+    let mut read_by_the_crate = BTreeSet::new();
+    variables_read(&repo().join("src"), &mut read_by_the_crate);
+    assert!(
+        read_by_the_crate.len() > 40 && read_by_the_crate.contains("OTEL_SERVICE_NAME"),
+        "the variables were not found where they are read: {read_by_the_crate:?}"
+    );
+    let page = read(repo().join("docs/configuration.md"));
+    let missing: Vec<_> = read_by_the_crate
+        .iter()
+        .filter(|name| !page.contains(&format!("`{name}`")) && !page.contains(&format!("`{name}=")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/configuration.md does not name {missing:?}"
+    );
+}
+
 /// A word of a command without the backticks, quotes or punctuation of the prose around it.
 fn bare(word: &str) -> &str {
     word.trim_matches(|c: char| !(c.is_alphanumeric() || "_-".contains(c)))

@@ -98,7 +98,11 @@ impl Origins {
             if strict {
                 return Err(BuildError::env(var, "<set>", reason));
             }
-            tracing::warn!(target: "tower_observability::config", variable = var, feature, "{reason}");
+            warning!(
+                target: "tower_observability::config",
+                { variable = var, feature, },
+                "{reason}"
+            );
         }
         Ok(())
     }

@@ -217,7 +217,9 @@ fn resolve_backend(
             if metrics::set_global_recorder(registry.recorder.clone()).is_ok() {
                 *installed = Some(registry.clone());
             } else {
-                tracing::warn!(
+                warning!(
+                    target: "tower_observability::metrics",
+                    {},
                     "a metrics recorder is already installed: tower-observability records into \
                      its own registry, served on its /metrics; use MetricsBackend::Global to \
                      record into the application's recorder instead"

@@ -344,7 +344,12 @@ mod worker {
                 Err(error) => {
                     self.failed.increment(1);
                     if !std::mem::replace(&mut self.failing, true) {
-                        tracing::warn!(target: "tower_observability::otlp", %error, bytes, "metrics export failed; the next exports carry what this one did not deliver");
+                        warning!(
+                            target: "tower_observability::otlp",
+                            { %error, bytes, },
+                            "metrics export failed ({error}); the next exports carry what \
+                             this one did not deliver"
+                        );
                     }
                     false
                 }

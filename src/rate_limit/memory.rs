@@ -135,9 +135,13 @@ impl MemoryStore {
             }
             // Full at the cap: the live key nearest to expiry makes room.
             if self.evicted.fetch_add(1, Ordering::Relaxed) == 0 {
-                tracing::warn!(
-                    max_keys = self.max_slots_per_shard * SHARDS,
-                    "rate limit key cap reached: new keys now take the place of those nearest                      to a whole quota (raise RateLimit::max_keys if this is normal traffic)"
+                let max_keys = self.max_slots_per_shard * SHARDS;
+                warning!(
+                    target: "tower_observability::rate_limit",
+                    { max_keys, },
+                    "rate limit key cap ({max_keys}) reached: new keys now take the place of \
+                     those nearest to a whole quota (raise RateLimit::max_keys if this is \
+                     normal traffic)"
                 );
             }
             table.slots[oldest] = Slot { key, tat };

@@ -319,8 +319,9 @@ impl Limiter {
         if matches!(policy.key, KeyKind::ClientAddress)
             && !self.warned_no_peer.swap(true, Ordering::Relaxed)
         {
-            tracing::warn!(
-                policy = %policy.name,
+            warning!(
+                target: "tower_observability::rate_limit",
+                { policy = %policy.name, },
                 "rate limit by client address, but requests carry no peer address: serve with \
                  `into_make_service_with_connect_info::<SocketAddr>()` (axum) or put the \
                  `SocketAddr` in the request extensions; these requests are not limited"

@@ -213,8 +213,9 @@ impl RedisBackend {
         let failure = match tokio::time::timeout(self.timeout, called).await {
             Ok(Ok(answer)) => {
                 if let Some(Change::Closed) = self.breaker.success() {
-                    tracing::warn!(
-                        server = %self.server,
+                    warning!(
+                        target: "tower_observability::rate_limit",
+                        { server = %self.server, },
                         "rate limit backend answers again: decisions are shared through it again"
                     );
                 }
@@ -230,11 +231,13 @@ impl RedisBackend {
             }
         };
         if let Some(Change::Opened) = self.breaker.failure(now) {
-            tracing::warn!(
-                server = %self.server,
-                error = %failure,
-                fallback = self.fallback.as_str(),
-                "rate limit backend unreachable: deciding with the fallback until it answers"
+            warning!(
+                target: "tower_observability::rate_limit",
+                { server = %self.server, error = %failure, fallback = self.fallback.as_str(), },
+                "rate limit backend {} unreachable ({failure}): deciding with the fallback \
+                 ({}) until it answers",
+                self.server,
+                self.fallback.as_str()
             );
         }
         self.fallbacks.increment(1);

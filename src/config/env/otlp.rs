@@ -103,10 +103,11 @@ fn export(var: &impl Fn(&str) -> Option<String>) -> Result<ExportConfig, BuildEr
         match v.trim() {
             "" | "none" => {}
             // Often set for every signal of a fleet: not a reason to refuse to start.
-            "gzip" => tracing::warn!(
+            "gzip" => warning!(
                 target: "tower_observability::otlp",
-                variable = %name,
-                "gzip is not supported by the built-in OTLP exporter; spans are sent uncompressed"
+                { variable = %name, },
+                "{name}=gzip: gzip is not supported by the built-in OTLP exporter; spans are \
+                 sent uncompressed"
             ),
             _ => return Err(BuildError::env(&name, &v, "expected gzip or none")),
         }
