@@ -83,6 +83,7 @@ impl Exchange {
             answer: None,
             started: start,
             deferred: None,
+            over_quota: None,
         };
         let signals = shared.signals.arrive(req, &mut arrival);
         let (answer, deferred) = (arrival.answer, arrival.deferred);

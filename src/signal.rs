@@ -14,7 +14,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -45,6 +45,34 @@ pub(crate) struct Arrival<'a> {
     /// A decision a signal cannot make at once (a rate limit shared through Redis): the
     /// pass awaits it before calling the application, which it answers when `Some`.
     pub(crate) deferred: Option<Deferred>,
+    /// A rate limit found the request over a quota: recorded on the server span.
+    pub(crate) over_quota: Option<OverQuotaFinding>,
+}
+
+/// A rate limit found a request over its quota: the policy, and whether the request was
+/// refused (enforce) or only counted (shadow).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OverQuota {
+    pub(crate) policy: Arc<str>,
+    pub(crate) shadow: bool,
+}
+
+/// See [`Arrival::over_quota`]: known at once (in memory), or once a deferred decision
+/// (Redis) is made.
+#[derive(Debug)]
+pub(crate) enum OverQuotaFinding {
+    Now(OverQuota),
+    Later(Arc<OnceLock<OverQuota>>),
+}
+
+impl OverQuotaFinding {
+    /// What was found, if anything (a deferred decision may have admitted the request).
+    pub(crate) fn get(&self) -> Option<&OverQuota> {
+        match self {
+            OverQuotaFinding::Now(found) => Some(found),
+            OverQuotaFinding::Later(cell) => cell.get(),
+        }
+    }
 }
 
 /// See [`Arrival::deferred`]. Only requests that have one pay for it (a box, and the inner

@@ -52,6 +52,7 @@ use crate::error::BuildError;
 use crate::exclude::PathFilter;
 use crate::metrics::names::{LABEL_RATE_LIMIT_MODE, LABEL_RATE_LIMIT_POLICY, RATE_LIMITED};
 use crate::metrics::Sink;
+use crate::signal::OverQuota;
 use answer::Refusal;
 use audit::AuditSampler;
 use gcra::{Decision, Gcra};
@@ -61,7 +62,7 @@ use memory::{MemoryStore, SingleKey};
 /// One policy, ready to decide.
 #[derive(Debug)]
 struct Compiled {
-    name: Box<str>,
+    name: Arc<str>,
     gcra: Gcra,
     #[cfg(feature = "redis")]
     gcra_micros: Gcra,
@@ -148,7 +149,11 @@ pub(crate) enum Admission {
     Pass,
     /// Admitted, with the `RateLimit` fields for the response.
     Admitted(LimitHeaders),
-    /// Refused: this is the answer.
+    /// Over a quota in shadow mode: passed on, the finding recorded on the span.
+    Shadowed(OverQuota),
+    /// Over a quota: this is the answer.
+    Refused(Response<Bytes>, OverQuota),
+    /// Not decided, and refused (the backend is down, fail-closed): this is the answer.
     Answer(Response<Bytes>),
     /// Decided elsewhere (Redis): await it, then pass on or answer.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
@@ -471,8 +476,12 @@ impl Limiter {
                 "request over its rate limit"
             );
         }
-        if self.mode == Mode::Shadow {
-            return Admission::Pass;
+        let over = OverQuota {
+            policy: policy.name.clone(),
+            shadow: self.mode == Mode::Shadow,
+        };
+        if over.shadow {
+            return Admission::Shadowed(over);
         }
         let refusal = Refusal {
             policy: &policy.name,
@@ -480,7 +489,7 @@ impl Limiter {
             retry_after_nanos: refused.retry_after,
             reset_nanos: refused.reset,
         };
-        Admission::Answer(if grpc { refusal.grpc() } else { refusal.http() })
+        Admission::Refused(if grpc { refusal.grpc() } else { refusal.http() }, over)
     }
 }
 

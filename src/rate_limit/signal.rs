@@ -12,7 +12,7 @@ use http::Request;
 use super::{Admission, LimitHeaders, Limiter};
 use crate::config::Setup;
 use crate::error::BuildError;
-use crate::signal::{Arrival, Head, Signal};
+use crate::signal::{Arrival, Head, OverQuotaFinding, Signal};
 
 /// The rate-limit signal: `None` when no policy is configured (every hook a no-op).
 pub(crate) struct RateLimitSignal(Option<Arc<Limiter>>);
@@ -57,6 +57,15 @@ impl Signal for RateLimitSignal {
         match limiter.admit(req, arrival.route.name(), Some(arrival.started)) {
             Admission::Pass => None,
             Admission::Admitted(headers) => Some(Box::new(Fields::Now(headers))),
+            Admission::Shadowed(over) => {
+                arrival.over_quota = Some(OverQuotaFinding::Now(over));
+                None
+            }
+            Admission::Refused(res, over) => {
+                arrival.answer = Some(Box::new(res));
+                arrival.over_quota = Some(OverQuotaFinding::Now(over));
+                None
+            }
             Admission::Answer(res) => {
                 arrival.answer = Some(Box::new(res));
                 None
@@ -66,9 +75,19 @@ impl Signal for RateLimitSignal {
                     .headers_on_admitted()
                     .then(|| Arc::new(OnceLock::new()));
                 let fill = later.clone();
+                let found = Arc::new(OnceLock::new());
+                arrival.over_quota = Some(OverQuotaFinding::Later(found.clone()));
                 arrival.deferred = Some(Box::pin(async move {
                     match pending.await {
                         Admission::Answer(res) => Some(Box::new(res)),
+                        Admission::Refused(res, over) => {
+                            let _ = found.set(over);
+                            Some(Box::new(res))
+                        }
+                        Admission::Shadowed(over) => {
+                            let _ = found.set(over);
+                            None
+                        }
                         Admission::Admitted(headers) => {
                             if let Some(cell) = fill {
                                 let _ = cell.set(headers);

@@ -24,8 +24,8 @@ fn req(path: &str, peer: &str) -> Request<()> {
 /// Admitted (`true`) or refused, and the refusal's status when refused.
 fn admit(l: &Arc<Limiter>, req: &Request<()>, route: &str) -> Result<(), u16> {
     match l.admit(req, route, None) {
-        Admission::Pass | Admission::Admitted(_) => Ok(()),
-        Admission::Answer(res) => Err(res.status().as_u16()),
+        Admission::Pass | Admission::Admitted(_) | Admission::Shadowed(_) => Ok(()),
+        Admission::Answer(res) | Admission::Refused(res, _) => Err(res.status().as_u16()),
         Admission::Pending(_) => panic!("in-memory decisions are synchronous"),
     }
 }
@@ -152,7 +152,9 @@ fn grpc_calls_are_refused_the_grpc_way() {
         Admission::Pass
     ));
     match l.admit(&call, "/pkg.Svc/Method", None) {
-        Admission::Answer(res) => {
+        Admission::Refused(res, over) => {
+            assert_eq!(over.policy.as_ref(), "p");
+            assert!(!over.shadow);
             assert_eq!(res.status(), 200);
             assert_eq!(res.headers()["grpc-status"], "8");
         }

@@ -217,6 +217,7 @@ fn open(
                 status: 0,
                 grpc_status: None,
                 error: None,
+                over_quota: None,
             },
         })
     });

@@ -42,6 +42,8 @@ pub(crate) struct FinishedSpan {
     pub(crate) status: u16,
     pub(crate) grpc_status: Option<GrpcCode>,
     pub(crate) error: Option<ErrorType>,
+    /// A rate limit found the request over a quota (server spans).
+    pub(crate) over_quota: Option<crate::signal::OverQuota>,
 }
 
 #[cfg_attr(not(feature = "otlp"), allow(dead_code))]

@@ -307,6 +307,7 @@ mod tests {
             status: 200,
             grpc_status: None,
             error: None,
+            over_quota: None,
         }
     }
 

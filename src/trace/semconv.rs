@@ -223,6 +223,13 @@ pub(crate) fn attributes(span: &FinishedSpan, out: &mut impl AttributeSink) {
             if let Some(id) = text.caller_request_id() {
                 out.string_list("http.request.header.x-request-id", id);
             }
+            // No convention names rate limits: the labels of
+            // `tower_observability_rate_limited_total`, under the same names.
+            if let Some(over) = &span.over_quota {
+                out.shared("rate_limit.policy", &over.policy);
+                let mode = if over.shadow { "shadow" } else { "enforce" };
+                out.static_str("rate_limit.mode", mode);
+            }
         }
         Kind::Client => {
             let (scheme, path) = (text.scheme().unwrap_or("http"), text.path());

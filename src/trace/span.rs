@@ -18,7 +18,7 @@ use crate::config::Setup;
 use crate::error::BuildError;
 use crate::method::MethodLabel;
 use crate::route::Route;
-use crate::signal::{Arrival, Ending, Head, Signal, SpanIds};
+use crate::signal::{Arrival, Ending, Head, OverQuotaFinding, Signal, SpanIds};
 
 /// The tracing settings every request reads.
 pub(crate) struct TraceConfig {
@@ -102,6 +102,8 @@ pub(crate) struct ServerSpan {
     link: Option<TraceParent>,
     span: tracing::Span,
     capture: Option<Capture>,
+    /// What a rate limit found, recorded as `rate_limit.*` attributes.
+    over_quota: Option<OverQuotaFinding>,
 }
 
 impl ServerSpan {
@@ -166,6 +168,7 @@ impl ServerSpan {
             link,
             span,
             capture,
+            over_quota: None,
         }
     }
 
@@ -240,6 +243,10 @@ impl ServerSpan {
             status: outcome.status,
             grpc_status: outcome.grpc,
             error: outcome.error,
+            over_quota: self
+                .over_quota
+                .as_ref()
+                .and_then(|found| found.get().cloned()),
         });
         ids.exported = true;
         ids
@@ -308,12 +315,14 @@ impl Signal for Tracing {
     fn arrive<B>(&self, req: &Request<B>, arrival: &mut Arrival<'_>) -> Self::Exchange {
         // Boxed: a span is 400 bytes, which every request would otherwise move around.
         (arrival.observed && self.0.enabled).then(|| {
-            Box::new(ServerSpan::begin(
+            let mut span = Box::new(ServerSpan::begin(
                 &self.0,
                 req,
                 arrival.method,
                 arrival.route,
-            ))
+            ));
+            span.over_quota = arrival.over_quota.take();
+            span
         })
     }
 

@@ -296,3 +296,63 @@ async fn a_recorded_query_reaches_the_collector_without_its_secrets() {
     assert_eq!(query.as_deref(), Some(REDACTED));
     assert!(!format!("{spans:?}").contains("SECRET"));
 }
+
+#[tokio::test]
+async fn a_request_over_its_rate_limit_carries_the_decision_on_its_span() {
+    use tower_observability::rate_limit::{Key, Mode, Policy, RateLimit};
+    let _shared = not_measuring().await;
+    let received = OtlpReceiver::http().await;
+    let vars = received.vars(&[("OTEL_BSP_SCHEDULE_DELAY", "50")]);
+    let mut bases = Vec::new();
+    for (service, mode) in [("enforced", Mode::Enforce), ("shadowed", Mode::Shadow)] {
+        let limit = RateLimit::new(Policy::new("once", "1/min;burst=1").key(Key::Global));
+        let obs = from_vars(service, &vars)
+            .rate_limit(limit.mode(mode))
+            .build()
+            .unwrap();
+        let addr = serve(users().layer(obs.layer())).await;
+        bases.push((service, format!("http://{addr}/users/1"), obs));
+    }
+    for (service, url, _) in &bases {
+        assert_eq!(call(url, &[]).await, 200, "{service}: within the quota");
+        let over = if *service == "enforced" { 429 } else { 200 };
+        assert_eq!(call(url, &[]).await, over, "{service}: over it");
+    }
+    received.wait_for(4).await;
+    for (service, _, obs) in &bases {
+        assert!(obs.flush_traces(Duration::from_secs(5)));
+        let spans: Vec<Span> = received
+            .spans()
+            .into_iter()
+            .filter(|(s, _)| s == service)
+            .map(|(_, span)| span)
+            .collect();
+        assert_eq!(spans.len(), 2, "{service}");
+        let found = |span: &Span| {
+            (
+                attr(span, "http.response.status_code"),
+                attr(span, "rate_limit.policy"),
+                attr(span, "rate_limit.mode"),
+            )
+        };
+        let mut seen: Vec<_> = spans.iter().map(found).collect();
+        seen.sort();
+        let (over_status, mode) = match *service {
+            "enforced" => ("429", "enforce"),
+            _ => ("200", "shadow"),
+        };
+        let within = (Some("200".to_owned()), None, None);
+        let over = (
+            Some(over_status.to_owned()),
+            Some("once".to_owned()),
+            Some(mode.to_owned()),
+        );
+        let mut want = vec![within, over];
+        want.sort();
+        assert_eq!(seen, want, "{service}");
+        // A refusal is not a server error.
+        assert!(spans
+            .iter()
+            .all(|s| s.status.as_ref().map_or(0, |s| s.code) != StatusCode::Error as i32));
+    }
+}
