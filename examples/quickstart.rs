@@ -1,5 +1,6 @@
 //! The demo: an axum service with the one layer, routes that show what it records (latency,
-//! errors, a panic, a streamed body, a nested router, no route), and its admin port.
+//! errors, a panic, a streamed body, a nested router, no route, a rate-limited route), and
+//! its admin port.
 //!
 //! `cargo run --example quickstart` prints the addresses and the `curl` lines to try.
 //! `QUICKSTART_ADDR` and `QUICKSTART_ADMIN_ADDR` move it (defaults `127.0.0.1:3000` and
@@ -10,6 +11,7 @@
 #[path = "common/listen.rs"]
 mod listen;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -19,6 +21,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::{json, Value};
+use tower_observability::rate_limit::{Policy, RateLimit};
 use tower_observability::Observability;
 
 #[derive(serde::Deserialize)]
@@ -74,6 +77,18 @@ async fn item(Path(id): Path<String>) -> String {
     format!("item {id}\n")
 }
 
+async fn search() -> Json<Value> {
+    Json(json!({ "results": [] }))
+}
+
+/// `/search` admits 5 requests a second per client (a burst of 5), answering the rest
+/// with 429; `OBSERVABILITY_RATE_LIMIT` replaces it.
+fn rate_limit() -> Option<RateLimit> {
+    std::env::var_os("OBSERVABILITY_RATE_LIMIT")
+        .is_none()
+        .then(|| RateLimit::new(Policy::new("search", "5/s;burst=5").only_routes(["/search"])))
+}
+
 fn app(obs: &Observability) -> Router {
     let api = Router::new().route("/items/{id}", get(item));
     Router::new()
@@ -84,6 +99,7 @@ fn app(obs: &Observability) -> Router {
         .route("/panic", get(panics))
         .route("/stream", get(stream))
         .route("/echo", post(echo))
+        .route("/search", get(search))
         .nest("/api/v1", api)
         .layer(obs.layer())
 }
@@ -125,9 +141,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let obs = Observability::from_env("quickstart")?
-        .service_version(env!("CARGO_PKG_VERSION"))
-        .build()?;
+    let mut builder =
+        Observability::from_env("quickstart")?.service_version(env!("CARGO_PKG_VERSION"));
+    if let Some(limit) = rate_limit() {
+        builder = builder.rate_limit(limit);
+    }
+    let obs = builder.build()?;
     let admin = listen::serve_admin(&obs, "QUICKSTART_ADMIN_ADDR", "127.0.0.1:9464");
     let listener = listen::listen("QUICKSTART_ADDR", "127.0.0.1:3000").await;
     let app_addr = listener.local_addr()?;
@@ -160,12 +179,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "  curl -i -X POST --data hello 'http://{app_addr}/echo'  # request and response sizes"
     );
+    println!(
+        "  for i in 1 2 3 4 5 6 7 8; do curl -s -o /dev/null -w '%{{http_code}} ' \
+         'http://{app_addr}/search'; done; echo  # 5/s on /search: the last are 429"
+    );
     println!("then:");
     println!("  curl 'http://{admin_addr}/metrics'");
     println!("  curl 'http://{admin_addr}/healthz' 'http://{admin_addr}/readyz'");
     println!("Ctrl-C (or SIGTERM) stops it: /readyz turns 503, requests in flight finish.");
 
-    axum::serve(listener, app(&obs))
+    // With the peer address, which the rate limit keys on.
+    let app = app(&obs).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(obs.shutdown_signal())
         .await?;
     Ok(()) // `obs` dropped here: the spans and error reports still queued leave first

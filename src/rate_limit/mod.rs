@@ -154,6 +154,7 @@ pub(crate) enum Admission {
     /// Over a quota: this is the answer.
     Refused(Response<Bytes>, OverQuota),
     /// Not decided, and refused (the backend is down, fail-closed): this is the answer.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     Answer(Response<Bytes>),
     /// Decided elsewhere (Redis): await it, then pass on or answer.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
