@@ -23,7 +23,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use monitoring::yaml::Yaml;
-use monitoring::{parse_yaml_file, read, repo};
+use monitoring::{addr_after, parse_yaml_file, read, repo};
 
 /// Every example: its listen-address variables, as its output and docs name them.
 const EXAMPLES: &[(&str, &[&str])] = &[
@@ -191,19 +191,6 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let status = response[9..12].parse().unwrap();
     let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     (status, body.to_owned())
-}
-
-/// The `host:port` right after `marker` in `line`.
-fn addr_after(line: &str, marker: &str) -> SocketAddr {
-    let rest = line
-        .split(marker)
-        .nth(1)
-        .unwrap_or_else(|| panic!("no {marker:?} in {line:?}"));
-    rest.split([',', ' ', '/'])
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap_or_else(|e| panic!("no address after {marker:?} in {line:?}: {e}"))
 }
 
 #[test]

@@ -12,13 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
-use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use prost::Message;
+use support::otlp_receiver::OtlpReceiver;
 use support::sentry_endpoint::{Answer, SentryEndpoint};
 use support::*;
 use tower_observability::trace::{BatchSettings, OtlpProtocol, OtlpSettings};
@@ -84,33 +80,6 @@ fn app(obs: &Observability) -> Router {
         .layer(obs.layer())
 }
 
-/// An OTLP/HTTP receiver on `addr` counting the spans it gets.
-async fn collector_on(addr: std::net::SocketAddr, spans: Arc<AtomicUsize>) {
-    let app = Router::new().route(
-        "/v1/traces",
-        post(move |body: Bytes| {
-            let spans = spans.clone();
-            async move {
-                let req = ExportTraceServiceRequest::decode(body).unwrap();
-                let n: usize = req
-                    .resource_spans
-                    .iter()
-                    .flat_map(|rs| &rs.scope_spans)
-                    .map(|ss| ss.spans.len())
-                    .sum();
-                spans.fetch_add(n, Ordering::SeqCst);
-                (
-                    [("content-type", "application/x-protobuf")],
-                    ExportTraceServiceResponse::default().encode_to_vec(),
-                )
-            }
-        }),
-    );
-    // The port was free a moment ago (the collector was "down"): take it back.
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-}
-
 fn otlp(endpoint: String, timeout: Duration) -> OtlpSettings {
     OtlpSettings {
         protocol: OtlpProtocol::HttpProtobuf,
@@ -169,11 +138,11 @@ async fn a_collector_that_is_down_costs_a_counter_and_receives_again_when_back()
     }
 
     // Back: the collector listens again; requests keep coming, one every 50 ms.
-    let received = Arc::new(AtomicUsize::new(0));
-    collector_on(addr, received.clone()).await;
+    // The port was free a moment ago (the collector was "down"): take it back.
+    let received = OtlpReceiver::http_on(addr).await;
     let up = Instant::now();
     let back = tokio::time::timeout(Duration::from_secs(10), async {
-        while received.load(Ordering::SeqCst) == 0 {
+        while received.count() == 0 {
             get_n(&client, &uri, 1, 200).await;
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -251,19 +251,6 @@ fn start_example(
     (guard, line)
 }
 
-/// The `host:port` right after `marker` in `line`.
-fn addr_after(line: &str, marker: &str) -> SocketAddr {
-    let rest = line
-        .split(marker)
-        .nth(1)
-        .unwrap_or_else(|| panic!("no {marker:?} in {line:?}"));
-    rest.split([',', ' ', '/'])
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap_or_else(|e| panic!("no address after {marker:?} in {line:?}: {e}"))
-}
-
 /// The quickstart: (guard, app address, admin address). `duration_buckets`, if given,
 /// replaces the crate's default buckets (OBSERVABILITY_DURATION_BUCKETS).
 fn start_quickstart(duration_buckets: Option<&str>) -> (Running, SocketAddr, SocketAddr) {

@@ -9,8 +9,7 @@ use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_stores_exemplars_that_lead_to_exported_traces() {
-    let spans = Spans::default();
-    let endpoint = span_receiver(spans.clone()).await;
+    let (received, endpoint) = span_receiver().await;
     let obs = exporting(isolated("exemplars"), &endpoint).build().unwrap();
     let app = serve(app().layer(obs.layer())).await;
     let admin_server = obs.serve_admin("127.0.0.1:0").unwrap();
@@ -73,7 +72,7 @@ async fn prometheus_stores_exemplars_that_lead_to_exported_traces() {
 
     // Every exemplar's trace is one the receiver got.
     assert!(obs.flush_traces(Duration::from_secs(10)));
-    let exported = spans.trace_ids();
+    let exported = trace_ids(&received);
     for (family, trace_id) in &found {
         assert_eq!(trace_id.len(), 32, "{family}: {trace_id:?}");
         assert!(

@@ -30,10 +30,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
 use prost::Message;
+use support::otlp_receiver::{self, OtlpReceiver};
 use support::*;
 use tower_observability::trace::{BatchSettings, OtlpProtocol, OtlpSettings};
 use tower_observability::ObservabilityBuilder;
@@ -41,45 +39,20 @@ use tower_observability::ObservabilityBuilder;
 /// The Accept header Prometheus 2.42 sends by default.
 const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
-/// Trace ids (hex) of every span an OTLP receiver got.
-#[derive(Clone, Default)]
-struct Spans(Arc<Mutex<HashSet<String>>>);
-
-impl Spans {
-    fn trace_ids(&self) -> HashSet<String> {
-        self.0.lock().unwrap().clone()
-    }
+/// The trace ids (hex) of every span `received` got.
+fn trace_ids(received: &OtlpReceiver) -> HashSet<String> {
+    received
+        .spans()
+        .iter()
+        .map(|(_, span)| otlp_receiver::hex(&span.trace_id))
+        .collect()
 }
 
-/// An OTLP/HTTP trace receiver; returns its `/v1/traces` URL.
-async fn span_receiver(spans: Spans) -> String {
-    let app = Router::new().route(
-        "/v1/traces",
-        post(move |body: Bytes| {
-            let spans = spans.clone();
-            async move {
-                let req = ExportTraceServiceRequest::decode(body).unwrap();
-                let mut ids = spans.0.lock().unwrap();
-                for span in req
-                    .resource_spans
-                    .iter()
-                    .flat_map(|r| &r.scope_spans)
-                    .flat_map(|s| &s.spans)
-                {
-                    ids.insert(hex(&span.trace_id));
-                }
-                (
-                    [("content-type", "application/x-protobuf")],
-                    ExportTraceServiceResponse::default().encode_to_vec(),
-                )
-            }
-        }),
-    );
-    format!("http://{}/v1/traces", serve(app).await)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// An OTLP/HTTP span receiver and the URL its spans go to.
+async fn span_receiver() -> (OtlpReceiver, String) {
+    let received = OtlpReceiver::http().await;
+    let url = format!("{}/v1/traces", received.endpoint());
+    (received, url)
 }
 
 /// `builder` exporting spans to `endpoint` (OTLP/HTTP), in batches that leave within 100 ms.

@@ -72,8 +72,7 @@ fn parse_openmetrics(text: &str) -> Vec<ParsedFamily> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_exposition_parses_as_openmetrics_with_exemplars_of_exported_spans() {
-    let spans = Spans::default();
-    let endpoint = span_receiver(spans.clone()).await;
+    let (received, endpoint) = span_receiver().await;
     // The installed recorder: the application's own `metrics::` calls are exposed too (the
     // only test of this binary that installs one).
     let obs = exporting(tower_observability::Observability::builder("om"), &endpoint)
@@ -132,7 +131,7 @@ async fn the_whole_exposition_parses_as_openmetrics_with_exemplars_of_exported_s
     };
 
     // The duration histograms, with exemplars that all point to exported spans.
-    let exported = spans.trace_ids();
+    let exported = trace_ids(&received);
     for (name, count) in [
         // Five users, the unsampled one and the gRPC call.
         ("http_server_request_duration_seconds", 7.0),

@@ -287,3 +287,16 @@ pub fn substitute(expr: &str, vars: &[(&str, &str)]) -> String {
     }
     out
 }
+
+/// The `host:port` right after `marker` in `line` (an example's "service on http://..." line).
+pub fn addr_after(line: &str, marker: &str) -> std::net::SocketAddr {
+    let rest = line
+        .split(marker)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {marker:?} in {line:?}"));
+    rest.split([',', ' ', '/'])
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|e| panic!("no address after {marker:?} in {line:?}: {e}"))
+}

@@ -214,9 +214,28 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
 }
 
 /// A port on 127.0.0.1 nothing listens on.
+///
+/// Below the kernel's ephemeral range (32768 and up), so no receiver of another test that
+/// binds port 0 can be handed it while it is meant to be closed, and never the same one
+/// twice in a process.
 pub fn closed_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap();
+    let given = given.get_or_insert_with(HashSet::new);
+    // A start that differs between test binaries running at once.
+    let start = 20_000 + (std::process::id() % 1_000) as u16 * 12;
+    (0..12_000u16)
+        .map(|i| 20_000 + (start - 20_000 + i) % 12_000)
+        .find(|port| {
+            !given.contains(port) && std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok()
+        })
+        .map(|port| {
+            given.insert(port);
+            SocketAddr::from(([127, 0, 0, 1], port))
+        })
+        .expect("a free port below the ephemeral range")
 }
 
 /// An endpoint that accepts connections and never answers (nor closes them).
