@@ -6,8 +6,11 @@
 //! requests write, so a collector that is down, refuses or hangs never slows a request; an
 //! export that fails is counted (`tower_observability_metric_exports_failed_total`) and
 //! logged once per change of state, and loses nothing (cumulative totals, and delta
-//! baselines that only move when the collector took an export). Shutdown pushes a final
-//! export.
+//! baselines that only move when the collector took an export). An export larger than
+//! `max_request_bytes` goes as several requests ([`otlp_split`](super::otlp_split)), in
+//! order; in delta, one the collector took only in part within the export timeout loses
+//! the points of the requests it did not take, counted and warned, rather than sending
+//! again those it took (see `PushLoop::export`). Shutdown pushes a final export.
 
 use crate::error::BuildError;
 
@@ -393,7 +396,7 @@ mod worker {
                 if !std::mem::replace(&mut self.failing, true) {
                     warning!(
                         target: "tower_observability::otlp",
-                        { %error, bytes, },
+                        { %error, bytes, requests = count, },
                         "metrics export failed ({error}); the next exports carry what \
                          this one did not deliver"
                     );
