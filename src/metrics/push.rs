@@ -365,12 +365,16 @@ mod worker {
             let prefix = self.sender.prefix();
             let message = self.encoder.encode(&self.exposition, unix_nanos(), prefix);
             let bytes = message.len() - prefix;
-            let requests = otlp_split::split(message, prefix, self.max_request_bytes);
-            let count = requests.len();
+            let split = otlp_split::split(&message[prefix..], self.max_request_bytes);
+            let count = split.as_ref().map_or(1, |s| s.len());
             let mut progress = Progress::default();
             let sender = &self.sender;
             let timeout = self.timeout;
             let within = self.runtime.block_on(async {
+                let requests = match &split {
+                    Some(split) => Requests::Split { split, prefix },
+                    None => Requests::Whole(&message),
+                };
                 tokio::time::timeout(timeout, deliver(sender, requests, &mut progress))
                     .await
                     .is_ok()
@@ -405,11 +409,9 @@ mod worker {
             }
             // Some requests were taken: given up as that (see above).
             self.encoder.taken();
-            let lost: usize = progress
-                .left
-                .iter()
-                .map(|r| otlp_split::points(&r[prefix..]))
-                .sum();
+            let lost: usize = split
+                .as_ref()
+                .map_or(0, |s| (progress.taken..count).map(|i| s.points(i)).sum());
             let requests_lost = count - progress.taken;
             if !std::mem::replace(&mut self.failing, true) {
                 warning!(
@@ -437,38 +439,46 @@ mod worker {
         taken: usize,
         /// The last error.
         error: Option<String>,
-        /// The requests not taken, once one was (for their data points).
-        left: Vec<Vec<u8>>,
+    }
+
+    /// The requests of an export: the message as it is (when it fits; a copy goes, the
+    /// message being borrowed by the split), or those of its split, each written when sent
+    /// (one at a time in memory besides the message; one tried again is written again, not
+    /// kept).
+    enum Requests<'a> {
+        Whole(&'a Vec<u8>),
+        Split {
+            split: &'a otlp_split::Split<'a>,
+            prefix: usize,
+        },
     }
 
     /// Sends `requests` in order, each once taken; the first one refused ends it, unless an
     /// earlier one was taken: then it is tried again until taken (the caller's timeout
     /// bounds it).
-    async fn deliver(sender: &Sender, requests: Vec<Vec<u8>>, progress: &mut Progress) {
-        let mut requests = requests.into_iter();
-        let Some(first) = requests.next() else {
-            return;
+    async fn deliver(sender: &Sender, requests: Requests<'_>, progress: &mut Progress) {
+        let (split, prefix) = match requests {
+            Requests::Whole(message) => {
+                match sender.send(message.clone()).await {
+                    Ok(()) => progress.taken = 1,
+                    Err(error) => progress.error = Some(error),
+                }
+                return;
+            }
+            Requests::Split { split, prefix } => (split, prefix),
         };
-        if let Err(error) = sender.send(first).await {
+        if let Err(error) = sender.send(split.write(0, prefix)).await {
             progress.error = Some(error);
             return;
         }
         progress.taken = 1;
-        progress.left = requests.collect();
-        while !progress.left.is_empty() {
+        while progress.taken < split.len() {
             let mut wait = RETRY_FIRST;
-            loop {
-                // Kept until taken: a copy goes.
-                match sender.send(progress.left[0].clone()).await {
-                    Ok(()) => break,
-                    Err(error) => {
-                        progress.error = Some(error);
-                        tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(RETRY_MAX);
-                    }
-                }
+            while let Err(error) = sender.send(split.write(progress.taken, prefix)).await {
+                progress.error = Some(error);
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RETRY_MAX);
             }
-            progress.left.remove(0);
             progress.taken += 1;
         }
         progress.error = None;
