@@ -8,13 +8,14 @@
 //! request of its own, the data message (`Gauge`, `Sum`, `Histogram`, ...) and its data
 //! points. Every request it makes is a valid `ExportMetricsServiceRequest` carrying the same
 //! resource and scope (every field of `ResourceMetrics` and `ScopeMetrics` but the list
-//! split, copied). Metrics are packed whole, in order, into as few requests as they fit; a
-//! metric that does not fit alone is cut into several `Metric` messages with the same name,
+//! split, copied). Metrics are packed whole, in order, a request ending where the next
+//! metric does not fit in it; a metric that does not fit alone is cut into several `Metric` messages with the same name,
 //! description, unit (every field but the data) and data message fields (temporality,
 //! `is_monotonic`: every field but `data_points`), each with a run of its data points, in
 //! order. Only a single data point larger than `max` with its resource and scope makes a
 //! request over `max`: it goes alone, for the collector to judge. A message it cannot walk
-//! (never the encoder's) goes unsplit.
+//! (never the encoder's) goes unsplit. The split is a plan of slices of the message; each
+//! request is written when sent ([`Split::write`]), so one at a time is in memory.
 
 use crate::wire::{field_len, put_len, FIXED32, FIXED64, LEN, VARINT};
 
