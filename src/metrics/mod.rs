@@ -9,6 +9,8 @@ pub(crate) mod native;
 mod openmetrics;
 #[cfg(feature = "otlp")]
 mod otlp;
+#[cfg(feature = "otlp")]
+mod otlp_split;
 pub(crate) mod process;
 mod protobuf;
 pub(crate) mod push;

@@ -6,8 +6,11 @@
 //! requests write, so a collector that is down, refuses or hangs never slows a request; an
 //! export that fails is counted (`tower_observability_metric_exports_failed_total`) and
 //! logged once per change of state, and loses nothing (cumulative totals, and delta
-//! baselines that only move when the collector took an export). Shutdown pushes a final
-//! export.
+//! baselines that only move when the collector took an export). An export larger than
+//! `max_request_bytes` goes as several requests ([`otlp_split`](super::otlp_split)), in
+//! order; in delta, one the collector took only in part within the export timeout loses
+//! the points of the requests it did not take, counted and warned, rather than sending
+//! again those it took (see `PushLoop::export`). Shutdown pushes a final export.
 
 use crate::error::BuildError;
 
@@ -138,7 +141,20 @@ mod settings {
         /// (`OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`: `cumulative`, `delta`;
         /// `lowmemory` is taken as `delta`).
         pub temporality: Temporality,
+        /// Largest request sent, in bytes of encoded protobuf (1 MiB; at least 1 KiB): an
+        /// export larger than this goes as several requests, in order, each with the
+        /// resource and scope, a metric with too many data points cut into several metrics
+        /// of the same name. Collectors refuse larger messages (the OpenTelemetry
+        /// Collector's gRPC receiver, over 4 MiB by default) and ingest endpoints limit
+        /// bodies; a single data point larger than this still goes, alone.
+        pub max_request_bytes: usize,
     }
+
+    /// The default [`MetricsPush::max_request_bytes`]: a quarter of the OpenTelemetry
+    /// Collector's default gRPC limit (4 MiB).
+    const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+    /// The smallest [`MetricsPush::max_request_bytes`] taken.
+    const MIN_REQUEST_BYTES: usize = 1024;
 
     impl Default for MetricsPush {
         fn default() -> Self {
@@ -147,6 +163,7 @@ mod settings {
                 interval: Duration::from_secs(60),
                 export_timeout: Duration::from_secs(30),
                 temporality: Temporality::Cumulative,
+                max_request_bytes: MAX_REQUEST_BYTES,
             }
         }
     }
@@ -168,6 +185,12 @@ mod settings {
                 return Err(BuildError::setting(
                     "otlp_metrics",
                     "interval and export_timeout must be longer than zero",
+                ));
+            }
+            if self.max_request_bytes < MIN_REQUEST_BYTES {
+                return Err(BuildError::setting(
+                    "otlp_metrics",
+                    format!("max_request_bytes must be at least {MIN_REQUEST_BYTES}"),
                 ));
             }
             Ok(())
@@ -194,6 +217,7 @@ mod worker {
     use crate::error::BuildError;
     use crate::metrics::names::{METRIC_EXPORTS, METRIC_EXPORTS_FAILED};
     use crate::metrics::otlp::MetricsEncoder;
+    use crate::metrics::otlp_split;
     use crate::metrics::{Exposition, Sink};
     use crate::trace::{OtlpProtocol, OtlpSettings};
 
@@ -234,6 +258,7 @@ mod worker {
                         sender,
                         exposition,
                         timeout: settings.export_timeout,
+                        max_request_bytes: settings.max_request_bytes,
                         exported,
                         failed,
                         failing: false,
@@ -287,6 +312,7 @@ mod worker {
         sender: Sender,
         exposition: Exposition,
         timeout: Duration,
+        max_request_bytes: usize,
         exported: Counter,
         failed: Counter,
         /// Whether the last export failed (logged on change, not every time).
@@ -322,39 +348,140 @@ mod worker {
             }
         }
 
+        /// One export: the exposition, encoded, sent as requests of at most
+        /// `max_request_bytes`, in order, within `timeout`; true when every one was taken.
+        ///
+        /// A request refused after an earlier one of the same export was taken is tried
+        /// again (backing off) until the export's timeout: the export is either delivered
+        /// whole or, when the timeout passes, given up as what was taken. Given up, it is
+        /// still marked taken (`MetricsEncoder::taken`): in delta, the requests the
+        /// collector took must not be sent again (their points would be counted twice),
+        /// and the baseline moves for every series at once, so the points of the requests
+        /// not taken are lost, never double counted: counted as a failed export and said
+        /// in a warning with their number. In cumulative, the next export carries the
+        /// totals anyway. When the first request is refused, nothing was taken: the export
+        /// failed and the next one carries its points, as when it was one request.
         fn export(&mut self) -> bool {
-            let message = self
-                .encoder
-                .encode(&self.exposition, unix_nanos(), self.sender.prefix());
-            let bytes = message.len();
-            let call = self.sender.send(message);
-            let result = self
-                .runtime
-                .block_on(async { tokio::time::timeout(self.timeout, call).await })
-                .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.timeout)));
-            match result {
-                Ok(()) => {
-                    self.encoder.taken();
-                    self.exported.increment(1);
-                    if std::mem::take(&mut self.failing) {
-                        tracing::info!(target: "tower_observability::otlp", "metrics export recovered");
-                    }
-                    true
+            let prefix = self.sender.prefix();
+            let message = self.encoder.encode(&self.exposition, unix_nanos(), prefix);
+            let bytes = message.len() - prefix;
+            let split = otlp_split::split(&message[prefix..], self.max_request_bytes);
+            let count = split.as_ref().map_or(1, |s| s.len());
+            let mut progress = Progress::default();
+            let sender = &self.sender;
+            let timeout = self.timeout;
+            let within = self.runtime.block_on(async {
+                let requests = match &split {
+                    Some(split) => Requests::Split { split, prefix },
+                    None => Requests::Whole(&message),
+                };
+                tokio::time::timeout(timeout, deliver(sender, requests, &mut progress))
+                    .await
+                    .is_ok()
+            });
+            let error = progress.error.take().map(|error| {
+                if within {
+                    error
+                } else {
+                    format!("no answer within {timeout:?}; {error}")
                 }
-                Err(error) => {
-                    self.failed.increment(1);
-                    if !std::mem::replace(&mut self.failing, true) {
-                        warning!(
-                            target: "tower_observability::otlp",
-                            { %error, bytes, },
-                            "metrics export failed ({error}); the next exports carry what \
-                             this one did not deliver"
-                        );
-                    }
-                    false
+            });
+            if progress.taken == count {
+                self.encoder.taken();
+                self.exported.increment(1);
+                if std::mem::take(&mut self.failing) {
+                    tracing::info!(target: "tower_observability::otlp", "metrics export recovered");
                 }
+                return true;
             }
+            let error = error.unwrap_or_else(|| format!("no answer within {timeout:?}"));
+            self.failed.increment(1);
+            if progress.taken == 0 {
+                if !std::mem::replace(&mut self.failing, true) {
+                    warning!(
+                        target: "tower_observability::otlp",
+                        { %error, bytes, requests = count, },
+                        "metrics export failed ({error}); the next exports carry what \
+                         this one did not deliver"
+                    );
+                }
+                return false;
+            }
+            // Some requests were taken: given up as that (see above).
+            self.encoder.taken();
+            let lost: usize = split
+                .as_ref()
+                .map_or(0, |s| (progress.taken..count).map(|i| s.points(i)).sum());
+            let requests_lost = count - progress.taken;
+            if !std::mem::replace(&mut self.failing, true) {
+                warning!(
+                    target: "tower_observability::otlp",
+                    { %error, requests = count, requests_lost, points_lost = lost, },
+                    "metrics export delivered in part ({error}): {requests_lost} of its \
+                     {count} requests, {lost} data points, were not taken within the \
+                     export timeout; in delta they are lost (never sent twice), in \
+                     cumulative the next export carries the totals"
+                );
+            }
+            false
         }
+    }
+
+    /// The first wait before a request of an export in part delivered is tried again;
+    /// each further try doubles it, up to [`RETRY_MAX`].
+    const RETRY_FIRST: Duration = Duration::from_millis(100);
+    const RETRY_MAX: Duration = Duration::from_secs(2);
+
+    /// How far the requests of an export went.
+    #[derive(Default)]
+    struct Progress {
+        /// Requests taken, from the first.
+        taken: usize,
+        /// The last error.
+        error: Option<String>,
+    }
+
+    /// The requests of an export: the message as it is (when it fits; a copy goes, the
+    /// message being borrowed by the split), or those of its split, each written when sent
+    /// (one at a time in memory besides the message; one tried again is written again, not
+    /// kept).
+    enum Requests<'a> {
+        Whole(&'a Vec<u8>),
+        Split {
+            split: &'a otlp_split::Split<'a>,
+            prefix: usize,
+        },
+    }
+
+    /// Sends `requests` in order, each once taken; the first one refused ends it, unless an
+    /// earlier one was taken: then it is tried again until taken (the caller's timeout
+    /// bounds it).
+    async fn deliver(sender: &Sender, requests: Requests<'_>, progress: &mut Progress) {
+        let (split, prefix) = match requests {
+            Requests::Whole(message) => {
+                match sender.send(message.clone()).await {
+                    Ok(()) => progress.taken = 1,
+                    Err(error) => progress.error = Some(error),
+                }
+                return;
+            }
+            Requests::Split { split, prefix } => (split, prefix),
+        };
+        if let Err(error) = sender.send(split.write(0, prefix)).await {
+            progress.error = Some(error);
+            return;
+        }
+        progress.taken = 1;
+        while progress.taken < split.len() {
+            let mut wait = RETRY_FIRST;
+            while let Err(error) = sender.send(split.write(progress.taken, prefix)).await {
+                progress.error = Some(error);
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RETRY_MAX);
+            }
+            progress.taken += 1;
+        }
+        progress.error = None;
     }
 
     /// The gRPC method of the OTLP metrics service.

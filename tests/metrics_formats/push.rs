@@ -2,7 +2,9 @@
 //! HTTP/protobuf through axum), decoded with the official `opentelemetry-proto` types: the
 //! counts, buckets and sums equal what `/metrics` shows for the same traffic, cumulative
 //! and delta; shutdown pushes a last time; a collector that is down or hangs costs requests
-//! nothing and its failed exports are counted.
+//! nothing and its failed exports are counted. An export larger than `max_request_bytes` goes
+//! as several requests that add up to the scrape, over both protocols; in delta, an export
+//! delivered in part is never counted twice.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -16,6 +18,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::HistogramDataPoint;
+use tower_observability::metrics::{MetricsPush, Temporality};
 use tower_observability::{MetricsBackend, Observability};
 
 use super::*;
@@ -98,43 +101,60 @@ struct Point {
 
 /// The request duration points of an export, by route.
 fn pushed(export: &ExportMetricsServiceRequest) -> BTreeMap<String, Point> {
-    let rm = &export.resource_metrics[0];
-    let resource: HashMap<&str, String> = rm
-        .resource
-        .iter()
-        .flat_map(|r| &r.attributes)
-        .map(|kv| (kv.key.as_str(), string(kv.value.as_ref())))
-        .collect();
-    assert_eq!(resource["service.name"], "pushed", "the spans' resource");
-    let metric = rm
-        .scope_metrics
-        .iter()
-        .flat_map(|s| &s.metrics)
-        .find(|m| m.name == "http.server.request.duration")
-        .expect("http.server.request.duration pushed");
-    assert_eq!(metric.unit, "s");
-    let Some(Data::Histogram(h)) = &metric.data else {
-        panic!("an explicit-bucket histogram: {metric:?}")
-    };
-    h.data_points
-        .iter()
-        .map(|p: &HistogramDataPoint| {
-            let route = p
-                .attributes
-                .iter()
-                .find(|kv| kv.key == "http.route")
-                .map(|kv| string(kv.value.as_ref()))
-                .unwrap();
-            (
-                route,
-                Point {
+    pushed_in(std::slice::from_ref(export))
+}
+
+/// The request duration points of the requests of one export, by route: the metric may be
+/// cut into several (each with the resource, the name, the unit and the temporality), every
+/// route in one of them.
+fn pushed_in(requests: &[ExportMetricsServiceRequest]) -> BTreeMap<String, Point> {
+    let mut points = BTreeMap::new();
+    let mut temporality = None;
+    for export in requests {
+        let rm = &export.resource_metrics[0];
+        let resource: HashMap<&str, String> = rm
+            .resource
+            .iter()
+            .flat_map(|r| &r.attributes)
+            .map(|kv| (kv.key.as_str(), string(kv.value.as_ref())))
+            .collect();
+        assert_eq!(resource["service.name"], "pushed", "the spans' resource");
+        for metric in rm
+            .scope_metrics
+            .iter()
+            .flat_map(|s| &s.metrics)
+            .filter(|m| m.name == "http.server.request.duration")
+        {
+            assert_eq!(metric.unit, "s");
+            let Some(Data::Histogram(h)) = &metric.data else {
+                panic!("an explicit-bucket histogram: {metric:?}")
+            };
+            assert_eq!(
+                *temporality.get_or_insert(h.aggregation_temporality),
+                h.aggregation_temporality
+            );
+            for p in &h.data_points {
+                let p: &HistogramDataPoint = p;
+                let route = p
+                    .attributes
+                    .iter()
+                    .find(|kv| kv.key == "http.route")
+                    .map(|kv| string(kv.value.as_ref()))
+                    .unwrap();
+                let point = Point {
                     count: p.count,
                     buckets: p.bucket_counts.clone(),
                     sum: p.sum.unwrap(),
-                },
-            )
-        })
-        .collect()
+                };
+                assert!(
+                    points.insert(route.clone(), point).is_none(),
+                    "{route} once per export"
+                );
+            }
+        }
+    }
+    assert!(!points.is_empty(), "http.server.request.duration pushed");
+    points
 }
 
 fn string(v: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
@@ -353,4 +373,233 @@ async fn a_collector_down_or_hanging_costs_requests_nothing_and_failures_are_cou
             "shutdown bounded"
         );
     }
+}
+
+/// Routes `/r0` .. `/r{n-1}`, each its own label set.
+fn many_routes(n: usize) -> (Router, Vec<String>) {
+    let mut router = Router::new();
+    let mut routes = Vec::new();
+    for i in 0..n {
+        let route = format!("/r{i}");
+        router = router.route(&route, get(|| async { "ok" }));
+        routes.push(route);
+    }
+    (router, routes)
+}
+
+/// A service pushing to `endpoint` with requests of at most `max` bytes, on demand only.
+fn pushing(
+    protocol: OtlpProtocol,
+    endpoint: &str,
+    temporality: Temporality,
+    max: usize,
+    export_timeout: Duration,
+) -> Observability {
+    Observability::builder("pushed")
+        .metrics_backend(MetricsBackend::IsolatedPrometheus)
+        .otlp_metrics(MetricsPush {
+            otlp: OtlpSettings {
+                protocol,
+                endpoint: Some(endpoint.to_owned()),
+                timeout: Duration::from_secs(5),
+                ..Default::default()
+            },
+            interval: Duration::from_secs(3600),
+            export_timeout,
+            temporality,
+            max_request_bytes: max,
+        })
+        .build()
+        .unwrap()
+}
+
+/// 40 routes, 4 KiB requests: the duration histogram alone is three times that.
+const MANY: usize = 40;
+const SMALL_REQUESTS: usize = 4096;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_export_goes_as_several_requests_that_add_up_to_the_scrape() {
+    for protocol in [OtlpProtocol::Grpc, OtlpProtocol::HttpProtobuf] {
+        let exports = Exports::default();
+        let endpoint = match protocol {
+            OtlpProtocol::Grpc => grpc_receiver(exports.clone()).await,
+            OtlpProtocol::HttpProtobuf => {
+                format!("{}/v1/metrics", http_receiver(exports.clone()).await)
+            }
+        };
+        let obs = pushing(
+            protocol,
+            &endpoint,
+            Temporality::Cumulative,
+            SMALL_REQUESTS,
+            Duration::from_secs(10),
+        );
+        let (router, routes) = many_routes(MANY);
+        let routes: Vec<&str> = routes.iter().map(String::as_str).collect();
+        let app = serve(router.layer(obs.layer())).await;
+        let admin_server = obs.serve_admin("127.0.0.1:0").unwrap();
+        let admin = admin_server.local_addr();
+
+        let mut seen = 0;
+        for round in 1..=2u64 {
+            for route in &routes {
+                get_with(&format!("http://{app}{route}"), &[]).await;
+            }
+            assert!(obs.flush_metrics(Duration::from_secs(10)), "{protocol:?}");
+            let all = exports.all();
+            let export = &all[seen..];
+            seen = all.len();
+            assert!(
+                export.len() > 1,
+                "{protocol:?}: {} request(s)",
+                export.len()
+            );
+            for request in export {
+                assert!(request.encoded_len() <= SMALL_REQUESTS);
+            }
+            let pushed = pushed_in(export);
+            assert_eq!(pushed["/r0"].count, round);
+            same(&pushed, &scraped(admin, &routes).await);
+            // Exports are counted, not requests.
+            let (_, _, body) = get_with(&format!("http://{admin}/metrics"), &[]).await;
+            let text = String::from_utf8(body.to_vec()).unwrap();
+            assert_eq!(
+                sample(&text, "tower_observability_metric_exports_total", &[]),
+                Some(round as f64),
+                "{protocol:?}"
+            );
+        }
+        assert!(obs.shutdown(Duration::from_secs(10)));
+    }
+}
+
+/// An HTTP/protobuf receiver taking a request when `take(call number)` says so (503
+/// otherwise); returns its `/v1/metrics` URL.
+async fn choosy_receiver(
+    exports: Exports,
+    take: impl Fn(usize) -> bool + Clone + Send + Sync + 'static,
+) -> String {
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let app = Router::new().route(
+        "/v1/metrics",
+        post(move |body: Bytes| {
+            let exports = exports.clone();
+            let calls = calls.clone();
+            let take = take.clone();
+            async move {
+                let call = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if !take(call) {
+                    return (http::StatusCode::SERVICE_UNAVAILABLE, Vec::new());
+                }
+                exports
+                    .0
+                    .lock()
+                    .unwrap()
+                    .push(ExportMetricsServiceRequest::decode(body).unwrap());
+                (
+                    http::StatusCode::OK,
+                    ExportMetricsServiceResponse::default().encode_to_vec(),
+                )
+            }
+        }),
+    );
+    format!("http://{}/v1/metrics", serve(app).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_requests_refused_midway_are_tried_again_and_never_counted_twice() {
+    // The second request of the first export is refused once: tried again, taken; the
+    // export is whole.
+    let exports = Exports::default();
+    let endpoint = choosy_receiver(exports.clone(), |call| call != 1).await;
+    let obs = pushing(
+        OtlpProtocol::HttpProtobuf,
+        &endpoint,
+        Temporality::Delta,
+        SMALL_REQUESTS,
+        Duration::from_secs(10),
+    );
+    let (router, routes) = many_routes(MANY);
+    let routes: Vec<&str> = routes.iter().map(String::as_str).collect();
+    let app = serve(router.layer(obs.layer())).await;
+    let admin_server = obs.serve_admin("127.0.0.1:0").unwrap();
+    let admin = admin_server.local_addr();
+    for route in &routes {
+        get_with(&format!("http://{app}{route}"), &[]).await;
+    }
+    assert!(obs.flush_metrics(Duration::from_secs(10)));
+    let all = exports.all();
+    assert!(all.len() > 1);
+    same(&pushed_in(&all), &scraped(admin, &routes).await);
+    obs.shutdown(Duration::from_secs(5));
+
+    // Every request after the first refused until the export's timeout: the export failed,
+    // and what the collector took is not sent again.
+    let exports = Exports::default();
+    let refusing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let endpoint = choosy_receiver(exports.clone(), {
+        let refusing = refusing.clone();
+        move |call| call == 0 || !refusing.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+    let obs = pushing(
+        OtlpProtocol::HttpProtobuf,
+        &endpoint,
+        Temporality::Delta,
+        SMALL_REQUESTS,
+        Duration::from_millis(800),
+    );
+    let app = serve(many_routes(MANY).0.layer(obs.layer())).await;
+    let admin_server = obs.serve_admin("127.0.0.1:0").unwrap();
+    let admin = admin_server.local_addr();
+    for route in &routes {
+        get_with(&format!("http://{app}{route}"), &[]).await;
+    }
+    assert!(
+        !obs.flush_metrics(Duration::from_secs(10)),
+        "delivered in part"
+    );
+    let first = exports.all();
+    assert_eq!(first.len(), 1, "the first request only");
+    let (_, _, body) = get_with(&format!("http://{admin}/metrics"), &[]).await;
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert_eq!(
+        sample(
+            &text,
+            "tower_observability_metric_exports_failed_total",
+            &[]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "tower_observability_metric_exports_total", &[]),
+        Some(0.0)
+    );
+
+    refusing.store(false, std::sync::atomic::Ordering::SeqCst);
+    for route in &routes {
+        get_with(&format!("http://{app}{route}"), &[]).await;
+    }
+    assert!(obs.flush_metrics(Duration::from_secs(10)));
+    let all = exports.all();
+    let scrape = scraped(admin, &routes).await;
+    // The routes the first request carried came once, then grew by one; the others' first
+    // request was lost (counted), never sent twice.
+    assert!(
+        first[0].resource_metrics[0].scope_metrics[0]
+            .metrics
+            .iter()
+            .any(|m| m.name == "http.server.request.duration"),
+        "the first request carries some routes (else this test checks nothing)"
+    );
+    let taken = pushed(&first[0]);
+    let second = pushed_in(&all[1..]);
+    for route in &routes {
+        let delivered = taken.get(*route).map_or(0, |p| p.count) + second[*route].count;
+        let expected = if taken.contains_key(*route) { 2 } else { 1 };
+        assert_eq!(delivered, expected, "{route}");
+        assert!(delivered <= scrape[*route].count);
+    }
+    assert!(taken.len() < routes.len(), "some were lost");
+    obs.shutdown(Duration::from_secs(5));
 }
