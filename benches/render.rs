@@ -60,8 +60,10 @@ fn otlp_push(rt: &tokio::runtime::Runtime) {
     use tower_observability::metrics::{MetricsPush, Temporality};
     use tower_observability::trace::OtlpSettings;
 
+    // Bytes and requests of the export in progress (an export is split into requests).
     let received = Arc::new(AtomicUsize::new(0));
-    let sink = received.clone();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let (sink, calls) = (received.clone(), requests.clone());
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
@@ -70,7 +72,8 @@ fn otlp_push(rt: &tokio::runtime::Runtime) {
         .route(
             "/v1/metrics",
             axum::routing::post(move |body: Bytes| {
-                sink.store(body.len(), Ordering::Relaxed);
+                sink.fetch_add(body.len(), Ordering::Relaxed);
+                calls.fetch_add(1, Ordering::Relaxed);
                 async { "" }
             }),
         )
@@ -94,6 +97,8 @@ fn otlp_push(rt: &tokio::runtime::Runtime) {
         // The push runs on its own thread; the receiver on this runtime, driven meanwhile.
         let mut times: Vec<f64> = (0..11)
             .map(|_| {
+                received.store(0, Ordering::Relaxed);
+                requests.store(0, Ordering::Relaxed);
                 let t = Instant::now();
                 let flushed = std::thread::scope(|s| {
                     let push = s.spawn(|| obs.flush_metrics(Duration::from_secs(60)));
@@ -110,10 +115,11 @@ fn otlp_push(rt: &tokio::runtime::Runtime) {
             .collect();
         times.sort_by(f64::total_cmp);
         println!(
-            "OTLP push ({temporality:?}) of the population: median {:.1} ms, max {:.1} ms per export, {} KiB per export",
+            "OTLP push ({temporality:?}) of the population: median {:.1} ms, max {:.1} ms per export, {} KiB in {} requests per export",
             times[times.len() / 2],
             times[times.len() - 1],
-            received.load(Ordering::Relaxed) / 1024
+            received.load(Ordering::Relaxed) / 1024,
+            requests.load(Ordering::Relaxed)
         );
         obs.shutdown(Duration::from_secs(10));
     }

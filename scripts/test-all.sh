@@ -44,6 +44,10 @@ echo "== each feature alone"
 for feature in axum admin signal otlp logging sentry redis; do
   cargo check --quiet -p "$crate" --no-default-features --features "$feature"
 done
+# The benches as their scripts build them: alone, with only their own features (in the
+# workspace build above, the examples lend the crate features the benches may lack).
+echo "== benches build alone"
+cargo check --quiet -p tower-observability-benches --benches --features otlp,sentry,redis
 echo "== docs (broken intra-doc links are errors)"
 RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links -D warnings" cargo doc --quiet --no-deps --all-features -p "$crate"
 echo "== tests (the crate and the examples)";  cargo test --all-features
