@@ -274,6 +274,19 @@ def service_alerts(cfg):
                   "errors go unreported."
               ),
               for_="15m"),
+        alert(cfg, "MetricExportsFailing",
+              (
+                  f"sum by (job) (increase({contract.NAMES['METRIC_EXPORTS_FAILED']}[30m])) > 0\n"
+                  f"unless on (job)\n"
+                  f"sum by (job) (increase({contract.NAMES['METRIC_EXPORTS']}[30m])) > 0"
+              ),
+              "warning",
+              summary="{{ $labels.job }} has pushed no metrics over OTLP for 30 minutes",
+              description=(
+                  "Every OTLP metrics export of {{ $labels.job }} failed over the last 30m "
+                  "({{ $value | humanize }} failures, none taken): the collector is down, refuses "
+                  "or hangs, so the pipeline fed by the push (not this scrape) has a gap."
+              )),
         alert(cfg, "RouteCardinalityOverflow",
               _new_or_increase(contract.NAMES["ROUTES_OVERFLOWED"], "15m") + "\n> 0",
               "warning",
