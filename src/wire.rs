@@ -137,6 +137,22 @@ pub(crate) fn close(out: &mut Vec<u8>, open: Open) {
     }
 }
 
+/// Reads a varint off the front of `buf`; `None` if it is cut short or longer than 64 bits.
+// Only the OTLP readers use it (a collector's answer, the split of a metrics export).
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+pub(crate) fn read_varint(buf: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = buf.split_first()?;
+        *buf = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@
 //! (never the encoder's) goes unsplit. The split is a plan of slices of the message; each
 //! request is written when sent ([`Split::write`]), so one at a time is in memory.
 
-use crate::wire::{field_len, put_len, FIXED32, FIXED64, LEN, VARINT};
+use crate::wire::{field_len, put_len, read_varint, FIXED32, FIXED64, LEN, VARINT};
 
 /// `ExportMetricsServiceRequest.resource_metrics`.
 const RESOURCE_METRICS: u64 = 1;
@@ -345,29 +345,17 @@ fn fields(buf: &[u8]) -> impl Iterator<Item = Option<Field<'_>>> {
 }
 
 fn next_field<'a>(buf: &mut &'a [u8]) -> Option<Field<'a>> {
-    fn varint(buf: &mut &[u8]) -> Option<u64> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&byte, rest) = buf.split_first()?;
-            *buf = rest;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Some(value);
-            }
-        }
-        None
-    }
     let start = *buf;
-    let key = varint(buf)?;
+    let key = read_varint(buf)?;
     let mut body = None;
     match (key & 7) as u8 {
         VARINT => {
-            varint(buf)?;
+            read_varint(buf)?;
         }
         FIXED64 => *buf = buf.get(8..)?,
         FIXED32 => *buf = buf.get(4..)?,
         LEN => {
-            let len = usize::try_from(varint(buf)?).ok()?;
+            let len = usize::try_from(read_varint(buf)?).ok()?;
             body = Some(buf.get(..len)?);
             *buf = &buf[len..];
         }

@@ -21,6 +21,7 @@ use super::otlp::{OtlpProtocol, OtlpSettings};
 use super::protobuf::SpanBatch;
 use super::queue::{self, Backend, ExportSetup};
 use crate::delivery::{self, DropReason, Failure};
+use crate::wire::read_varint;
 
 /// The gRPC method of the OTLP trace service.
 const GRPC_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -290,29 +291,17 @@ impl<'a> Wire<'a> {
 
 /// The (field number, value) pairs of a protobuf message, up to the first malformed one.
 fn protobuf_fields(mut buf: &[u8]) -> impl Iterator<Item = (u64, Wire<'_>)> + Clone {
-    fn varint(buf: &mut &[u8]) -> Option<u64> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&byte, rest) = buf.split_first()?;
-            *buf = rest;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Some(value);
-            }
-        }
-        None
-    }
     std::iter::from_fn(move || {
-        let key = varint(&mut buf)?;
+        let key = read_varint(&mut buf)?;
         let value = match key & 7 {
-            0 => Wire::Varint(varint(&mut buf)?),
+            0 => Wire::Varint(read_varint(&mut buf)?),
             1 | 5 => {
                 let len = if key & 7 == 1 { 8 } else { 4 };
                 buf = buf.get(len..)?;
                 Wire::Other
             }
             2 => {
-                let len = usize::try_from(varint(&mut buf)?).ok()?;
+                let len = usize::try_from(read_varint(&mut buf)?).ok()?;
                 let bytes = buf.get(..len)?;
                 buf = &buf[len..];
                 Wire::Bytes(bytes)
