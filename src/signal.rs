@@ -111,7 +111,7 @@ pub(crate) enum Failed<'a> {
 pub(crate) struct SpanIds {
     pub(crate) trace_id: [u8; 16],
     pub(crate) span_id: [u8; 8],
-    /// Sampled and handed to an exporter: a backend will have it.
+    /// Sampled and taken by the exporter's queue (not dropped): a backend will have it.
     pub(crate) exported: bool,
 }
 

@@ -200,7 +200,9 @@ pub(crate) trait SpanSink: Send + Sync {
     fn admit(&self) -> bool {
         true
     }
-    fn submit(&self, span: FinishedSpan);
+    /// Hands over a finished span; false if it was dropped instead (counted by reason), so
+    /// no exemplar points to a trace the backend will not have.
+    fn submit(&self, span: FinishedSpan) -> bool;
     /// Spans queued or being exported.
     fn pending(&self) -> usize {
         0

@@ -107,11 +107,11 @@ impl SpanSink for QueueSink {
         false
     }
 
-    fn submit(&self, span: FinishedSpan) {
+    fn submit(&self, span: FinishedSpan) -> bool {
         let gate = &self.queue.gate;
         if gate.is_shut() {
             self.dropped.add(DropReason::Shutdown, 1);
-            return;
+            return false;
         }
         let mut spans = self.queue.lock();
         let len = spans.len();
@@ -125,9 +125,11 @@ impl SpanSink for QueueSink {
             if len + 1 == self.queue.wake_at {
                 self.worker.unpark();
             }
+            true
         } else {
             drop(spans);
             self.dropped.add(DropReason::QueueFull, 1);
+            false
         }
     }
 

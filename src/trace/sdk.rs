@@ -104,8 +104,9 @@ struct ProcessorSink<P> {
 }
 
 impl<P: SpanProcessor + 'static> SpanSink for ProcessorSink<P> {
-    fn submit(&self, span: FinishedSpan) {
+    fn submit(&self, span: FinishedSpan) -> bool {
         self.processor.on_end(to_span_data(span, &self.scope));
+        true
     }
 
     /// `force_flush` takes no timeout: it runs on a thread of its own, waited for up to

@@ -227,7 +227,7 @@ impl ServerSpan {
             peer,
             start,
         } = capture;
-        sink.submit(FinishedSpan {
+        ids.exported = sink.submit(FinishedSpan {
             kind: Kind::Server,
             context: context.clone(),
             parent: self.parent.map(|p| (p, true)),
@@ -248,7 +248,6 @@ impl ServerSpan {
                 .as_ref()
                 .and_then(|found| found.get().cloned()),
         });
-        ids.exported = true;
         ids
     }
 }
