@@ -10,7 +10,10 @@
 //! `max_request_bytes` goes as several requests ([`otlp_split`](super::otlp_split)), in
 //! order; in delta, one the collector took only in part within the export timeout loses
 //! the points of the requests it did not take, counted and warned, rather than sending
-//! again those it took (see `PushLoop::export`). Shutdown pushes a final export.
+//! again those it took (see `PushLoop::export`). Requests leave through the span exporter's
+//! collector client (`trace::collector`), calling the metrics service: the pause a collector
+//! asks for (`Retry-After`, gRPC `RetryInfo`) is honoured before a request is tried again.
+//! Shutdown pushes a final export.
 
 use crate::error::BuildError;
 
@@ -204,12 +207,6 @@ mod worker {
     use std::sync::Mutex;
     use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-    use bytes::Bytes;
-    use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
-    use http_body_util::{BodyExt, Full, Limited};
-    use hyper_util::client::legacy::connect::HttpConnector;
-    use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
     use metrics::Counter;
 
     use super::settings::MetricsPush;
@@ -219,7 +216,8 @@ mod worker {
     use crate::metrics::otlp::MetricsEncoder;
     use crate::metrics::otlp_split;
     use crate::metrics::{Exposition, Sink};
-    use crate::trace::{OtlpProtocol, OtlpSettings};
+    use crate::trace::collector::{Collector, OtlpService};
+    use crate::trace::OtlpSettings;
 
     enum Order {
         Flush(SyncSender<bool>),
@@ -249,7 +247,7 @@ mod worker {
                 "tower-observability-metrics-push",
                 {
                     let settings = settings.clone();
-                    move || Sender::new(&settings)
+                    move || sender(&settings)
                 },
                 move |runtime, sender| {
                     PushLoop {
@@ -309,7 +307,7 @@ mod worker {
     struct PushLoop {
         encoder: MetricsEncoder,
         runtime: tokio::runtime::Runtime,
-        sender: Sender,
+        sender: Collector,
         exposition: Exposition,
         timeout: Duration,
         max_request_bytes: usize,
@@ -456,27 +454,30 @@ mod worker {
     /// Sends `requests` in order, each once taken; the first one refused ends it, unless an
     /// earlier one was taken: then it is tried again until taken (the caller's timeout
     /// bounds it).
-    async fn deliver(sender: &Sender, requests: Requests<'_>, progress: &mut Progress) {
+    async fn deliver(sender: &Collector, requests: Requests<'_>, progress: &mut Progress) {
         let (split, prefix) = match requests {
             Requests::Whole(message) => {
                 match sender.send(message.clone()).await {
                     Ok(()) => progress.taken = 1,
-                    Err(error) => progress.error = Some(error),
+                    Err(failure) => progress.error = Some(failure.message),
                 }
                 return;
             }
             Requests::Split { split, prefix } => (split, prefix),
         };
-        if let Err(error) = sender.send(split.write(0, prefix)).await {
-            progress.error = Some(error);
+        if let Err(failure) = sender.send(split.write(0, prefix)).await {
+            progress.error = Some(failure.message);
             return;
         }
         progress.taken = 1;
         while progress.taken < split.len() {
             let mut wait = RETRY_FIRST;
-            while let Err(error) = sender.send(split.write(progress.taken, prefix)).await {
-                progress.error = Some(error);
-                tokio::time::sleep(wait).await;
+            while let Err(failure) = sender.send(split.write(progress.taken, prefix)).await {
+                // The pause the collector asked for (`Retry-After`, gRPC `RetryInfo`), else
+                // our own backoff; the export's timeout bounds both.
+                let pause = failure.retry_after.unwrap_or(wait);
+                progress.error = Some(failure.message);
+                tokio::time::sleep(pause).await;
                 wait = (wait * 2).min(RETRY_MAX);
             }
             progress.taken += 1;
@@ -484,147 +485,14 @@ mod worker {
         progress.error = None;
     }
 
-    /// The gRPC method of the OTLP metrics service.
-    const GRPC_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
-    /// The collector's answer is read up to this size (a partial-success message at most).
-    const MAX_ANSWER: usize = 64 * 1024;
-
-    /// How exports leave: the span exporter's collector client for HTTP/protobuf (any
-    /// URL); a gRPC client of its own for the metrics service's method, which the span
-    /// exporter's client cannot call (it is fixed to the trace service).
-    enum Sender {
-        Http(crate::trace::collector::Collector),
-        Grpc(GrpcCollector),
-    }
-
-    impl Sender {
-        fn new(settings: &MetricsPush) -> Result<Self, String> {
-            let otlp = OtlpSettings {
-                endpoint: Some(settings.endpoint()),
-                ..settings.otlp.clone()
-            };
-            match otlp.protocol {
-                OtlpProtocol::HttpProtobuf => {
-                    crate::trace::collector::Collector::new(&otlp).map(Sender::Http)
-                }
-                OtlpProtocol::Grpc => GrpcCollector::new(&otlp).map(Sender::Grpc),
-            }
-        }
-
-        fn prefix(&self) -> usize {
-            match self {
-                Sender::Http(c) => c.prefix(),
-                Sender::Grpc(_) => 5,
-            }
-        }
-
-        async fn send(&self, message: Vec<u8>) -> Result<(), String> {
-            match self {
-                Sender::Http(c) => c.send(message).await.map_err(|f| f.message),
-                Sender::Grpc(c) => c.send(message).await,
-            }
-        }
-    }
-
-    struct GrpcCollector {
-        client: Client<HttpConnector, Full<Bytes>>,
-        uri: http::Uri,
-        headers: HeaderMap,
-        timeout: Duration,
-    }
-
-    impl GrpcCollector {
-        fn new(settings: &OtlpSettings) -> Result<Self, String> {
-            let endpoint = settings
-                .endpoint
-                .as_deref()
-                .unwrap_or("http://localhost:4317");
-            let parsed: http::Uri = endpoint
-                .parse()
-                .map_err(|e| format!("endpoint {endpoint:?} is not a URL: {e}"))?;
-            if parsed.scheme_str() != Some("http") {
-                return Err(format!(
-                    "endpoint {endpoint:?} must start with http:// (the built-in exporter does not speak TLS)"
-                ));
-            }
-            let authority = parsed
-                .authority()
-                .ok_or_else(|| format!("endpoint {endpoint:?} has no host"))?
-                .clone();
-            let uri = http::Uri::builder()
-                .scheme("http")
-                .authority(authority)
-                .path_and_query(GRPC_PATH)
-                .build()
-                .map_err(|e| format!("endpoint {endpoint:?}: {e}"))?;
-            let mut headers = HeaderMap::new();
-            for (key, value) in &settings.headers {
-                match (
-                    HeaderName::from_bytes(key.as_bytes()),
-                    HeaderValue::from_str(value),
-                ) {
-                    (Ok(name), Ok(mut value)) => {
-                        value.set_sensitive(true);
-                        headers.append(name, value);
-                    }
-                    _ => return Err(format!("header {key:?} cannot be sent")),
-                }
-            }
-            headers.insert("te", HeaderValue::from_static("trailers"));
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-            let mut connector = HttpConnector::new();
-            connector.set_nodelay(true);
-            connector.set_connect_timeout(Some(settings.timeout));
-            let client = Client::builder(TokioExecutor::new())
-                .http2_only(true)
-                .build(connector);
-            Ok(GrpcCollector {
-                client,
-                uri,
-                headers,
-                timeout: settings.timeout,
-            })
-        }
-
-        async fn send(&self, mut message: Vec<u8>) -> Result<(), String> {
-            let len = u32::try_from(message.len() - 5).map_err(|_| "export too large")?;
-            message[0] = 0;
-            message[1..5].copy_from_slice(&len.to_be_bytes());
-            let mut req = http::Request::new(Full::new(Bytes::from(message)));
-            *req.method_mut() = http::Method::POST;
-            *req.uri_mut() = self.uri.clone();
-            *req.headers_mut() = self.headers.clone();
-            *req.version_mut() = http::Version::HTTP_2;
-            let call = async {
-                let res = self
-                    .client
-                    .request(req)
-                    .await
-                    .map_err(|e| format!("{}: {e}", self.uri))?;
-                let status = res.status();
-                let head = res.headers().clone();
-                let answer = Limited::new(res.into_body(), MAX_ANSWER)
-                    .collect()
-                    .await
-                    .map_err(|e| format!("reading the answer: {e}"))?;
-                let trailers = answer.trailers();
-                let code = trailers
-                    .and_then(|t| t.get("grpc-status"))
-                    .or_else(|| head.get("grpc-status"));
-                match code.map(HeaderValue::as_bytes) {
-                    Some(b"0") if status.is_success() => Ok(()),
-                    Some(code) => Err(format!(
-                        "the collector answered grpc-status {}",
-                        String::from_utf8_lossy(code)
-                    )),
-                    None => Err(format!(
-                        "the collector answered {status} without a grpc-status"
-                    )),
-                }
-            };
-            tokio::time::timeout(self.timeout, call)
-                .await
-                .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.timeout)))
-        }
+    /// How exports leave: the span exporter's collector client, calling the metrics service
+    /// (HTTP/protobuf to the URL, or the gRPC method on its host); its failures say what the
+    /// collector answered and how long it asked to wait.
+    fn sender(settings: &MetricsPush) -> Result<Collector, String> {
+        let otlp = OtlpSettings {
+            endpoint: Some(settings.endpoint()),
+            ..settings.otlp.clone()
+        };
+        Collector::new(&otlp, OtlpService::Metrics)
     }
 }

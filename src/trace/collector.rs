@@ -23,8 +23,33 @@ use super::queue::{self, Backend, ExportSetup};
 use crate::delivery::{self, DropReason, Failure};
 use crate::wire::read_varint;
 
-/// The gRPC method of the OTLP trace service.
-const GRPC_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+/// Which OTLP service a [`Collector`] calls: the one of spans, or of metrics (the push).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OtlpService {
+    Traces,
+    Metrics,
+}
+
+impl OtlpService {
+    /// The gRPC method of the service.
+    fn grpc_path(self) -> &'static str {
+        match self {
+            OtlpService::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            OtlpService::Metrics => {
+                "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+            }
+        }
+    }
+
+    /// The endpoint when none is set, for `grpc` or HTTP/protobuf.
+    fn default_endpoint(self, grpc: bool) -> &'static str {
+        match (self, grpc) {
+            (_, true) => "http://localhost:4317",
+            (OtlpService::Traces, false) => "http://localhost:4318/v1/traces",
+            (OtlpService::Metrics, false) => "http://localhost:4318/v1/metrics",
+        }
+    }
+}
 /// The collector's answer is read up to this size (a partial-success message at most).
 const MAX_ANSWER: usize = 64 * 1024;
 
@@ -40,14 +65,14 @@ pub(crate) struct Collector {
 }
 
 impl Collector {
-    /// Checks `settings` and makes the client; the error says what cannot be used.
-    pub(crate) fn new(settings: &OtlpSettings) -> Result<Self, String> {
+    /// Checks `settings` and makes the client of `service`; the error says what cannot be
+    /// used.
+    pub(crate) fn new(settings: &OtlpSettings, service: OtlpService) -> Result<Self, String> {
         let grpc = settings.protocol == OtlpProtocol::Grpc;
-        let endpoint = settings.endpoint.as_deref().unwrap_or(if grpc {
-            "http://localhost:4317"
-        } else {
-            "http://localhost:4318/v1/traces"
-        });
+        let endpoint = settings
+            .endpoint
+            .as_deref()
+            .unwrap_or(service.default_endpoint(grpc));
         let parsed: Uri = endpoint
             .parse()
             .map_err(|e| format!("endpoint {endpoint:?} is not a URL: {e}"))?;
@@ -68,7 +93,7 @@ impl Collector {
             .clone();
         // gRPC calls the service's method path on the endpoint's host; HTTP posts to the URL.
         let path = if grpc {
-            GRPC_PATH
+            service.grpc_path()
         } else {
             parsed.path_and_query().map_or("/", |p| p.as_str())
         };
@@ -124,7 +149,8 @@ impl Collector {
         }
     }
 
-    /// Sends one encoded `ExportTraceServiceRequest`, which starts after
+    /// Sends one encoded export request (`ExportTraceServiceRequest` or
+    /// `ExportMetricsServiceRequest`), which starts after
     /// [`prefix`](Self::prefix) bytes; the failure says why it was not taken.
     pub(crate) async fn send(&self, mut message: Vec<u8>) -> Result<(), Failure> {
         if self.grpc {
@@ -321,7 +347,7 @@ pub(crate) struct OtlpBackend {
 impl OtlpBackend {
     pub(crate) fn new(settings: &OtlpSettings, setup: &ExportSetup) -> Result<Self, String> {
         Ok(OtlpBackend {
-            collector: Collector::new(settings)?,
+            collector: Collector::new(settings, OtlpService::Traces)?,
             batch: SpanBatch::new(&setup.resource),
         })
     }
@@ -365,12 +391,19 @@ mod tests {
 
     #[test]
     fn endpoints_become_the_url_each_protocol_posts_to() {
-        let http = Collector::new(&settings(OtlpProtocol::HttpProtobuf, None)).unwrap();
+        let http = Collector::new(
+            &settings(OtlpProtocol::HttpProtobuf, None),
+            OtlpService::Traces,
+        )
+        .unwrap();
         assert_eq!(http.uri, "http://localhost:4318/v1/traces");
         assert_eq!(http.headers["content-type"], "application/x-protobuf");
         assert!(http.headers["api-key"].is_sensitive());
-        let grpc =
-            Collector::new(&settings(OtlpProtocol::Grpc, Some("http://otel:4317/"))).unwrap();
+        let grpc = Collector::new(
+            &settings(OtlpProtocol::Grpc, Some("http://otel:4317/")),
+            OtlpService::Traces,
+        )
+        .unwrap();
         assert_eq!(
             grpc.uri,
             "http://otel:4317/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -386,9 +419,12 @@ mod tests {
             ("ftp://collector:21", "http://"),
             ("not a url", "not a URL"),
         ] {
-            let err = Collector::new(&settings(OtlpProtocol::HttpProtobuf, Some(endpoint)))
-                .err()
-                .unwrap_or_else(|| panic!("{endpoint} accepted"));
+            let err = Collector::new(
+                &settings(OtlpProtocol::HttpProtobuf, Some(endpoint)),
+                OtlpService::Traces,
+            )
+            .err()
+            .unwrap_or_else(|| panic!("{endpoint} accepted"));
             assert!(err.contains(reason) && err.contains(endpoint), "{err}");
         }
     }

@@ -9,6 +9,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
+use axum::response::IntoResponse;
+
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -489,7 +491,13 @@ async fn choosy_receiver(
             async move {
                 let call = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 if !take(call) {
-                    return (http::StatusCode::SERVICE_UNAVAILABLE, Vec::new());
+                    // A collector shedding load: 503, and the pause it asks for.
+                    return (
+                        http::StatusCode::SERVICE_UNAVAILABLE,
+                        [("retry-after", "1")],
+                        Vec::new(),
+                    )
+                        .into_response();
                 }
                 exports
                     .0
@@ -500,6 +508,7 @@ async fn choosy_receiver(
                     http::StatusCode::OK,
                     ExportMetricsServiceResponse::default().encode_to_vec(),
                 )
+                    .into_response()
             }
         }),
     );
@@ -508,8 +517,8 @@ async fn choosy_receiver(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delta_requests_refused_midway_are_tried_again_and_never_counted_twice() {
-    // The second request of the first export is refused once: tried again, taken; the
-    // export is whole.
+    // The second request of the first export is refused once, with `Retry-After: 1`: tried
+    // again after the pause asked for, taken; the export is whole.
     let exports = Exports::default();
     let endpoint = choosy_receiver(exports.clone(), |call| call != 1).await;
     let obs = pushing(
@@ -527,7 +536,13 @@ async fn delta_requests_refused_midway_are_tried_again_and_never_counted_twice()
     for route in &routes {
         get_with(&format!("http://{app}{route}"), &[]).await;
     }
+    let flushing = Instant::now();
     assert!(obs.flush_metrics(Duration::from_secs(10)));
+    assert!(
+        flushing.elapsed() >= Duration::from_secs(1),
+        "the collector's Retry-After was honoured: {:?}",
+        flushing.elapsed()
+    );
     let all = exports.all();
     assert!(all.len() > 1);
     same(&pushed_in(&all), &scraped(admin, &routes).await);
