@@ -2,8 +2,7 @@
 //! `prometheus_client`, installed by `scripts/test-all.sh`).
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -44,20 +43,7 @@ json.dump(out, sys.stdout)
 
 /// Parses `text` with `prometheus_client.openmetrics.parser`; panics with its error.
 fn parse_openmetrics(text: &str) -> Vec<ParsedFamily> {
-    let mut child = Command::new("python3")
-        .args(["-c", PARSE])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs (scripts/test-all.sh installs it)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = processes::run_with_input(Command::new("python3").args(["-c", PARSE]), text);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !stderr.contains("No module named 'prometheus_client'"),

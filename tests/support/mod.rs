@@ -157,22 +157,8 @@ pub use memory::rss_bytes;
 
 /// Runs `promtool check metrics` on an exposition; returns what it printed (empty: clean).
 pub fn promtool_check_metrics(text: &str) -> String {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(tool("promtool", "prometheus"))
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut promtool = std::process::Command::new(tool("promtool", "prometheus"));
+    let out = processes::run_with_input(promtool.args(["check", "metrics"]), text);
     let printed = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
